@@ -1,0 +1,3 @@
+"""dataengine: a self-hosted data engine for computer-vision teams that learn from video."""
+
+__version__ = "0.1.0"

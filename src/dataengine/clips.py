@@ -1,0 +1,137 @@
+"""The clip folder contract (ARCHITECTURE §3): ids, keys, ``meta.json`` and reading sampled frames.
+
+``clips/{clip_id}/clip.mp4``, ``clips/{clip_id}/frames/{index:06d}.jpg`` and ``clips/{clip_id}/meta.json``,
+where ``index`` is the frame number within the clip (0 is the clip's first source frame).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from dataengine.errors import FormatError
+from dataengine.storage import ObjectStore
+
+META_SCHEMA = "dataengine.clip-meta/1"
+CLIP_ID_PATTERN = re.compile(r"^[0-9a-f]{16}-[0-9]{7}$")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm", ".ts")
+
+
+def video_id_for(sha256: str) -> str:
+    """A video's id: the first 16 hex digits of its sha256."""
+    return sha256[:16]
+
+
+def clip_id_for(video_id: str, start_frame: int) -> str:
+    """A clip's id: ``{video_id}-{start_frame:07d}``."""
+    return f"{video_id}-{start_frame:07d}"
+
+
+def clip_prefix(clip_id: str) -> str:
+    """The folder key of a clip."""
+    return f"clips/{clip_id}"
+
+
+def video_key(clip_id: str) -> str:
+    """The key of the clip's video."""
+    return f"clips/{clip_id}/clip.mp4"
+
+
+def meta_key(clip_id: str) -> str:
+    """The key of the clip's ``meta.json``."""
+    return f"clips/{clip_id}/meta.json"
+
+
+def frame_name(index: int) -> str:
+    """The frame image's path relative to the clip folder, as annotation files record it."""
+    return f"frames/{index:06d}.jpg"
+
+
+def frame_key(clip_id: str, index: int) -> str:
+    """The key of a sampled frame."""
+    return f"clips/{clip_id}/{frame_name(index)}"
+
+
+@dataclass(slots=True)
+class ClipMeta:
+    """The content of ``meta.json``. ``end_frame`` is exclusive; times are seconds in the source video."""
+
+    clip_id: str
+    video_id: str
+    source_uri: str
+    start_frame: int
+    end_frame: int
+    start_time: float
+    end_time: float
+    fps: float
+    width: int
+    height: int
+    sampled: list[int]
+    camera: str | None = None
+    recorded_at: str | None = None
+    encoding: str = "reencode"
+    #: Timestamp in seconds (source timeline) of every clip frame 0..n_frames-1.
+    frame_times: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of source frames the clip covers."""
+        return self.end_frame - self.start_frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with the schema tag."""
+        return {"schema": META_SCHEMA, **asdict(self), "n_frames": self.n_frames}
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, source_name: str = "meta.json") -> ClipMeta:
+        """Parse ``meta.json``; a missing field or another schema is a :class:`FormatError`."""
+        if not isinstance(doc, dict) or doc.get("schema") != META_SCHEMA:
+            raise FormatError(f"{source_name}: not a {META_SCHEMA} document")
+        names = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls) if f.name not in doc and f.name not in _OPTIONAL_META]
+        if missing:
+            raise FormatError(f"{source_name}: missing fields {missing}")
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+_OPTIONAL_META = {"camera", "recorded_at", "encoding", "frame_times", "extra"}
+
+
+def write_meta(store: ObjectStore, meta: ClipMeta) -> None:
+    """Write a clip's ``meta.json`` atomically."""
+    store.write_json(meta_key(meta.clip_id), meta.to_dict())
+
+
+def read_meta(store: ObjectStore, clip_id: str) -> ClipMeta:
+    """Read and check a clip's ``meta.json``."""
+    key = meta_key(clip_id)
+    return ClipMeta.from_dict(store.read_json(key), source_name=store.uri(key))
+
+
+def decode_jpeg(data: bytes, *, source_name: str) -> NDArray[np.uint8]:
+    """An RGB ``uint8`` array of shape (height, width, 3) from JPEG bytes."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{source_name}: not a readable image: {exc}") from exc
+
+
+def read_frame(store: ObjectStore, clip_id: str, index: int) -> NDArray[np.uint8]:
+    """A sampled frame of a clip as RGB ``uint8`` (height, width, 3)."""
+    key = frame_key(clip_id, index)
+    return decode_jpeg(store.read_bytes(key), source_name=store.uri(key))
+
+
+def encode_jpeg(rgb: NDArray[np.uint8], *, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB ``uint8`` frame."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

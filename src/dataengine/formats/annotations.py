@@ -1,0 +1,255 @@
+"""The clip annotation format ``dataengine.clip-annotations/1``: types, validation and (de)serialisation."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal, cast
+
+import jsonschema
+
+from dataengine.errors import AnnotationValidationError
+
+SCHEMA_ID = "dataengine.clip-annotations/1"
+Source = Literal["autolabel", "review", "import", "synthetic"]
+Origin = Literal["detector", "ensemble", "interpolated", "human", "synthetic"]
+#: Sources whose labels a person (or, for synthetic data, the renderer) vouches for: training uses them.
+TRUSTED_SOURCES: tuple[Source, ...] = ("review", "import", "synthetic")
+_SCORED_ORIGINS = ("detector", "ensemble")
+_UNSCORED_ORIGINS = ("human", "synthetic")
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """One labelled box; ``xyxy`` is in absolute pixels of the frame image."""
+
+    label: str
+    xyxy: tuple[float, float, float, float]
+    track: int | None = None
+    score: float | None = None
+    origin: Origin = "detector"
+
+    @property
+    def area(self) -> float:
+        """Area in square pixels."""
+        x1, y1, x2, y2 = self.xyxy
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the box."""
+        return {
+            "track": self.track,
+            "label": self.label,
+            "xyxy": [float(v) for v in self.xyxy],
+            "score": None if self.score is None else float(self.score),
+            "origin": self.origin,
+        }
+
+
+@dataclass(slots=True)
+class Frame:
+    """The labels of one frame; an empty ``boxes`` list is a labelled negative."""
+
+    index: int
+    image: str
+    width: int
+    height: int
+    boxes: list[Box] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the frame."""
+        return {
+            "index": self.index,
+            "image": self.image,
+            "width": self.width,
+            "height": self.height,
+            "boxes": [box.to_dict() for box in self.boxes],
+        }
+
+
+@dataclass(slots=True)
+class ClipAnnotations:
+    """One version of one clip's labels."""
+
+    clip_id: str
+    version: int
+    source: Source
+    classes: list[str]
+    frames: list[Frame]
+    parent_version: int | None = None
+    producer: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=lambda: utc_now_iso())
+
+    @property
+    def n_boxes(self) -> int:
+        """Number of boxes over all frames."""
+        return sum(len(frame.boxes) for frame in self.frames)
+
+    def frame(self, index: int) -> Frame | None:
+        """The frame with clip frame number ``index``, if it is labelled."""
+        for frame in self.frames:
+            if frame.index == index:
+                return frame
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document, frames in index order."""
+        return {
+            "schema": SCHEMA_ID,
+            "clip_id": self.clip_id,
+            "version": self.version,
+            "parent_version": self.parent_version,
+            "source": self.source,
+            "producer": self.producer,
+            "classes": list(self.classes),
+            "frames": [f.to_dict() for f in sorted(self.frames, key=lambda f: f.index)],
+            "created_at": self.created_at,
+        }
+
+    def to_json_bytes(self) -> bytes:
+        """Canonical serialisation: the same labels always give the same bytes."""
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, source_name: str = "<document>") -> ClipAnnotations:
+        """Validate ``doc`` and build the typed form; raises :class:`AnnotationValidationError`."""
+        validate_document(doc, source_name=source_name)
+        frames = [
+            Frame(
+                index=f["index"],
+                image=f["image"],
+                width=f["width"],
+                height=f["height"],
+                boxes=[
+                    Box(
+                        label=b["label"],
+                        xyxy=cast(tuple[float, float, float, float], tuple(float(v) for v in b["xyxy"])),
+                        track=b["track"],
+                        score=b["score"],
+                        origin=b["origin"],
+                    )
+                    for b in f["boxes"]
+                ],
+            )
+            for f in doc["frames"]
+        ]
+        return cls(
+            clip_id=doc["clip_id"],
+            version=doc["version"],
+            parent_version=doc["parent_version"],
+            source=doc["source"],
+            producer=dict(doc["producer"]),
+            classes=list(doc["classes"]),
+            frames=frames,
+            created_at=doc["created_at"],
+        )
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes, *, source_name: str = "<bytes>") -> ClipAnnotations:
+        """Parse and validate a serialised document."""
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AnnotationValidationError(source_name, "$", f"not valid JSON: {exc}") from exc
+        return cls.from_dict(doc, source_name=source_name)
+
+
+def utc_now_iso() -> str:
+    """The current UTC time as ISO 8601 with a ``Z`` suffix, to the second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@functools.cache
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``dataengine.clip-annotations/1``."""
+    text = resources.files("dataengine.formats").joinpath("schemas/clip-annotations-1.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        json_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _json_path(parts: Any) -> str:
+    path = "$"
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def validate_document(doc: Any, *, source_name: str = "<document>") -> None:
+    """Check ``doc`` against the JSON Schema and the rules it cannot express.
+
+    Raises :class:`AnnotationValidationError` naming ``source_name`` and the first failing field.
+    """
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        first = errors[0]
+        raise AnnotationValidationError(source_name, _json_path(first.absolute_path), first.message)
+    _check_semantics(doc, source_name)
+
+
+def _check_semantics(doc: dict[str, Any], source_name: str) -> None:
+    parent = doc["parent_version"]
+    if parent is not None and parent >= doc["version"]:
+        raise AnnotationValidationError(
+            source_name, "$.parent_version", f"{parent} is not older than version {doc['version']}"
+        )
+    classes = set(doc["classes"])
+    seen: set[int] = set()
+    for i, frame in enumerate(doc["frames"]):
+        if frame["index"] in seen:
+            raise AnnotationValidationError(
+                source_name, f"$.frames[{i}].index", f"frame {frame['index']} is listed twice"
+            )
+        seen.add(frame["index"])
+        for j, box in enumerate(frame["boxes"]):
+            _check_box(box, frame, classes, f"$.frames[{i}].boxes[{j}]", source_name)
+
+
+def _check_box(
+    box: dict[str, Any], frame: dict[str, Any], classes: set[str], where: str, source_name: str
+) -> None:
+    if box["label"] not in classes:
+        raise AnnotationValidationError(
+            source_name,
+            f"{where}.label",
+            f"{box['label']!r} is not one of the classes {sorted(classes)}",
+        )
+    x1, y1, x2, y2 = box["xyxy"]
+    width, height = frame["width"], frame["height"]
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise AnnotationValidationError(source_name, f"{where}.xyxy", f"{box['xyxy']} is not finite")
+    if not (x1 < x2 and y1 < y2):
+        raise AnnotationValidationError(
+            source_name,
+            f"{where}.xyxy",
+            f"{box['xyxy']} is empty or inverted: need x1 < x2 and y1 < y2",
+        )
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise AnnotationValidationError(
+            source_name,
+            f"{where}.xyxy",
+            f"{box['xyxy']} lies outside the {width}x{height} frame",
+        )
+    origin, score = box["origin"], box["score"]
+    if origin in _SCORED_ORIGINS and score is None:
+        raise AnnotationValidationError(source_name, f"{where}.score", f"a {origin} box needs a score")
+    if origin in _UNSCORED_ORIGINS and score is not None:
+        raise AnnotationValidationError(
+            source_name, f"{where}.score", f"a {origin} box has score null, got {score}"
+        )

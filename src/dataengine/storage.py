@@ -1,0 +1,261 @@
+"""Object storage over fsspec (``file://``, ``s3://``, ``memory://``) with atomic writes.
+
+Keys are ``/``-separated paths relative to the store's root URL, e.g. ``clips/abc-0000000/meta.json``.
+A write is never visible half-done: local files are written to a hidden temporary name in the same
+folder and renamed into place; S3 and memory objects appear with a single PUT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import fsspec
+
+from dataengine.errors import (
+    ObjectExistsError,
+    ObjectNotFoundError,
+    RetryableStorageError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from dataengine.config import Settings
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _check_key(key: str) -> str:
+    key = key.strip("/")
+    if not key or any(part in ("", ".", "..") for part in key.split("/")):
+        raise StorageError(f"invalid storage key {key!r}: use a relative path without '.' or '..'")
+    return key
+
+
+def _translate(exc: Exception, what: str) -> StorageError:
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFoundError(f"{what}: no such object")
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return RetryableStorageError(f"{what}: {exc}")
+    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class ObjectStore:
+    """One bucket or folder, addressed by keys."""
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        protocol, _, rest = url.partition("://")
+        if not rest:
+            raise StorageError(f"storage URL {url!r} needs a scheme: file://, s3:// or memory://")
+        if protocol == "file":
+            # Resolve relative folders once, so every URI recorded in lineage is absolute.
+            rest = str(Path(rest).expanduser().resolve())
+            url = f"file://{rest}"
+        self.protocol = protocol
+        self.url = url.rstrip("/")
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
+        except (ImportError, ValueError) as exc:
+            raise StorageError(f"cannot open storage {self.url}: {exc}") from exc
+        self.root = root.rstrip("/")
+        if protocol == "file":
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObjectStore:
+        """The store named by ``settings.storage_url``."""
+        return cls(settings.storage_url, **settings.storage_options)
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.url!r})"
+
+    # Addressing -----------------------------------------------------------------------------
+
+    def uri(self, key: str) -> str:
+        """The full URI of ``key``."""
+        return f"{self.url}/{_check_key(key)}"
+
+    def key_of(self, uri: str) -> str:
+        """The key of a URI inside this store."""
+        prefix = self.url + "/"
+        if not uri.startswith(prefix):
+            raise StorageError(f"{uri} is not inside the store {self.url}")
+        return _check_key(uri[len(prefix) :])
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{_check_key(key)}"
+
+    # Reading --------------------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key``."""
+        try:
+            return bool(self.fs.isfile(self._path(key)))
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object at ``key``."""
+        try:
+            data: bytes = self.fs.cat_file(self._path(key))
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+        return data
+
+    def read_text(self, key: str) -> str:
+        """The object at ``key`` decoded as UTF-8."""
+        return self.read_bytes(key).decode("utf-8")
+
+    def read_json(self, key: str) -> Any:
+        """The object at ``key`` parsed as JSON."""
+        raw = self.read_bytes(key)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise StorageError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[IO[bytes]]:
+        """A binary file object for streaming reads of ``key``."""
+        try:
+            handle = self.fs.open(self._path(key), "rb")
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+        with handle:
+            yield handle
+
+    def list(self, prefix: str = "", *, suffix: str = "") -> list[str]:
+        """Keys under ``prefix`` (recursive), sorted, ending in ``suffix``."""
+        base = f"{self.root}/{prefix.strip('/')}" if prefix.strip("/") else self.root
+        try:
+            self.fs.invalidate_cache()
+            if not self.fs.exists(base):
+                return []
+            paths = self.fs.find(base)
+        except Exception as exc:
+            raise _translate(exc, f"{self.url}/{prefix}") from exc
+        keys = []
+        for path in paths:
+            rel = str(path)[len(self.root) + 1 :] if str(path).startswith(self.root) else str(path)
+            name = rel.rsplit("/", 1)[-1]
+            if name.startswith(_TMP_PREFIX) or not rel.endswith(suffix):
+                continue
+            keys.append(rel)
+        return sorted(keys)
+
+    def get_file(self, key: str, local_path: str | Path) -> None:
+        """Download ``key`` to ``local_path``."""
+        try:
+            self.fs.get_file(self._path(key), str(local_path))
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+
+    @contextlib.contextmanager
+    def local_path(self, key: str) -> Iterator[Path]:
+        """A local file with the content of ``key``: the file itself on ``file://``, else a temp copy."""
+        if self.protocol == "file":
+            path = Path(self._path(key))
+            if not path.is_file():
+                raise ObjectNotFoundError(f"{self.uri(key)}: no such object")
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="dataengine-") as tmp:
+            target = Path(tmp) / key.rsplit("/", 1)[-1]
+            self.get_file(key, target)
+            yield target
+
+    # Writing --------------------------------------------------------------------------------
+
+    def write_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> bool:
+        """Write ``data`` to ``key`` atomically.
+
+        With ``exclusive=True`` an existing object is never replaced: writing the same bytes again is
+        a no-op that returns ``False``, and different bytes raise :class:`ObjectExistsError`.
+        Returns ``True`` when the object was written.
+        """
+        path = self._path(key)
+        if exclusive and self.exists(key):
+            if self.read_bytes(key) == data:
+                return False
+            raise ObjectExistsError(
+                f"{self.uri(key)} already exists with other content; it is immutable, write a new key"
+            )
+        try:
+            if self.protocol == "file":
+                self._write_local(Path(path), data, exclusive=exclusive)
+            else:
+                self.fs.pipe_file(path, data)
+        except (ObjectExistsError, StorageError):
+            raise
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+        return True
+
+    def _write_local(self, path: Path, data: bytes, *, exclusive: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if exclusive:
+                # link() fails if the target appeared meanwhile: no other writer can be overwritten.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError as exc:
+                    if path.read_bytes() != data:
+                        raise ObjectExistsError(f"{path} already exists with other content") from exc
+            else:
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_text(self, key: str, text: str, *, exclusive: bool = False) -> bool:
+        """Write ``text`` as UTF-8 to ``key`` atomically."""
+        return self.write_bytes(key, text.encode("utf-8"), exclusive=exclusive)
+
+    def write_json(self, key: str, value: Any, *, exclusive: bool = False) -> bool:
+        """Write ``value`` as indented, key-sorted JSON to ``key`` atomically."""
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        return self.write_text(key, text, exclusive=exclusive)
+
+    def put_file(self, local_path: str | Path, key: str) -> None:
+        """Upload a local file to ``key`` atomically."""
+        path = self._path(key)
+        try:
+            if self.protocol == "file":
+                target = Path(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{target.name}"
+                try:
+                    shutil.copyfile(local_path, tmp)
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                self.fs.put_file(str(local_path), path)
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+        try:
+            if self.exists(key):
+                self.fs.rm_file(self._path(key))
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under ``prefix``; returns how many were removed."""
+        keys = self.list(prefix)
+        for key in keys:
+            self.delete(key)
+        return len(keys)

@@ -1,0 +1,92 @@
+"""Model checkpoints in object storage: ``models/{model_id}/model.pt``, ``config.json``, ``metrics.json``."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from torch import nn
+
+from dataengine.errors import ModelError, StorageError
+from dataengine.storage import ObjectStore
+from dataengine.vision.detectors import build_detector
+from dataengine.vision.inference import Detector, pick_device
+
+CHECKPOINT_FORMAT = "dataengine.checkpoint/1"
+
+
+def model_prefix(model_id: str) -> str:
+    """The folder key of a model."""
+    return f"models/{model_id}"
+
+
+def checkpoint_key(model_id: str) -> str:
+    """The key of a model's weights."""
+    return f"models/{model_id}/model.pt"
+
+
+def save_checkpoint(
+    store: ObjectStore,
+    model_id: str,
+    *,
+    model: nn.Module,
+    arch: str,
+    classes: list[str],
+    min_size: int,
+    max_size: int,
+    train_args: dict[str, Any] | None = None,
+) -> str:
+    """Write weights and ``config.json`` (everything needed to rebuild the model); returns the weights URI."""
+    config = {
+        "format": CHECKPOINT_FORMAT,
+        "model_id": model_id,
+        "arch": arch,
+        "classes": list(classes),
+        "min_size": min_size,
+        "max_size": max_size,
+        "train_args": train_args or {},
+    }
+    buffer = io.BytesIO()
+    # The run's arguments travel inside the weights file too, so a lone model.pt is self-describing.
+    torch.save({"config": config, "state_dict": model.state_dict()}, buffer)
+    store.write_bytes(checkpoint_key(model_id), buffer.getvalue())
+    store.write_json(f"{model_prefix(model_id)}/config.json", config)
+    return store.uri(checkpoint_key(model_id))
+
+
+def load_checkpoint(store: ObjectStore, model_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(config, state_dict)`` of a stored model."""
+    key = checkpoint_key(model_id)
+    try:
+        data = store.read_bytes(key)
+    except StorageError as exc:
+        raise ModelError(f"model {model_id}: cannot read its weights at {store.uri(key)}: {exc}") from exc
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{store.uri(key)} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("config", {}).get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{store.uri(key)} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return payload["config"], payload["state_dict"]
+
+
+def build_from_config(config: dict[str, Any]) -> nn.Module:
+    """An untrained model with the architecture a checkpoint config describes."""
+    return build_detector(
+        config["arch"],
+        num_classes=len(config["classes"]),
+        min_size=int(config["min_size"]),
+        max_size=int(config["max_size"]),
+    )
+
+
+def load_detector(store: ObjectStore, model_id: str, *, device: str = "auto") -> Detector:
+    """A stored model, ready for inference on ``device``."""
+    config, state_dict = load_checkpoint(store, model_id)
+    model = build_from_config(config)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise ModelError(f"model {model_id}: weights do not fit arch {config['arch']}: {exc}") from exc
+    return Detector(model, classes=config["classes"], model_id=model_id, device=pick_device(device))
