@@ -53,6 +53,12 @@ class LineageError(DataEngineError):
     """The lineage database refused an operation or is inconsistent with it."""
 
 
+class RetryableLineageError(LineageError):
+    """The lineage database is unreachable or busy; the caller may retry."""
+
+    retryable = True
+
+
 class NotFoundError(LineageError):
     """A clip, video, dataset or model id is unknown."""
 
@@ -83,3 +89,7 @@ class TrainingError(DataEngineError):
 
 class ReviewError(DataEngineError):
     """The review platform refused an export or an import."""
+
+
+class EmptyDatasetError(TrainingError):
+    """No clip qualifies for a dataset snapshot, or a split has no frames to train or evaluate on."""

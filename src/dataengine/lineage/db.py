@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dataengine.errors import LineageError, RetryableStorageError
+from dataengine.errors import LineageError, RetryableLineageError
 
 HEAD_REVISION = "0001"
 
@@ -47,6 +47,19 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+_TRANSIENT_MARKERS = ("database is locked", "could not connect", "connection refused", "server closed")
+
+
+def _operational_error(database: Database, exc: OperationalError) -> LineageError:
+    message = str(exc.orig)
+    if exc.connection_invalidated or any(marker in message.lower() for marker in _TRANSIENT_MARKERS):
+        return RetryableLineageError(f"lineage database {database!r} is unavailable: {message}")
+    return LineageError(
+        f"lineage database {database!r} refused the operation: {message}; "
+        "if a table is missing, run `dataengine init` to migrate it"
+    )
+
+
 class Database:
     """The lineage database: an engine, a session factory and the migrations."""
 
@@ -67,7 +80,7 @@ class Database:
             session.commit()
         except OperationalError as exc:
             session.rollback()
-            raise RetryableStorageError(f"lineage database {self!r} is unavailable: {exc}") from exc
+            raise _operational_error(self, exc) from exc
         except BaseException:
             session.rollback()
             raise

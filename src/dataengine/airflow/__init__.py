@@ -1,0 +1,1 @@
+"""The Airflow layer: assets and operators. The only package of dataengine that imports airflow."""

@@ -1,0 +1,306 @@
+"""Airflow operators: each one holds a task's parameters and calls one stage's Python API.
+
+Heavy imports (torch, av, the stages) happen inside ``execute``: Airflow parses DAG files constantly.
+XCom carries ids, counts and URIs, never frames. Every stage call is idempotent, so retries are safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context as AirflowContext
+
+    from dataengine.context import Context
+
+
+def airflow_run_id(context: AirflowContext) -> str:
+    """``dag_id/run_id/task_id[map_index]``: the run id written into lineage events."""
+    ti = context["ti"]
+    run_id = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
+    map_index = getattr(ti, "map_index", -1)
+    return f"{run_id}[{map_index}]" if map_index is not None and map_index >= 0 else run_id
+
+
+def batches(items: Sequence[str], size: int) -> list[list[str]]:
+    """``items`` in consecutive batches of at most ``size``: the unit of dynamic task mapping."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+class StageOperator(BaseOperator):
+    """Base: opens a dataengine Context for the task and maps our errors onto Airflow's."""
+
+    ui_color = "#e8f1fb"
+
+    def execute(self, context: AirflowContext) -> Any:
+        from dataengine.context import Context
+        from dataengine.errors import DataEngineError
+
+        ctx = Context.create(run_id=airflow_run_id(context), actor="airflow")
+        try:
+            return self.run_stage(ctx, context)
+        except DataEngineError as exc:
+            if exc.retryable:
+                raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
+            # Bad input or a broken contract: retrying the same call cannot help.
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            ctx.close()
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> Any:
+        """The task's work; returns the XCom value."""
+        raise NotImplementedError
+
+
+class DiscoverVideosOperator(StageOperator):
+    """Lists new landing videos in batches for the mapped ingest tasks; skips when there are none."""
+
+    def __init__(self, *, batch_size: int = 8, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_size = batch_size
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> list[list[str]]:
+        from dataengine.ingest import discover
+
+        keys = discover(ctx)
+        self.log.info("%d new video(s) in %s", len(keys), ctx.store.uri(ctx.settings.landing_prefix))
+        if not keys:
+            raise AirflowSkipException("no new videos in landing/")
+        return batches(keys, self.batch_size)
+
+
+class IngestOperator(StageOperator):
+    """Ingests a batch of videos (store keys); returns the report's counts."""
+
+    template_fields: Sequence[str] = ("inputs",)
+
+    def __init__(self, *, inputs: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inputs = inputs
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.ingest import ingest
+
+        report = ingest(ctx, self.inputs)
+        self.log.info("%s", report.summary())
+        return {
+            "videos": len(report.videos),
+            "clips": len(report.clips),
+            "quarantined": len(report.quarantined),
+        }
+
+
+class AnnounceOperator(StageOperator):
+    """Sums a count over upstream results; skips (so its outlets emit no Asset event) when it is zero."""
+
+    template_fields: Sequence[str] = ("results",)
+
+    def __init__(self, *, results: Any, count_key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+        self.count_key = count_key
+
+    def execute(self, context: AirflowContext) -> int:
+        results = self.results if isinstance(self.results, list) else [self.results]
+        total = sum(int(r.get(self.count_key, 0)) for r in results if isinstance(r, dict))
+        self.log.info("%s: %d", self.count_key, total)
+        if total == 0:
+            raise AirflowSkipException(f"no new {self.count_key}: nothing to announce downstream")
+        return total
+
+
+class TriggersOperator(StageOperator):
+    """Scores new clips with the data triggers and selects under the budget."""
+
+    def __init__(
+        self, *, budget_fraction: float | None = None, budget_count: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.budget_fraction = budget_fraction
+        self.budget_count = budget_count
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.triggers import run_triggers
+
+        report = run_triggers(ctx, budget_fraction=self.budget_fraction, budget_count=self.budget_count)
+        self.log.info("%s", report.summary())
+        return {
+            "scored": len(report.scored),
+            "selected": len(report.selected),
+            "rejected": len(report.rejected),
+            "skipped_triggers": report.skipped_triggers,
+        }
+
+
+class ListClipsOperator(StageOperator):
+    """Lists clips in a stage, in batches for mapped tasks; skips when there are none."""
+
+    def __init__(self, *, stage: str, batch_size: int = 64, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.batch_size = batch_size
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> list[list[str]]:
+        from dataengine.lineage import repository as repo
+
+        with ctx.db.session() as session:
+            clip_ids = [clip.id for clip in repo.list_clips(session, stage=self.stage)]
+        self.log.info("%d clip(s) in stage %s", len(clip_ids), self.stage)
+        if not clip_ids:
+            raise AirflowSkipException(f"no clips in stage {self.stage}")
+        return batches(clip_ids, self.batch_size)
+
+
+class AutolabelOperator(StageOperator):
+    """Autolabels a batch of selected clips with the promoted model."""
+
+    template_fields: Sequence[str] = ("clip_ids",)
+
+    def __init__(self, *, clip_ids: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clip_ids = clip_ids
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.autolabel import autolabel
+
+        report = autolabel(ctx, clip_ids=self.clip_ids)
+        self.log.info("%s", report.summary())
+        return {"clips": len(report.clips), "boxes": report.n_boxes, "model_id": report.model_id}
+
+
+class ReviewExportOperator(StageOperator):
+    """Pushes autolabelled clips and their pre-labels to the review platform."""
+
+    def __init__(self, *, platform: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.platform = platform
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.review import export_for_review
+
+        report = export_for_review(ctx, platform=self.platform)
+        self.log.info("%s", report.summary())
+        return {"exported": len(report.exported), "platform": report.platform}
+
+
+class ReviewImportOperator(StageOperator):
+    """Pulls completed reviews and writes them as new annotation versions.
+
+    The ``simulate_review`` DAG param (or ``DATAENGINE_REVIEW_SIMULATE``) first runs the review
+    simulation, which corrects autolabels from synthetic ground truth: for demos and tests only.
+    """
+
+    def __init__(self, *, platform: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.platform = platform
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.review import import_reviews
+
+        params = context.get("params") or {}
+        simulate = bool(params.get("simulate_review", False)) or ctx.settings.review_simulate
+        report = import_reviews(ctx, platform=self.platform, simulate=simulate)
+        self.log.info("%s", report.summary())
+        if not report.imported and not report.failed:
+            raise AirflowSkipException("no completed reviews to import")
+        return {
+            "imported": len(report.imported),
+            "boxes_changed": report.boxes_changed,
+            "failed": len(report.failed),
+            "simulated": report.simulated,
+        }
+
+
+class BuildDatasetOperator(StageOperator):
+    """Snapshots the reviewed clips as a new dataset version; returns ``name@version``."""
+
+    def __init__(self, *, dataset_name: str = "default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_name = dataset_name
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> str:
+        from dataengine.training import build_dataset
+
+        params = context.get("params") or {}
+        ref = build_dataset(ctx, name=str(params.get("dataset_name") or self.dataset_name))
+        self.log.info(
+            "dataset %s: %d clips (%d train, %d val), %s",
+            ref.dataset_id,
+            ref.n_clips,
+            ref.n_train,
+            ref.n_val,
+            "new" if ref.created else "unchanged",
+        )
+        return ref.dataset_id
+
+
+class TrainOperator(StageOperator):
+    """Trains a detector with torchrun DDP on a dataset version; returns the model id."""
+
+    template_fields: Sequence[str] = ("dataset",)
+
+    def __init__(self, *, dataset: str | None = None, nproc: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.nproc = nproc
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> str:
+        from dataengine.training import train
+
+        params = context.get("params") or {}
+        nproc = params.get("nproc") or self.nproc
+        result = train(ctx, dataset=self.dataset, nproc=int(nproc) if nproc else None)
+        self.log.info(
+            "model %s on %s (%s)",
+            result.model_id,
+            result.dataset_id,
+            "trained" if result.created else "exists",
+        )
+        return result.model_id
+
+
+class EvaluateOperator(StageOperator):
+    """Evaluates a model on the held-out split of a dataset; returns its metrics."""
+
+    template_fields: Sequence[str] = ("model_id", "dataset")
+
+    def __init__(self, *, model_id: str, dataset: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_id = model_id
+        self.dataset = dataset
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, float]:
+        from dataengine.training import evaluate
+
+        metrics = evaluate(ctx, model_id=self.model_id, dataset=self.dataset)
+        self.log.info("model %s: %s", self.model_id, metrics)
+        return metrics
+
+
+class PromoteOperator(StageOperator):
+    """Promotes the model when it beats the promoted one on the same held-out set."""
+
+    template_fields: Sequence[str] = ("model_id",)
+
+    def __init__(self, *, model_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_id = model_id
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.training import promote_if_better
+
+        decision = promote_if_better(ctx, model_id=self.model_id)
+        self.log.info("%s", decision.reason)
+        return {
+            "model_id": decision.model_id,
+            "promoted": decision.promoted,
+            "new_map": decision.new_map,
+            "previous_model_id": decision.previous_model_id,
+            "previous_map": decision.previous_map,
+        }

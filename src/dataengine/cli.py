@@ -1,0 +1,384 @@
+"""``dataengine``: every stage of the loop from the command line, without Airflow.
+
+Each command prints a short human summary, or JSON with ``--json``. It exits 1 when it could do nothing
+it was asked to do and 2 on bad usage; a partial success (some inputs quarantined) exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from dataengine.context import Context
+from dataengine.errors import DataEngineError
+
+app = typer.Typer(
+    name="dataengine",
+    help="A self-hosted data engine for computer vision teams that learn from video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+review_app = typer.Typer(help="Send clips to review and bring reviewed labels back.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Versioned dataset snapshots.", no_args_is_help=True)
+clip_app = typer.Typer(help="One clip.", no_args_is_help=True)
+clips_app = typer.Typer(help="Many clips.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Inputs that were refused, and why.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(clip_app, name="clip")
+app.add_typer(clips_app, name="clips")
+app.add_typer(quarantine_app, name="quarantine")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _context() -> Iterator[Context]:
+    try:
+        ctx = Context.create()
+    except DataEngineError as exc:
+        _fail(str(exc))
+    try:
+        yield ctx
+    except DataEngineError as exc:
+        _fail(str(exc))
+    finally:
+        ctx.close()
+
+
+def _emit(value: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(value, indent=2, default=str))
+    else:
+        typer.echo(human(value))
+
+
+# Set-up --------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create the store folder and migrate the lineage database to the newest schema."""
+    with _context() as ctx:
+        revision = ctx.db.current_revision()
+        typer.echo(f"lineage database at revision {revision}; store at {ctx.store.url}")
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Counts of videos and clips per stage, quarantined inputs and models."""
+    from dataengine.lineage.reports import status_summary
+
+    with _context() as ctx, ctx.db.session() as session:
+        summary = status_summary(session)
+    _emit(summary, as_json, _status_text)
+
+
+def _status_text(summary: dict[str, Any]) -> str:
+    stages = ", ".join(f"{k} {v}" for k, v in summary["stages"].items() if v)
+    lines = [
+        f"{summary['videos']} videos, {summary['clips']} clips, {summary['quarantined']} quarantined",
+        f"stages: {stages or 'none'}",
+        f"promoted model: {summary['promoted_model'] or 'none yet'}",
+    ]
+    lines += [
+        f"  {m['id']}  {m['status']:<9}  mAP@0.5 {m['metrics'].get('map50', '-')}" for m in summary["models"]
+    ]
+    return "\n".join(lines)
+
+
+# Stages -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Files, store keys or URIs; default: new in landing/")
+    ] = None,
+    clip_seconds: Annotated[float | None, typer.Option(help="Clip length in seconds.")] = None,
+    sample_fps: Annotated[
+        float | None, typer.Option(help="Frames sampled per second; 0 = every frame.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cut videos into clips, sample frames and register everything in lineage."""
+    from dataengine.ingest import ingest as run_ingest
+
+    with _context() as ctx:
+        report = run_ingest(
+            ctx, inputs or None, clip_seconds=clip_seconds, sample_fps=sample_fps, progress=not as_json
+        )
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
+    asked = (
+        len(inputs) if inputs else len(report.videos) + len(report.quarantined) + len(report.skipped_videos)
+    )
+    if asked and not report.videos and not report.skipped_videos:
+        raise typer.Exit(1)
+
+
+@app.command()
+def triggers(
+    budget: Annotated[
+        float | None, typer.Option("--budget", help="Fraction of scored clips to select.")
+    ] = None,
+    budget_count: Annotated[
+        int | None, typer.Option("--budget-count", help="Number of clips to select.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score every ingested clip with the data triggers and select under the budget."""
+    from dataengine.triggers import run_triggers
+
+    with _context() as ctx:
+        report = run_triggers(ctx, budget_fraction=budget, budget_count=budget_count)
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
+
+
+@app.command()
+def autolabel(
+    clip: Annotated[list[str] | None, typer.Option("--clip", help="Clip id; repeat for more.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Label the selected clips (or the named ones) with the promoted model."""
+    from dataengine.autolabel import autolabel as run_autolabel
+
+    with _context() as ctx:
+        report = run_autolabel(ctx, clip_ids=clip or None)
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
+    if clip and not report.clips and not report.skipped:
+        raise typer.Exit(1)
+
+
+@review_app.command("export")
+def review_export(
+    platform: Annotated[str | None, typer.Option(help="local, encord or labelstudio.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Push autolabelled clips and their pre-labels to the review platform."""
+    from dataengine.review import export_for_review
+
+    with _context() as ctx:
+        report = export_for_review(ctx, platform=platform)
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
+
+
+@review_app.command("import")
+def review_import(
+    platform: Annotated[str | None, typer.Option(help="local, encord or labelstudio.")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A label export file (Encord: JSON list of label rows).")
+    ] = None,
+    simulate_review: Annotated[
+        bool,
+        typer.Option(
+            "--simulate-review",
+            help="SIMULATION for demos: correct open local tasks from synthetic ground truth, then import.",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pull completed reviews and write them as new annotation versions."""
+    from dataengine.review import import_reviews
+
+    with _context() as ctx:
+        kwargs: dict[str, Any] = {"platform": platform, "simulate": simulate_review}
+        if file is not None:
+            kwargs["file"] = file
+        report = import_reviews(ctx, **kwargs)
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
+    if file is not None and not report.imported:
+        raise typer.Exit(1)
+
+
+@review_app.command("report")
+def review_report(as_json: JsonFlag = False) -> None:
+    """Review tasks per platform and status, and boxes changed by reviewers."""
+    from dataengine.review import review_report as build_report
+
+    with _context() as ctx:
+        report = build_report(ctx)
+    _emit(report, as_json, lambda r: json.dumps(r, indent=2, default=str))
+
+
+@dataset_app.command("build")
+def dataset_build(
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Snapshot every reviewed clip as a new dataset version; prints NAME@VERSION last."""
+    from dataclasses import asdict
+
+    from dataengine.training import build_dataset
+
+    with _context() as ctx:
+        ref = build_dataset(ctx, name=name)
+    if as_json:
+        typer.echo(json.dumps(asdict(ref), indent=2))
+        return
+    state = "new version" if ref.created else "unchanged, same clips as"
+    typer.echo(f"{ref.n_clips} clips ({ref.n_train} train, {ref.n_val} val), {ref.n_boxes} boxes: {state}")
+    typer.echo(ref.dataset_id)
+
+
+@app.command()
+def train(
+    dataset: Annotated[
+        str | None, typer.Option(help="NAME@VERSION or NAME (latest); default: default.")
+    ] = None,
+    nproc: Annotated[int | None, typer.Option(help="DDP processes (torchrun --nproc_per_node).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Evaluate and promote if it beats the promoted model.")
+    ] = True,
+) -> None:
+    """Train a detector with torchrun DDP; prints the model id last."""
+    from dataengine.training import promote_if_better
+    from dataengine.training import train as run_train
+
+    with _context() as ctx:
+        result = run_train(ctx, dataset=dataset, nproc=nproc, epochs=epochs)
+        typer.echo(
+            f"{'trained' if result.created else 'already trained'} on {result.dataset_id} "
+            f"({result.n_train_frames} frames, {result.train_seconds:.0f} s)"
+        )
+        if promote:
+            decision = promote_if_better(ctx, model_id=result.model_id)
+            typer.echo(decision.reason)
+    typer.echo(result.model_id)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Model id.")],
+    dataset: Annotated[
+        str | None, typer.Option(help="NAME@VERSION or NAME; default: the model's dataset.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
+    as_json: JsonFlag = False,
+) -> None:
+    """COCO mAP of a model on a dataset split."""
+    from dataengine.training import evaluate as run_evaluate
+
+    with _context() as ctx:
+        metrics = run_evaluate(ctx, model_id=model, dataset=dataset, split=split)
+    _emit(
+        metrics,
+        as_json,
+        lambda m: "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()),
+    )
+
+
+# Lineage views ------------------------------------------------------------------------------------
+
+
+@clips_app.command("list")
+def clips_list(
+    stage: Annotated[str | None, typer.Option(help="Only clips in this stage.")] = None,
+    video: Annotated[str | None, typer.Option(help="Only clips of this video id.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Clips with their frame range and stage."""
+    from dataengine.lineage import repository as repo
+    from dataengine.lineage.reports import clip_to_dict
+
+    with _context() as ctx, ctx.db.session() as session:
+        rows = [clip_to_dict(c) for c in repo.list_clips(session, stage=stage, video_id=video)]
+    _emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(f"{r['clip_id']}  frames {r['start_frame']}-{r['end_frame']}  {r['stage']}" for r in rs)
+            or "no clips"
+        ),
+    )
+
+
+@clip_app.command("show")
+def clip_show(clip_id: Annotated[str, typer.Argument(help="Clip id.")], as_json: JsonFlag = False) -> None:
+    """One clip's whole history, from ingest to the datasets and models it went into."""
+    from dataengine.lineage.reports import clip_history
+
+    with _context() as ctx, ctx.db.session() as session:
+        history = clip_history(session, clip_id)
+    _emit(history, as_json, _history_text)
+
+
+def _history_text(history: dict[str, Any]) -> str:
+    clip = history["clip"]
+    lines = [
+        f"clip {clip['clip_id']}  video {clip['video_id']}  frames {clip['start_frame']}-{clip['end_frame']}"
+        f"  stage {clip['stage']}",
+        "history:",
+    ]
+    for event in history["events"]:
+        details = ", ".join(f"{k}={v}" for k, v in event["details"].items())
+        lines.append(
+            f"  {event['at'][:19]}  {event['stage']:<12} {event['status']:<8} "
+            f"{event['run_id'] or ''}  {details}"
+        )
+    if history["triggers"]:
+        lines.append(
+            "triggers: " + ", ".join(f"{t['trigger']} {t['score']:.3f}" for t in history["triggers"])
+        )
+    for ann in history["annotations"]:
+        lines.append(f"annotation v{ann['version']}: {ann['source']}, {ann['n_boxes']} boxes  {ann['uri']}")
+    for ds in history["datasets"]:
+        lines.append(f"dataset {ds['dataset_id']} ({ds['split']}, annotation v{ds['annotation_version']})")
+    return "\n".join(lines)
+
+
+@quarantine_app.command("list")
+def quarantine_list(as_json: JsonFlag = False) -> None:
+    """Every refused input and the reason."""
+    from dataengine.lineage.reports import quarantine_list as listing
+
+    with _context() as ctx, ctx.db.session() as session:
+        rows = listing(session)
+    _emit(
+        rows,
+        as_json,
+        lambda rs: "\n".join(f"{r['input']}: {r['reason']}" for r in rs) or "nothing quarantined",
+    )
+
+
+# Demo ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    rounds: Annotated[int, typer.Option(help="Rounds of the loop after the bootstrap.")] = 2,
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the demo's store, database and Airflow home.")
+    ] = Path(".dataengine/demo"),
+    through: Annotated[str, typer.Option(help="airflow (dags test) or python (the stage APIs).")] = "airflow",
+    as_json: JsonFlag = False,
+) -> None:
+    """The whole loop on synthetic video: bootstrap a model, then ROUNDS rounds through Airflow."""
+    from dataengine.demo import DemoOptions, run_demo
+
+    try:
+        result = run_demo(DemoOptions(rounds=rounds, workdir=workdir, through=through), echo=typer.echo)
+    except DataEngineError as exc:
+        _fail(str(exc))
+    _emit(result.to_dict(), as_json, lambda _: result.table())
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except DataEngineError as exc:  # errors raised outside a command's own handling
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
