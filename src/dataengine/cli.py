@@ -206,10 +206,11 @@ def review_import(
 def review_report(as_json: JsonFlag = False) -> None:
     """Review tasks per platform and status, and boxes changed by reviewers."""
     from dataengine.review import review_report as build_report
+    from dataengine.review.report import report_summary
 
     with _context() as ctx:
         report = build_report(ctx)
-    _emit(report, as_json, lambda r: json.dumps(r, indent=2, default=str))
+    _emit(report, as_json, report_summary)
 
 
 @dataset_app.command("build")

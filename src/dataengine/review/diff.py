@@ -1,0 +1,105 @@
+"""How many boxes a review changed: the rule the review reports and lineage events use.
+
+Per frame (a frame missing on one side counts as a frame with no boxes), boxes before and after the
+review are matched greedily: candidate pairs are those with IoU >= ``MATCH_IOU``; same-label pairs are
+taken before relabelled ones, and within each group the highest IoU first; each box is matched at most
+once. Then
+
+* a matched pair whose label differs is one *relabelled* box;
+* a matched pair with the same label and IoU < ``UNCHANGED_IOU`` is one *moved* box;
+* an unmatched box after the review is one *added* box, an unmatched box before it one *deleted* box.
+
+``total`` = added + deleted + moved + relabelled. Score, track id and origin are not compared: accepting
+a pre-label as it is changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from dataengine.formats import Box, ClipAnnotations
+
+#: Boxes overlapping at least this much can be the same object.
+MATCH_IOU = 0.5
+#: A matched box overlapping its original at least this much has not moved.
+UNCHANGED_IOU = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class BoxChanges:
+    """Boxes added, deleted, moved and relabelled by a review."""
+
+    added: int = 0
+    deleted: int = 0
+    moved: int = 0
+    relabelled: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every changed box, each counted once."""
+        return self.added + self.deleted + self.moved + self.relabelled
+
+    def __add__(self, other: BoxChanges) -> BoxChanges:
+        return BoxChanges(
+            added=self.added + other.added,
+            deleted=self.deleted + other.deleted,
+            moved=self.moved + other.moved,
+            relabelled=self.relabelled + other.relabelled,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts and their total."""
+        return {**asdict(self), "total": self.total}
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two ``xyxy`` boxes; 0 when either is empty."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def frame_changes(before: Sequence[Box], after: Sequence[Box]) -> BoxChanges:
+    """The changes between one frame's boxes before and after review."""
+    candidates = []
+    for i, old in enumerate(before):
+        for j, new in enumerate(after):
+            overlap = iou(old.xyxy, new.xyxy)
+            if overlap >= MATCH_IOU:
+                candidates.append((old.label != new.label, -overlap, i, j))
+    candidates.sort()
+    used_before: set[int] = set()
+    used_after: set[int] = set()
+    moved = relabelled = 0
+    for label_changed, negative_iou, i, j in candidates:
+        if i in used_before or j in used_after:
+            continue
+        used_before.add(i)
+        used_after.add(j)
+        if label_changed:
+            relabelled += 1
+        elif -negative_iou < UNCHANGED_IOU:
+            moved += 1
+    return BoxChanges(
+        added=len(after) - len(used_after),
+        deleted=len(before) - len(used_before),
+        moved=moved,
+        relabelled=relabelled,
+    )
+
+
+def box_changes(before: ClipAnnotations, after: ClipAnnotations) -> BoxChanges:
+    """The changes between two versions of a clip's labels, summed over every frame of either."""
+    old_frames = {frame.index: frame.boxes for frame in before.frames}
+    new_frames = {frame.index: frame.boxes for frame in after.frames}
+    total = BoxChanges()
+    for index in sorted(old_frames.keys() | new_frames.keys()):
+        total += frame_changes(old_frames.get(index, []), new_frames.get(index, []))
+    return total

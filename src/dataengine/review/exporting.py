@@ -1,0 +1,166 @@
+"""Sending autolabelled clips to a review platform: ``dataengine review export``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dataengine.clips import frame_key
+from dataengine.context import Context
+from dataengine.errors import DataEngineError
+from dataengine.formats import ClipAnnotations, load_annotations
+from dataengine.lineage import repository as repo
+from dataengine.lineage.models import ReviewTask
+from dataengine.review.base import ReviewPlatform, get_platform
+
+#: Stages a clip may be exported from: pre-labels, or (when named explicitly) a reviewed version for a
+#: second round of review.
+EXPORTABLE_STAGES = ("autolabelled", "reviewed")
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_for_review` did; ``tasks`` maps exported clips to the platform's task ids."""
+
+    exported: list[str]
+    skipped: list[str]
+    platform: str
+    tasks: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine-readable form."""
+        return {
+            "platform": self.platform,
+            "exported": list(self.exported),
+            "skipped": list(self.skipped),
+            "tasks": dict(self.tasks),
+            "reasons": dict(self.reasons),
+            "failed": [{"clip_id": clip_id, "error": error} for clip_id, error in self.failed],
+        }
+
+    def summary(self) -> str:
+        """One short human line, plus one line per failure."""
+        lines = [
+            f"exported {len(self.exported)} clip(s) for review to {self.platform}; "
+            f"skipped {len(self.skipped)}, failed {len(self.failed)}"
+        ]
+        lines += [f"  failed {clip_id}: {error}" for clip_id, error in self.failed]
+        return "\n".join(lines)
+
+
+def export_for_review(
+    ctx: Context, *, platform: str | None = None, clip_ids: Sequence[str] | None = None
+) -> ExportReport:
+    """Export the latest labels of every ``autolabelled`` clip (or of ``clip_ids``) for review.
+
+    Each exported clip gets a review task on the platform, a ``review_tasks`` row and stage ``in_review``.
+    Idempotent: a clip version that has a task on the platform already is skipped.
+    """
+    reviewer = get_platform(ctx, platform)
+    report = ExportReport(exported=[], skipped=[], platform=reviewer.name)
+    with ctx.db.session() as session:
+        if clip_ids is None:
+            candidates = [clip.id for clip in repo.list_clips(session, stage="autolabelled")]
+        else:
+            known = {clip.id for clip in repo.list_clips(session, clip_ids=clip_ids)}
+            for clip_id in dict.fromkeys(clip_ids):
+                if clip_id not in known:
+                    _skip(report, clip_id, "no such clip in the lineage database")
+            candidates = [clip_id for clip_id in dict.fromkeys(clip_ids) if clip_id in known]
+    for clip_id in candidates:
+        _export_one(ctx, reviewer, clip_id, report)
+    return report
+
+
+def _skip(report: ExportReport, clip_id: str, reason: str) -> None:
+    report.skipped.append(clip_id)
+    report.reasons[clip_id] = reason
+
+
+def _export_one(ctx: Context, reviewer: ReviewPlatform, clip_id: str, report: ExportReport) -> None:
+    with ctx.db.session() as session:
+        version, reason = _exportable_version(session, reviewer.name, clip_id)
+    if version is None:
+        _skip(report, clip_id, reason)
+        return
+    try:
+        annotations = load_annotations(ctx.store, clip_id, version)
+        frame_uris = {
+            frame.index: ctx.store.uri(frame_key(clip_id, frame.index)) for frame in annotations.frames
+        }
+        # The platform call happens outside any transaction: it may be slow, and it is idempotent.
+        external_id = reviewer.export_task(clip_id=clip_id, annotations=annotations, frame_uris=frame_uris)
+    except DataEngineError as exc:
+        if exc.retryable:
+            raise
+        _record_failure(ctx, clip_id, reviewer.name, version, exc)
+        report.failed.append((clip_id, str(exc)))
+        return
+    _register(ctx, reviewer.name, annotations, external_id)
+    report.exported.append(clip_id)
+    report.tasks[clip_id] = external_id
+
+
+def _exportable_version(session: Session, platform: str, clip_id: str) -> tuple[int | None, str]:
+    """The annotation version to export, or ``None`` and why not."""
+    clip = repo.get_clip(session, clip_id)
+    if clip.stage not in EXPORTABLE_STAGES:
+        return None, f"stage {clip.stage} is not one of {', '.join(EXPORTABLE_STAGES)}"
+    latest = repo.latest_annotation(session, clip_id)
+    if latest is None:
+        return None, "the clip has no annotation version"
+    if find_task(session, platform=platform, clip_id=clip_id, exported_version=latest.version) is not None:
+        return None, f"version {latest.version} is already exported to {platform}"
+    return latest.version, ""
+
+
+def find_task(session: Session, *, platform: str, clip_id: str, exported_version: int) -> ReviewTask | None:
+    """The review task of a clip version on a platform, in any status."""
+    query = select(ReviewTask).where(
+        ReviewTask.platform == platform,
+        ReviewTask.clip_id == clip_id,
+        ReviewTask.exported_version == exported_version,
+    )
+    return session.scalars(query).one_or_none()
+
+
+def _register(ctx: Context, platform: str, annotations: ClipAnnotations, external_id: str) -> None:
+    with ctx.db.session() as session:
+        repo.upsert_review_task(
+            session,
+            clip_id=annotations.clip_id,
+            platform=platform,
+            exported_version=annotations.version,
+            external_id=external_id,
+        )
+        repo.set_stage(
+            session,
+            annotations.clip_id,
+            "in_review",
+            run_id=ctx.run_id,
+            actor=ctx.actor,
+            details={
+                "platform": platform,
+                "external_id": external_id,
+                "exported_version": annotations.version,
+            },
+        )
+
+
+def _record_failure(ctx: Context, clip_id: str, platform: str, version: int, exc: DataEngineError) -> None:
+    with ctx.db.session() as session:
+        repo.record_event(
+            session,
+            clip_id,
+            "in_review",
+            status="failed",
+            run_id=ctx.run_id,
+            actor=ctx.actor,
+            details={"platform": platform, "exported_version": version, "error": str(exc)},
+        )

@@ -1,0 +1,312 @@
+"""Pulling finished reviews into new annotation versions: ``dataengine review import``.
+
+A refused review (a malformed file, a box outside its frame, an unknown label) is quarantined under its
+URI and its clip stays ``in_review`` with its task open, so a corrected file is imported by a later run.
+The refusal is noted on the task together with the payload's sha256: rerunning on the same bad payload
+adds no rows, a changed payload is tried again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from dataengine.context import Context
+from dataengine.errors import DataEngineError, FormatError, ReviewError
+from dataengine.formats import (
+    ClipAnnotations,
+    SavedAnnotation,
+    list_versions,
+    load_annotations,
+    next_version,
+    save_annotations,
+    sha256_hex,
+)
+from dataengine.lineage import repository as repo
+from dataengine.lineage.models import ReviewTask
+from dataengine.review.base import CompletedReview, ReviewPlatform, get_platform
+from dataengine.review.diff import BoxChanges, box_changes
+from dataengine.review.exporting import find_task
+from dataengine.review.simulate import simulate_review
+
+
+@dataclass
+class ImportReport:
+    """What :func:`import_reviews` did. ``changes`` holds boxes changed per imported clip."""
+
+    imported: list[str]
+    versions: dict[str, int]
+    boxes_changed: int
+    changes: dict[str, int]
+    failed: list[tuple[str, str]]
+    simulated: bool
+    platform: str
+    #: Clips whose review was refused before and whose payload has not changed since.
+    still_refused: list[str] = field(default_factory=list)
+    #: Clips the simulated reviewer labelled in this run (only when ``simulated``).
+    simulated_clips: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine-readable form."""
+        return {
+            "platform": self.platform,
+            "simulated": self.simulated,
+            "simulated_clips": list(self.simulated_clips),
+            "imported": list(self.imported),
+            "versions": dict(self.versions),
+            "boxes_changed": self.boxes_changed,
+            "changes": dict(self.changes),
+            "failed": [{"clip_id": clip_id, "error": error} for clip_id, error in self.failed],
+            "still_refused": list(self.still_refused),
+        }
+
+    def summary(self) -> str:
+        """A short human summary, one extra line per refused review."""
+        lines = []
+        if self.simulated:
+            lines.append(
+                f"SIMULATED review (not a person): labelled {len(self.simulated_clips)} clip(s) "
+                "from synthetic ground truth"
+            )
+        lines.append(
+            f"imported {len(self.imported)} review(s) from {self.platform}, "
+            f"{self.boxes_changed} box(es) changed; refused {len(self.failed)}"
+        )
+        lines += [f"  refused {clip_id}: {error}" for clip_id, error in self.failed]
+        if self.still_refused:
+            lines.append(f"  still refused, unchanged since the last run: {', '.join(self.still_refused)}")
+        return "\n".join(lines)
+
+
+def import_reviews(
+    ctx: Context,
+    *,
+    platform: str | None = None,
+    simulate: bool = False,
+    file: str | Path | None = None,
+) -> ImportReport:
+    """Import every finished review of an open task as the clip's next annotation version.
+
+    With ``simulate``, :func:`~dataengine.review.simulate.simulate_review` first labels every open task
+    from synthetic ground truth: a SIMULATION of a reviewer, for the demo and tests only.
+    ``file`` (a platform's label export, e.g. Encord label rows) is reserved for the platforms that read
+    one; no implemented platform does yet. Idempotent: an imported review is never imported again.
+    """
+    reviewer = get_platform(ctx, platform)
+    if file is not None:
+        raise ReviewError(
+            f"cannot import the label export {file}: the {reviewer.name} platform reads no export files "
+            "(importing an Encord export needs the encord platform, which is not implemented yet)"
+        )
+    report = ImportReport(
+        imported=[],
+        versions={},
+        boxes_changed=0,
+        changes={},
+        failed=[],
+        simulated=simulate,
+        platform=reviewer.name,
+    )
+    if simulate:
+        report.simulated_clips = simulate_review(ctx, platform=reviewer.name).reviewed
+    for review in reviewer.completed():
+        _import_one(ctx, reviewer, review, report)
+    return report
+
+
+def _refusal_note(sha256: str, message: str) -> str:
+    return f"payload sha256 {sha256}: {message}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """What the import of one review needs from lineage."""
+
+    models: list[str]
+    registered: set[int]
+
+
+def _import_one(
+    ctx: Context, reviewer: ReviewPlatform, review: CompletedReview, report: ImportReport
+) -> None:
+    sha256 = sha256_hex(review.payload)
+    pending = _pending(ctx, reviewer.name, review, sha256, report)
+    if pending is None:
+        return
+    try:
+        exported = load_annotations(ctx.store, review.clip_id, review.exported_version)
+    except DataEngineError as exc:
+        if exc.retryable:
+            raise
+        report.failed.append((review.clip_id, f"cannot read the exported version: {exc}"))
+        return
+    try:
+        reviewed = reviewer.to_annotations(review, exported=exported)
+    except FormatError as exc:
+        _refuse(ctx, reviewer.name, review, sha256, exc)
+        report.failed.append((review.clip_id, str(exc)))
+        return
+    producer = _producer(reviewer.name, review, pending.models, sha256)
+    saved, changes = _save(ctx, review, exported, reviewed, producer, pending.registered)
+    _register(ctx, reviewer.name, review, saved, producer, changes)
+    report.imported.append(review.clip_id)
+    report.versions[review.clip_id] = saved.version
+    report.changes[review.clip_id] = changes.total
+    report.boxes_changed += changes.total
+
+
+def _pending(
+    ctx: Context, platform: str, review: CompletedReview, sha256: str, report: ImportReport
+) -> _Pending | None:
+    """The lineage facts for importing ``review``, or ``None`` when it is not to be imported now."""
+    with ctx.db.session() as session:
+        task = _open_task(session, platform, review)
+        if task is None:
+            return None
+        if task.error and task.error.startswith(_refusal_note(sha256, "")):
+            report.still_refused.append(review.clip_id)
+            return None
+        stage = repo.get_clip(session, review.clip_id).stage
+        if stage != "in_review":
+            report.failed.append((review.clip_id, f"the clip is in stage {stage}, not in_review"))
+            return None
+        rows = {row.version: row for row in repo.annotation_versions(session, review.clip_id)}
+    parent = rows.get(review.exported_version)
+    models = [str(model) for model in parent.producer.get("models", [])] if parent is not None else []
+    return _Pending(models=models, registered=set(rows))
+
+
+def _open_task(session: Session, platform: str, review: CompletedReview) -> ReviewTask | None:
+    task = find_task(
+        session, platform=platform, clip_id=review.clip_id, exported_version=review.exported_version
+    )
+    return task if task is not None and task.status == "exported" else None
+
+
+def _producer(platform: str, review: CompletedReview, models: list[str], sha256: str) -> dict[str, Any]:
+    producer: dict[str, Any] = {
+        "models": models,
+        "platform": platform,
+        "reviewers": list(review.reviewers),
+        "external_id": review.external_id,
+        "payload_sha256": sha256,
+    }
+    if review.simulated:
+        producer["simulated"] = True
+    return producer
+
+
+def _save(
+    ctx: Context,
+    review: CompletedReview,
+    exported: ClipAnnotations,
+    reviewed: ClipAnnotations,
+    producer: dict[str, Any],
+    registered: set[int],
+) -> tuple[SavedAnnotation, BoxChanges]:
+    """Write the reviewed labels as a new version, or reuse the one an interrupted run already wrote."""
+    result = _unregistered_import(ctx, review.clip_id, registered, producer) or ClipAnnotations(
+        clip_id=review.clip_id,
+        version=next_version(ctx.store, review.clip_id),
+        parent_version=review.exported_version,
+        source="review",
+        producer=producer,
+        classes=list(exported.classes),
+        frames=reviewed.frames,
+    )
+    return save_annotations(ctx.store, result), box_changes(exported, result)
+
+
+def _unregistered_import(
+    ctx: Context, clip_id: str, registered: set[int], producer: dict[str, Any]
+) -> ClipAnnotations | None:
+    """A version file this same review produced but no lineage row records (a run died in between)."""
+    for version in list_versions(ctx.store, clip_id):
+        if version in registered:
+            continue
+        try:
+            candidate = load_annotations(ctx.store, clip_id, version)
+        except DataEngineError:
+            continue
+        if candidate.source == "review" and candidate.producer == producer:
+            return candidate
+    return None
+
+
+def _register(
+    ctx: Context,
+    platform: str,
+    review: CompletedReview,
+    saved: SavedAnnotation,
+    producer: dict[str, Any],
+    changes: BoxChanges,
+) -> None:
+    with ctx.db.session() as session:
+        repo.record_annotation(
+            session,
+            clip_id=saved.clip_id,
+            version=saved.version,
+            uri=saved.uri,
+            sha256=saved.sha256,
+            source="review",
+            parent_version=review.exported_version,
+            producer=producer,
+            n_frames=saved.n_frames,
+            n_boxes=saved.n_boxes,
+        )
+        task = _open_task(session, platform, review)
+        if task is not None:
+            repo.finish_review_task(session, task, imported_version=saved.version)
+        details: dict[str, Any] = {
+            "platform": platform,
+            "external_id": review.external_id,
+            "version": saved.version,
+            "parent_version": review.exported_version,
+            "reviewers": list(review.reviewers),
+            "boxes_changed": changes.total,
+            "changes": changes.to_dict(),
+        }
+        if review.simulated:
+            details["simulated"] = True
+        repo.set_stage(
+            session, saved.clip_id, "reviewed", run_id=ctx.run_id, actor=ctx.actor, details=details
+        )
+
+
+def _refuse(ctx: Context, platform: str, review: CompletedReview, sha256: str, exc: FormatError) -> None:
+    """Quarantine a refused review file; its clip stays in review and its task stays open."""
+    with ctx.db.session() as session:
+        repo.quarantine(
+            session,
+            kind="annotation",
+            input=review.source_name,
+            reason=str(exc),
+            stage="review",
+            clip_id=None,
+            run_id=ctx.run_id,
+        )
+        details: dict[str, Any] = {
+            "platform": platform,
+            "external_id": review.external_id,
+            "input": review.source_name,
+            "error": str(exc),
+        }
+        field_path = getattr(exc, "field", None)
+        if field_path is not None:
+            details["field"] = field_path
+        repo.record_event(
+            session,
+            review.clip_id,
+            "reviewed",
+            status="failed",
+            run_id=ctx.run_id,
+            actor=ctx.actor,
+            details=details,
+        )
+        task = _open_task(session, platform, review)
+        if task is not None:
+            # The task stays open ("exported"): the note only stops reruns from refusing the same bytes again.
+            task.error = _refusal_note(sha256, str(exc))
