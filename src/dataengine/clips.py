@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from dataengine.errors import FormatError
+from dataengine.errors import FormatError, InputRejectedError, StorageError
 from dataengine.storage import ObjectStore
 
 META_SCHEMA = "dataengine.clip-meta/1"
@@ -119,7 +119,7 @@ def decode_jpeg(data: bytes, *, source_name: str) -> NDArray[np.uint8]:
     """An RGB ``uint8`` array of shape (height, width, 3) from JPEG bytes."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return np.array(image.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise FormatError(f"{source_name}: not a readable image: {exc}") from exc
 
@@ -128,6 +128,29 @@ def read_frame(store: ObjectStore, clip_id: str, index: int) -> NDArray[np.uint8
     """A sampled frame of a clip as RGB ``uint8`` (height, width, 3)."""
     key = frame_key(clip_id, index)
     return decode_jpeg(store.read_bytes(key), source_name=store.uri(key))
+
+
+def read_sampled_frames(store: ObjectStore, clip_id: str) -> tuple[list[int], list[NDArray[np.uint8]]]:
+    """A clip's sampled frame indices and RGB frames.
+
+    An unreadable ``meta.json``, a clip with no sampled frames or an unreadable frame raises
+    :class:`InputRejectedError` naming the file, so the caller can quarantine the clip.
+    """
+    meta_uri = store.uri(meta_key(clip_id))
+    try:
+        meta = read_meta(store, clip_id)
+    except (StorageError, FormatError) as exc:
+        raise InputRejectedError(meta_uri, f"meta.json is unreadable: {exc}") from exc
+    if not meta.sampled:
+        raise InputRejectedError(meta_uri, f"{meta_uri} lists no sampled frames")
+    frames = []
+    for index in meta.sampled:
+        try:
+            frames.append(read_frame(store, clip_id, index))
+        except (StorageError, FormatError) as exc:
+            uri = store.uri(frame_key(clip_id, index))
+            raise InputRejectedError(uri, f"frame {index} is unreadable: {exc}") from exc
+    return list(meta.sampled), frames
 
 
 def encode_jpeg(rgb: NDArray[np.uint8], *, quality: int = 90) -> bytes:
