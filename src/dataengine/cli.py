@@ -121,10 +121,8 @@ def ingest(
             ctx, inputs or None, clip_seconds=clip_seconds, sample_fps=sample_fps, progress=not as_json
         )
     _emit(report.to_dict(), as_json, lambda _: report.summary())
-    asked = (
-        len(inputs) if inputs else len(report.videos) + len(report.quarantined) + len(report.skipped_videos)
-    )
-    if asked and not report.videos and not report.skipped_videos:
+    # Named inputs that all failed, or a landing folder whose new videos were all refused.
+    if (inputs or report.quarantined) and not report.did_anything:
         raise typer.Exit(1)
 
 
