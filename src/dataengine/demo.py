@@ -29,7 +29,14 @@ from dataengine.lineage import repository as repo
 from dataengine.lineage.models import AnnotationVersion, Clip, ClipEvent, Model, Video, utcnow
 
 _MARKER = ".dataengine-demo"
-_DAG_ORDER = ("ingest_daily", "detect_triggers", "autolabel", "review_export", "review_import", "one_click_train")
+_DAG_ORDER = (
+    "ingest_daily",
+    "detect_triggers",
+    "autolabel",
+    "review_export",
+    "review_import",
+    "one_click_train",
+)
 
 
 @dataclass
@@ -50,6 +57,8 @@ class DemoOptions:
             "sample_fps": 5.0,
             "budget_fraction": 0.3,
             "val_fraction": 0.25,
+            "train_epochs": 5,
+            "train_nproc": 2,
         }
     )
 
@@ -67,8 +76,9 @@ class RoundStats:
     dataset: str = ""
     dataset_clips: int = 0
     model_id: str = ""
+    new_map: float | None = None
+    previous_map: float | None = None
     new_map50: float | None = None
-    previous_map50: float | None = None
     promoted: bool = False
     seconds: float = 0.0
 
@@ -83,18 +93,37 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable form."""
-        return {"rounds": [asdict(r) for r in self.rounds], "wall_seconds": self.wall_seconds, "workdir": self.workdir}
+        return {
+            "rounds": [asdict(r) for r in self.rounds],
+            "wall_seconds": self.wall_seconds,
+            "workdir": self.workdir,
+        }
 
     def table(self) -> str:
         """The per-round table the demo prints."""
         header = (
-            "round", "videos", "clips", "selected", "autolabel boxes", "boxes changed (sim. review)",
-            "dataset", "dataset clips", "new mAP@.5", "prev mAP@.5", "promoted", "seconds",
+            "round",
+            "videos",
+            "clips",
+            "selected",
+            "autolabel boxes",
+            "boxes changed (sim. review)",
+            "dataset",
+            "dataset clips",
+            "new mAP",
+            "prev mAP",
+            "new mAP@.5",
+            "promoted",
+            "seconds",
         )
         rows = [header] + [_row(r) for r in self.rounds]
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
         lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(
+            "mAP: COCO mAP@[.5:.95] of the new model and of the model promoted before it, on the same "
+            "held-out clips (the val split of the new dataset). Review is SIMULATED from synthetic truth."
+        )
         lines.append(f"wall time {self.wall_seconds:.0f} s; data in {self.workdir}")
         return "\n".join(lines)
 
@@ -107,9 +136,19 @@ def _row(stats: RoundStats) -> tuple[Any, ...]:
     name = "0 (bootstrap)" if stats.round == 0 else str(stats.round)
     selected = "seed" if stats.round == 0 else stats.selected
     return (
-        name, stats.videos, stats.clips, selected, stats.autolabelled_boxes, stats.boxes_changed,
-        stats.dataset, stats.dataset_clips, _fmt(stats.new_map50), _fmt(stats.previous_map50),
-        "yes" if stats.promoted else "no", f"{stats.seconds:.0f}",
+        name,
+        stats.videos,
+        stats.clips,
+        selected,
+        stats.autolabelled_boxes,
+        stats.boxes_changed,
+        stats.dataset,
+        stats.dataset_clips,
+        _fmt(stats.new_map),
+        _fmt(stats.previous_map),
+        _fmt(stats.new_map50),
+        "yes" if stats.promoted else "no",
+        f"{stats.seconds:.0f}",
     )
 
 
@@ -134,14 +173,18 @@ def _engine_env(options: DemoOptions, workdir: Path) -> dict[str, str]:
         "DATAENGINE_REVIEW_PLATFORM": "local",
     }
     for name, value in options.settings.items():
-        env[f"DATAENGINE_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+        env[f"DATAENGINE_{name.upper()}"] = (
+            json.dumps(value) if isinstance(value, list | dict) else str(value)
+        )
     return env
 
 
 def _repo_root() -> Path:
     root = Path(__file__).resolve().parents[2]
     if not (root / "dags").is_dir():
-        raise DataEngineError(f"the dags/ folder is not beside the package ({root}); run the demo from a clone")
+        raise DataEngineError(
+            f"the dags/ folder is not beside the package ({root}); run the demo from a clone"
+        )
     return root
 
 
@@ -171,7 +214,9 @@ class AirflowRunner:
     def _call(self, args: list[str], log_name: str) -> None:
         log = self.logs / f"{log_name}.log"
         with open(log, "w") as handle:
-            code = subprocess.run([self.airflow, *args], env=self.env, stdout=handle, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run(
+                [self.airflow, *args], env=self.env, stdout=handle, stderr=subprocess.STDOUT
+            ).returncode
         if code != 0:
             tail = "\n".join(log.read_text().splitlines()[-25:])
             raise DataEngineError(f"`airflow {' '.join(args)}` failed (exit {code}); log {log}:\n{tail}")
@@ -243,27 +288,60 @@ def label_seed_from_ground_truth(ctx: Context) -> int:
     for clip_id in clip_ids:
         meta = read_meta(ctx.store, clip_id)
         skeleton = ClipAnnotations(
-            clip_id=clip_id, version=1, source="synthetic", classes=list(ctx.settings.classes),
-            frames=[Frame(index=i, image=frame_name(i), width=meta.width, height=meta.height) for i in meta.sampled],
+            clip_id=clip_id,
+            version=1,
+            source="synthetic",
+            classes=list(ctx.settings.classes),
+            frames=[
+                Frame(index=i, image=frame_name(i), width=meta.width, height=meta.height)
+                for i in meta.sampled
+            ],
         )
-        truth = ground_truth_review(load_ground_truth(ctx.store, meta.source_uri), skeleton, start_frame=meta.start_frame)
+        truth = ground_truth_review(
+            load_ground_truth(ctx.store, meta.source_uri), skeleton, start_frame=meta.start_frame
+        )
         labels = ClipAnnotations(
-            clip_id=clip_id, version=1, source="synthetic", classes=skeleton.classes,
+            clip_id=clip_id,
+            version=1,
+            source="synthetic",
+            classes=skeleton.classes,
             producer={"renderer": "dataengine.synthetic", "ground_truth": truth.producer.get("ground_truth")},
             frames=[
-                Frame(index=f.index, image=f.image, width=f.width, height=f.height,
-                      boxes=[type(b)(label=b.label, xyxy=b.xyxy, track=b.track, score=None, origin="synthetic") for b in f.boxes])
+                Frame(
+                    index=f.index,
+                    image=f.image,
+                    width=f.width,
+                    height=f.height,
+                    boxes=[
+                        type(b)(label=b.label, xyxy=b.xyxy, track=b.track, score=None, origin="synthetic")
+                        for b in f.boxes
+                    ],
+                )
                 for f in truth.frames
             ],
         )
         saved = save_annotations(ctx.store, labels)
         with ctx.db.session() as session:
             repo.record_annotation(
-                session, clip_id=clip_id, version=1, uri=saved.uri, sha256=saved.sha256, source="synthetic",
-                parent_version=None, producer=labels.producer, n_frames=saved.n_frames, n_boxes=saved.n_boxes,
+                session,
+                clip_id=clip_id,
+                version=1,
+                uri=saved.uri,
+                sha256=saved.sha256,
+                source="synthetic",
+                parent_version=None,
+                producer=labels.producer,
+                n_frames=saved.n_frames,
+                n_boxes=saved.n_boxes,
             )
-            repo.set_stage(session, clip_id, "reviewed", run_id=ctx.run_id, actor=ctx.actor,
-                           details={"labels": "synthetic ground truth (seed)", "version": 1, "n_boxes": saved.n_boxes})
+            repo.set_stage(
+                session,
+                clip_id,
+                "reviewed",
+                run_id=ctx.run_id,
+                actor=ctx.actor,
+                details={"labels": "synthetic ground truth (seed)", "version": 1, "n_boxes": saved.n_boxes},
+            )
         n_boxes += saved.n_boxes
     return n_boxes
 
@@ -282,7 +360,10 @@ def round_stats(ctx: Context, *, number: int, since: datetime, seconds: float) -
     stats.videos = _count(ctx, select(func.count()).select_from(Video).where(Video.created_at >= since))
     stats.clips = _count(ctx, select(func.count()).select_from(Clip).where(Clip.created_at >= since))
     stats.selected = _count(
-        ctx, select(func.count()).select_from(ClipEvent).where(ClipEvent.stage == "selected", ClipEvent.at >= since)
+        ctx,
+        select(func.count())
+        .select_from(ClipEvent)
+        .where(ClipEvent.stage == "selected", ClipEvent.at >= since),
     )
     stats.autolabelled_boxes = _count(
         ctx,
@@ -291,31 +372,36 @@ def round_stats(ctx: Context, *, number: int, since: datetime, seconds: float) -
         ),
     )
     with ctx.db.session() as session:
-        reviewed = session.scalars(select(ClipEvent).where(ClipEvent.stage == "reviewed", ClipEvent.at >= since))
+        reviewed = session.scalars(
+            select(ClipEvent).where(ClipEvent.stage == "reviewed", ClipEvent.at >= since)
+        )
         stats.boxes_changed = sum(int(e.details.get("boxes_changed", 0)) for e in reviewed)
-        model = session.scalars(select(Model).where(Model.created_at >= since).order_by(Model.created_at.desc())).first()
+        model = session.scalars(
+            select(Model).where(Model.created_at >= since).order_by(Model.created_at.desc())
+        ).first()
         if model is not None:
             stats.model_id = model.id
             stats.promoted = model.status == "promoted"
-            stats.new_map50 = _metric(model.metrics, "new")
-            stats.previous_map50 = _metric(model.metrics, "previous")
             if model.dataset_id:
                 stats.dataset = model.dataset_id
                 stats.dataset_clips = len(repo.dataset_members(session, model.dataset_id))
+    if stats.model_id:
+        decision = _decision(ctx, stats.model_id)
+        stats.new_map = decision.get("new_map")
+        stats.previous_map = decision.get("previous_map")
+        stats.new_map50 = decision.get("new_map50")
     return stats
 
 
-def _metric(metrics: dict[str, Any], which: str) -> float | None:
-    """mAP@0.5 of the new or the previous model from the promotion metrics, whatever their nesting."""
-    for key in (f"{which}_map50", f"{which}.map50"):
-        if isinstance(metrics.get(key), int | float):
-            return float(metrics[key])
-    nested = metrics.get(which)
-    if isinstance(nested, dict) and isinstance(nested.get("map50"), int | float):
-        return float(nested["map50"])
-    if which == "new" and isinstance(metrics.get("map50"), int | float):
-        return float(metrics["map50"])
-    return None
+def _decision(ctx: Context, model_id: str) -> dict[str, Any]:
+    """The promotion decision and metrics written beside the model, or {} before there is one."""
+    key = f"models/{model_id}/metrics.json"
+    if not ctx.store.exists(key):
+        return {}
+    doc = ctx.store.read_json(key)
+    decision = dict(doc.get("decision") or {})
+    decision["new_map50"] = (doc.get("metrics") or {}).get("map50")
+    return decision
 
 
 # The demo ----------------------------------------------------------------------------------------
@@ -351,8 +437,13 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
             n_videos = options.seed_videos if number == 0 else options.videos_per_round
             echo(f"round {number}: {n_videos} new synthetic videos in landing/ ({day})")
             write_landing(
-                ctx.store, n_videos=n_videos, seed=options.seed * 1000 + number, seconds=options.video_seconds,
-                fps=options.fps, start_day=day, prefix=settings.landing_prefix,
+                ctx.store,
+                n_videos=n_videos,
+                seed=options.seed * 1000 + number,
+                seconds=options.video_seconds,
+                fps=options.fps,
+                start_day=day,
+                prefix=settings.landing_prefix,
             )
             dags = ("ingest_daily", "one_click_train") if number == 0 else _DAG_ORDER
             for dag_id in dags:

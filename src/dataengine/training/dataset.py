@@ -1,0 +1,161 @@
+"""The per-clip training Dataset: one sample per labelled frame, labels read from each clip's own file.
+
+``__init__`` reads only the manifest and keeps a few flat arrays (clip of each sample, frame of each
+sample), so every rank and worker starts in milliseconds and shares almost nothing through copy-on-write.
+``__getitem__`` loads the clip's annotation file on demand, checks its sha256 against the manifest and
+keeps the last few clips in a small per-worker cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import Dataset
+
+from dataengine.clips import clip_prefix, decode_jpeg
+from dataengine.errors import FormatError
+from dataengine.formats import ClipAnnotations, Frame, sha256_hex
+from dataengine.storage import ObjectStore
+from dataengine.training.manifest import read_manifest
+
+Target = dict[str, torch.Tensor]
+Sample = tuple[torch.Tensor, Target]
+
+
+@dataclass(frozen=True, slots=True)
+class _FrameLabels:
+    image_key: str
+    width: int
+    height: int
+    boxes_xyxy: NDArray[np.float32]
+    labels: NDArray[np.int64]
+
+
+class ClipFrameDataset(Dataset[Sample]):
+    """Labelled frames of one split of a dataset manifest, as torchvision detection samples.
+
+    A sample is ``(image, target)``: ``image`` is a float tensor (3, H, W) in [0, 1], ``target`` holds
+    ``boxes`` (float32 [N, 4], xyxy absolute pixels) and ``labels`` (int64 [N], class index + 1, since
+    torchvision reserves 0 for the background). A frame without boxes is a negative with N = 0.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        manifest: str,
+        *,
+        split: str | None,
+        classes: Sequence[str],
+        hflip_prob: float = 0.0,
+        cache_clips: int = 8,
+    ) -> None:
+        """Index ``split`` (None: every split) of the manifest at ``manifest`` (a key or a URI)."""
+        self.store = store
+        self.classes = list(classes)
+        self.hflip_prob = hflip_prob
+        self._class_index = {name: i for i, name in enumerate(self.classes)}
+        entries = [e for e in read_manifest(store, manifest) if split is None or e.split == split]
+        self._clip_ids = [e.clip_id for e in entries]
+        self._uris = [e.uri for e in entries]
+        self._sha256 = [e.sha256 for e in entries]
+        counts = np.array([e.n_frames for e in entries], dtype=np.int64)
+        self._sample_clip = np.repeat(np.arange(len(entries), dtype=np.int32), counts)
+        self._sample_frame = np.array([f for e in entries for f in e.frames], dtype=np.int32)
+        self._cache: OrderedDict[int, dict[int, _FrameLabels]] = OrderedDict()
+        self._cache_clips = max(1, cache_clips)
+
+    def __len__(self) -> int:
+        return int(self._sample_frame.shape[0])
+
+    @property
+    def n_clips(self) -> int:
+        """Number of clips in this split."""
+        return len(self._clip_ids)
+
+    def sample(self, index: int) -> tuple[str, int]:
+        """``(clip_id, frame_index)`` of sample ``index``."""
+        return self._clip_ids[int(self._sample_clip[index])], int(self._sample_frame[index])
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range for a dataset of {len(self)} frames")
+        clip_pos, frame_index = int(self._sample_clip[index]), int(self._sample_frame[index])
+        labels = self._clip_labels(clip_pos).get(frame_index)
+        if labels is None:
+            raise FormatError(
+                f"{self._uris[clip_pos]}: frame {frame_index} is listed in the manifest, not in the file"
+            )
+        image = self._load_image(labels)
+        boxes = torch.from_numpy(labels.boxes_xyxy.copy())
+        if self.hflip_prob > 0 and float(torch.rand(())) < self.hflip_prob:
+            image = image.flip(-1)
+            boxes = torch.stack(
+                [labels.width - boxes[:, 2], boxes[:, 1], labels.width - boxes[:, 0], boxes[:, 3]], 1
+            )
+        return image, {"boxes": boxes.reshape(-1, 4), "labels": torch.from_numpy(labels.labels.copy())}
+
+    def _load_image(self, labels: _FrameLabels) -> torch.Tensor:
+        rgb = decode_jpeg(
+            self.store.read_bytes(labels.image_key), source_name=self.store.uri(labels.image_key)
+        )
+        if rgb.shape[:2] != (labels.height, labels.width):
+            raise FormatError(
+                f"{self.store.uri(labels.image_key)} is {rgb.shape[1]}x{rgb.shape[0]}, but its annotation "
+                f"says {labels.width}x{labels.height}"
+            )
+        return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+
+    def _clip_labels(self, clip_pos: int) -> dict[int, _FrameLabels]:
+        cached = self._cache.get(clip_pos)
+        if cached is not None:
+            self._cache.move_to_end(clip_pos)
+            return cached
+        labels = self._read_clip(clip_pos)
+        self._cache[clip_pos] = labels
+        if len(self._cache) > self._cache_clips:
+            self._cache.popitem(last=False)
+        return labels
+
+    def _read_clip(self, clip_pos: int) -> dict[int, _FrameLabels]:
+        """A clip's labels per frame, after checking the file is the one the manifest names."""
+        uri, clip_id = self._uris[clip_pos], self._clip_ids[clip_pos]
+        annotations = load_verified_annotations(self.store, uri, sha256=self._sha256[clip_pos])
+        return {frame.index: self._frame_labels(uri, clip_id, frame) for frame in annotations.frames}
+
+    def _frame_labels(self, uri: str, clip_id: str, frame: Frame) -> _FrameLabels:
+        try:
+            labels = [self._class_index[box.label] + 1 for box in frame.boxes]
+        except KeyError as exc:
+            raise FormatError(
+                f"{uri}: label {exc.args[0]!r} is not one of the classes {self.classes}"
+            ) from exc
+        boxes = np.array([box.xyxy for box in frame.boxes], dtype=np.float32).reshape(-1, 4)
+        return _FrameLabels(
+            image_key=f"{clip_prefix(clip_id)}/{frame.image}",
+            width=frame.width,
+            height=frame.height,
+            boxes_xyxy=boxes,
+            labels=np.array(labels, dtype=np.int64),
+        )
+
+
+def load_verified_annotations(store: ObjectStore, uri: str, *, sha256: str) -> ClipAnnotations:
+    """The annotation file at ``uri``, refused unless its bytes hash to the ``sha256`` the manifest names."""
+    data = store.read_bytes(store.key_of(uri))
+    digest = sha256_hex(data)
+    if digest != sha256:
+        raise FormatError(
+            f"{uri}: sha256 {digest} does not match the manifest ({sha256}); the file changed after the "
+            "dataset was built: rebuild the dataset with `dataengine dataset build`"
+        )
+    return ClipAnnotations.from_json_bytes(data, source_name=uri)
+
+
+def collate(batch: Sequence[Sample]) -> tuple[list[torch.Tensor], list[Target]]:
+    """Detection batches are lists: images may differ in size and frames in box count."""
+    return [image for image, _ in batch], [target for _, target in batch]

@@ -1,0 +1,213 @@
+"""The torchrun entry point: ``python -m torch.distributed.run ... -m dataengine.training.ddp ARGS``.
+
+Wiring only, after torchvision's detection reference: parse the arguments, join the process group, build
+the per-clip dataset with a ``DistributedSampler``, train, and save from rank 0 through
+:func:`dataengine.vision.save_checkpoint` with the run's arguments inside the checkpoint.
+The object store's options (credentials) come from ``DATAENGINE_STORAGE_OPTIONS`` (JSON), never argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+
+from dataengine.errors import DataEngineError, EmptyDatasetError, ModelError
+from dataengine.storage import ObjectStore
+from dataengine.training.dataset import ClipFrameDataset, collate
+from dataengine.training.distributed import (
+    STORAGE_OPTIONS_ENV,
+    DistributedInfo,
+    barrier,
+    init_distributed,
+    shutdown,
+)
+from dataengine.training.engine import train_one_epoch
+from dataengine.vision import build_detector, load_checkpoint, model_prefix, save_checkpoint
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The run's arguments; every one of them is stored inside the checkpoint."""
+    parser = argparse.ArgumentParser(prog="dataengine.training.ddp", description=__doc__)
+    parser.add_argument("--store-url", required=True, help="object store root, e.g. file:///data/store")
+    parser.add_argument("--manifest", required=True, help="URI of the dataset manifest.jsonl")
+    parser.add_argument("--dataset-id", default="", help="lineage id of the dataset, recorded in the model")
+    parser.add_argument("--model-id", required=True)
+    parser.add_argument("--arch", default="tiny_fasterrcnn")
+    parser.add_argument(
+        "--init-model-id", default="", help="start from this stored model's weights (warm start)"
+    )
+    parser.add_argument("--classes", required=True, help="JSON list of class names")
+    parser.add_argument("--min-size", type=int, default=240)
+    parser.add_argument("--max-size", type=int, default=320)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=4, help="global batch, split over the ranks")
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--warmup-iters", type=int, default=50)
+    parser.add_argument("--max-grad-norm", type=float, default=10.0)
+    parser.add_argument("--hflip", type=float, default=0.5, help="probability of a horizontal flip")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--print-every", type=int, default=20)
+    args = parser.parse_args(argv)
+    args.classes = json.loads(args.classes)
+    return args
+
+
+def build_loader(
+    args: argparse.Namespace, store: ObjectStore, info: DistributedInfo
+) -> tuple[DataLoader[Any], Sampler[int], ClipFrameDataset]:
+    """The train split, each rank seeing its own shard of it every epoch."""
+    dataset = ClipFrameDataset(
+        store, args.manifest, split="train", classes=args.classes, hflip_prob=args.hflip
+    )
+    if len(dataset) == 0:
+        raise EmptyDatasetError(f"{args.manifest}: the train split has no labelled frames")
+    sampler: Sampler[int]
+    if info.world_size > 1:
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=args.seed)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed))
+    per_rank = max(1, math.ceil(args.batch_size / info.world_size))
+    loader = DataLoader(
+        dataset,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=args.workers,
+        collate_fn=collate,
+        persistent_workers=args.workers > 0,
+    )
+    return loader, sampler, dataset
+
+
+def build_optimizer(
+    model: nn.Module, args: argparse.Namespace, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and a per-step schedule: linear warm-up, then cosine decay to zero."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer: torch.optim.Optimizer
+    if args.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        )
+    warmup = max(1, min(int(args.warmup_iters), total_steps // 4))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.001 + (1 - 0.001) * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def warm_start(model: nn.Module, store: ObjectStore, args: argparse.Namespace) -> None:
+    """Load the weights of ``args.init_model_id``; it must share the architecture and classes."""
+    config, state_dict = load_checkpoint(store, args.init_model_id)
+    if config["arch"] != args.arch or list(config["classes"]) != list(args.classes):
+        raise ModelError(
+            f"cannot warm-start from {args.init_model_id}: it is a {config['arch']} for {config['classes']}, "
+            f"this run trains a {args.arch} for {args.classes}"
+        )
+    model.load_state_dict(state_dict)
+
+
+def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> dict[str, Any]:
+    """Build the model and train it; returns the training record, with the model under ``_model``."""
+    loader, sampler, dataset = build_loader(args, store, info)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model = build_detector(
+        args.arch, num_classes=len(args.classes), min_size=args.min_size, max_size=args.max_size
+    )
+    if args.init_model_id:
+        warm_start(model, store, args)
+    model.to(info.device)
+    model_without_ddp = model
+    if info.world_size > 1:
+        model = DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+    optimizer, scheduler = build_optimizer(model, args, total_steps=args.epochs * len(loader))
+    log(
+        info,
+        f"training {args.model_id}: {len(dataset)} frames of {dataset.n_clips} clips, {args.epochs} epochs",
+    )
+    torch.manual_seed(args.seed + info.rank)  # different flips on each rank
+    epochs, started = [], time.perf_counter()
+    for epoch in range(args.epochs):
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        stats = train_one_epoch(
+            model, optimizer, scheduler, loader, info=info, epoch=epoch,
+            max_grad_norm=args.max_grad_norm, log=lambda m: log(info, m),
+        )  # fmt: skip
+        epochs.append({"epoch": epoch, **stats})
+        log(info, f"epoch {epoch} done: loss {stats['loss']:.4f} in {stats['seconds']:.1f}s")
+    return {
+        "model_id": args.model_id,
+        "dataset_id": args.dataset_id,
+        "manifest": args.manifest,
+        "world_size": info.world_size,
+        "backend": info.backend,
+        "device": str(info.device),
+        "n_train_frames": len(dataset),
+        "n_train_clips": dataset.n_clips,
+        "train_seconds": time.perf_counter() - started,
+        "epochs": epochs,
+        "_model": model_without_ddp,
+    }
+
+
+def save(args: argparse.Namespace, store: ObjectStore, record: dict[str, Any]) -> None:
+    """Rank 0 writes the weights, ``config.json`` and, last, ``training.json`` (the completion mark)."""
+    model = record.pop("_model")
+    train_args = {k: v for k, v in vars(args).items() if k != "store_url"}
+    save_checkpoint(
+        store, args.model_id, model=model, arch=args.arch, classes=args.classes,
+        min_size=args.min_size, max_size=args.max_size, train_args=train_args,
+    )  # fmt: skip
+    store.write_json(f"{model_prefix(args.model_id)}/training.json", {**record, "args": train_args})
+
+
+def log(info: DistributedInfo, message: str) -> None:
+    """Print from rank 0 only, flushed, so the launcher's log reads in order."""
+    if info.is_main:
+        print(f"[dataengine.training] {message}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train one model as one rank of a torchrun job; returns the process exit code."""
+    args = parse_args(argv)
+    info = init_distributed(args.device)
+    try:
+        store = ObjectStore(args.store_url, **json.loads(os.environ.get(STORAGE_OPTIONS_ENV) or "{}"))
+        record = fit(args, store, info)
+        if info.is_main:
+            save(args, store, record)
+        barrier(info)
+    except DataEngineError as exc:
+        print(f"dataengine training failed on rank {info.rank}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        shutdown(info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

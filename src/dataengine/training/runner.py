@@ -1,0 +1,241 @@
+"""``train``: launch the DDP entry point under torchrun in a subprocess and register the model it saves.
+
+DDP never runs inside the calling process (an Airflow worker, the CLI): the subprocess owns the process
+group, its ranks and their memory, and a crash there surfaces here as :class:`TrainingError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dataengine.context import Context
+from dataengine.errors import EmptyDatasetError, TrainingError
+from dataengine.lineage import repository as repo
+from dataengine.lineage.models import Dataset, Model
+from dataengine.storage import ObjectStore
+from dataengine.training.distributed import STORAGE_OPTIONS_ENV
+from dataengine.training.manifest import dataset_classes, resolve_dataset
+from dataengine.vision import checkpoint_key, model_prefix, pick_device
+
+logger = logging.getLogger(__name__)
+
+#: Hyperparameters of the recipe that are not settings. They are part of the model id, so changing one
+#: trains a new model instead of returning an old one.
+RECIPE: dict[str, Any] = {
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "warmup_iters": 50,
+    "max_grad_norm": 10.0,
+    "hflip": 0.5,
+    "workers": 0,
+}
+STDERR_TAIL_CHARS = 4000
+
+
+@dataclass
+class TrainResult:
+    """A trained model. ``train_seconds`` is the wall time of the torchrun job, start-up included."""
+
+    model_id: str
+    dataset_id: str
+    checkpoint_uri: str
+    train_seconds: float
+    n_train_frames: int
+    created: bool
+
+
+def warm_start_model(ctx: Context, *, arch: str, classes: list[str]) -> str:
+    """The promoted model to start from, when warm starts are on and it fits; else ``""``."""
+    if not ctx.settings.train_warm_start:
+        return ""
+    with ctx.db.session() as session:
+        promoted = repo.promoted_model(session)
+    if promoted is None:
+        return ""
+    config_key = f"{model_prefix(promoted.id)}/config.json"
+    if not ctx.store.exists(config_key):
+        return ""
+    config = ctx.store.read_json(config_key)
+    if config.get("arch") != arch or list(config.get("classes", [])) != classes:
+        logger.info("not warm-starting from %s: another architecture or class list", promoted.id)
+        return ""
+    return promoted.id
+
+
+def training_args(ctx: Context, row: Dataset, *, nproc: int, epochs: int | None) -> dict[str, Any]:
+    """Everything that decides the weights besides the data: settings, recipe, start point, world size."""
+    settings = ctx.settings
+    classes = dataset_classes(row, settings.classes)
+    return {
+        "arch": settings.detector_arch,
+        "init_model_id": warm_start_model(ctx, arch=settings.detector_arch, classes=classes),
+        "classes": classes,
+        "min_size": settings.image_min_size,
+        "max_size": settings.image_max_size,
+        "epochs": epochs or settings.train_epochs,
+        "batch_size": settings.train_batch_size,
+        "lr": settings.train_lr,
+        "seed": settings.train_seed,
+        "nproc": nproc,
+        **RECIPE,
+    }
+
+
+def model_id_for(dataset_id: str, args: dict[str, Any]) -> str:
+    """``m-`` and 10 hex digits of the hash of the dataset id and the training arguments."""
+    text = json.dumps({"dataset_id": dataset_id, "args": args}, sort_keys=True)
+    return "m-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def resolve_nproc(requested: int | None, default: int, *, device: str = "auto") -> int:
+    """How many ranks to start: one per GPU at most on CUDA, as asked on the CPU."""
+    nproc = requested or default
+    if nproc < 1:
+        raise TrainingError(f"nproc must be at least 1, got {nproc}")
+    if pick_device(device).type == "cuda":
+        nproc = min(nproc, torch.cuda.device_count())
+    return nproc
+
+
+def torchrun_command(
+    args: dict[str, Any],
+    *,
+    store_url: str,
+    manifest_uri: str,
+    dataset_id: str,
+    model_id: str,
+    device: str = "auto",
+) -> list[str]:
+    """The torchrun command line for one training job; ``device`` is not part of the model id."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node", str(args["nproc"]), "-m", "dataengine.training.ddp",
+        "--store-url", store_url, "--manifest", manifest_uri,
+        "--dataset-id", dataset_id, "--model-id", model_id,
+        "--classes", json.dumps(args["classes"]), "--device", device,
+    ]  # fmt: skip
+    for name, value in args.items():
+        if name not in ("classes", "nproc"):
+            command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
+def _child_env(ctx: Context, nproc: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env[STORAGE_OPTIONS_ENV] = json.dumps(ctx.settings.storage_options)
+    env["PYTHONUNBUFFERED"] = "1"
+    # Ranks share the cores: without this each rank would start one thread per core and thrash.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return env
+
+
+def run_torchrun(command: list[str], env: dict[str, str], *, what: str) -> float:
+    """Run the job, streaming its stdout to the log; returns its wall seconds."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as stderr:
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                logger.info("%s", line.rstrip())
+            code = proc.wait()
+        if code != 0:
+            stderr.seek(0)
+            tail = stderr.read()[-STDERR_TAIL_CHARS:]
+            raise TrainingError(f"{what}: torchrun exited with code {code}; end of its stderr:\n{tail}")
+    return time.perf_counter() - started
+
+
+def _existing(ctx: Context, model_id: str) -> dict[str, Any] | None:
+    """The training record of a model whose checkpoint is complete in the store."""
+    record_key = f"{model_prefix(model_id)}/training.json"
+    if not (ctx.store.exists(checkpoint_key(model_id)) and ctx.store.exists(record_key)):
+        return None
+    record: dict[str, Any] = ctx.store.read_json(record_key)
+    return record
+
+
+def _register(ctx: Context, model_id: str, dataset_id: str, record: dict[str, Any]) -> None:
+    with ctx.db.session() as session:
+        if session.get(Model, model_id) is not None:
+            return
+        promoted = repo.promoted_model(session)
+        repo.register_model(
+            session,
+            model_id=model_id,
+            checkpoint_uri=ctx.store.uri(checkpoint_key(model_id)),
+            dataset_id=dataset_id,
+            parent_model_id=promoted.id if promoted else None,
+            metrics={"train": _train_summary(record)},
+            status="candidate",
+        )
+
+
+def _train_summary(record: dict[str, Any]) -> dict[str, Any]:
+    last = record["epochs"][-1] if record.get("epochs") else {}
+    return {
+        "wall_seconds": round(float(record.get("wall_seconds", 0.0)), 2),
+        "train_seconds": round(float(record.get("train_seconds", 0.0)), 2),
+        "n_train_frames": int(record.get("n_train_frames", 0)),
+        "world_size": int(record.get("world_size", 1)),
+        "final_loss": round(float(last.get("loss", float("nan"))), 4),
+    }
+
+
+def train(
+    ctx: Context, *, dataset: str | None = None, nproc: int | None = None, epochs: int | None = None
+) -> TrainResult:
+    """Train a detector on a dataset version with DDP under torchrun; returns the registered model.
+
+    ``dataset`` is ``NAME@VERSION``, ``NAME`` (its newest version) or None (the newest ``default``).
+    The model id follows from the dataset id and the training arguments, so a rerun returns the model
+    trained before (``created=False``) instead of training again.
+    """
+    with ctx.db.session() as session:
+        row = resolve_dataset(session, dataset)
+    nproc = resolve_nproc(nproc, ctx.settings.train_nproc, device=ctx.settings.device)
+    args = training_args(ctx, row, nproc=nproc, epochs=epochs)
+    model_id = model_id_for(row.id, args)
+    record = _existing(ctx, model_id)
+    created = record is None
+    if record is None:
+        if not (row.counts or {}).get("n_train_frames", 1):
+            raise EmptyDatasetError(f"dataset {row.id} has no labelled frames in its train split")
+        command = torchrun_command(
+            args, store_url=ctx.store.url, manifest_uri=row.manifest_uri, dataset_id=row.id,
+            model_id=model_id, device=ctx.settings.device,
+        )  # fmt: skip
+        logger.info("training %s on %s with %d process(es)", model_id, row.id, args["nproc"])
+        wall = run_torchrun(command, _child_env(ctx, args["nproc"]), what=f"training {model_id} on {row.id}")
+        record = _add_wall_seconds(ctx.store, model_id, wall)
+    _register(ctx, model_id, row.id, record)
+    return TrainResult(
+        model_id=model_id,
+        dataset_id=row.id,
+        checkpoint_uri=ctx.store.uri(checkpoint_key(model_id)),
+        train_seconds=float(record.get("wall_seconds", record.get("train_seconds", 0.0))),
+        n_train_frames=int(record.get("n_train_frames", 0)),
+        created=created,
+    )
+
+
+def _add_wall_seconds(store: ObjectStore, model_id: str, wall_seconds: float) -> dict[str, Any]:
+    """Read back the job's training record and add the launcher's wall time to it."""
+    key = f"{model_prefix(model_id)}/training.json"
+    if not store.exists(key) or not store.exists(checkpoint_key(model_id)):
+        raise TrainingError(f"training {model_id} exited cleanly but wrote no checkpoint at {store.uri(key)}")
+    record: dict[str, Any] = store.read_json(key)
+    record["wall_seconds"] = wall_seconds
+    store.write_json(key, record)
+    return record
