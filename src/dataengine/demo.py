@@ -205,7 +205,9 @@ class AirflowRunner:
     """Runs DAGs with ``airflow dags test`` in a throwaway AIRFLOW_HOME."""
 
     def __init__(self, workdir: Path, env: dict[str, str], echo: Callable[[str], None]) -> None:
-        self.env = {**os.environ, **env, **_airflow_env(workdir)}
+        # The tasks see the demo's settings only, never the caller's other DATAENGINE_* variables.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
+        self.env = {**inherited, **env, **_airflow_env(workdir)}
         self.logs = workdir / "airflow-logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.echo = echo
@@ -414,8 +416,13 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
     wall = time.monotonic()
     workdir = _prepare_workdir(options.workdir)
     env = _engine_env(options, workdir)
-    os.environ.update(env)
-    settings: Settings = load_settings()
+    # Explicit values win over the caller's DATAENGINE_* environment, which the demo leaves untouched.
+    settings: Settings = load_settings(
+        database_url=env["DATAENGINE_DATABASE_URL"],
+        storage_url=env["DATAENGINE_STORAGE_URL"],
+        review_platform="local",
+        **options.settings,
+    )
     ctx = Context.create(settings, run_id="demo/bootstrap", actor="demo")
     runner = AirflowRunner(workdir, env, echo) if options.through == "airflow" else None
     if runner is not None:

@@ -35,7 +35,9 @@ def call(*args: str, code: int = 0) -> Any:
 def test_init_and_empty_status(engine_env: ObjectStore) -> None:
     assert "revision 0001" in call("init")
     status = call("status", "--json")
-    assert status["videos"] == 0 and status["clips"] == 0 and status["quarantined"] == 0
+    assert status["videos"] == 0
+    assert status["clips"] == 0
+    assert status["quarantined"] == 0
     assert set(status["stages"]) >= {"ingested", "scored", "selected", "in_dataset", "quarantined"}
     assert status["models"] == []
     assert call("clips", "list", "--json") == []
@@ -49,7 +51,8 @@ def test_ingest_then_list_and_show(engine_env: ObjectStore, tmp_path: Path) -> N
     out = call("ingest")
     assert "clip" in out
     ingest = call("ingest", str(bad), "--json", code=1)
-    assert ingest["clips"] == [] and len(ingest["quarantined"]) == 1
+    assert ingest["clips"] == []
+    assert len(ingest["quarantined"]) == 1
 
     clips = call("clips", "list", "--json")
     assert len(clips) == 2
@@ -72,12 +75,14 @@ def test_ingest_then_list_and_show(engine_env: ObjectStore, tmp_path: Path) -> N
     assert [(e["stage"], e["status"]) for e in shown["events"]] == [("ingested", "ok")]
     assert set(shown["events"][0]) >= {"stage", "status", "at", "run_id", "details"}
     text = call("clip", "show", first["clip_id"])
-    assert "history:" in text and "ingested" in text
+    assert "history:" in text
+    assert "ingested" in text
 
     quarantined = call("quarantine", "list", "--json")
     assert len(quarantined) == 1
     assert set(quarantined[0]) >= {"input", "video_id", "reason"}
-    assert "notes.mp4" in quarantined[0]["input"] and "text file" in quarantined[0]["reason"]
+    assert "notes.mp4" in quarantined[0]["input"]
+    assert "text file" in quarantined[0]["reason"]
 
     status = call("status", "--json")
     assert (status["videos"], status["clips"], status["quarantined"]) == (2, 2, 1)
@@ -88,7 +93,9 @@ def test_triggers_without_a_model_skip_model_triggers(engine_env: ObjectStore) -
     write_landing(engine_env, n_videos=1, seed=4, seconds=2.0, fps=10.0)
     call("ingest")
     report = call("triggers", "--budget-count", "1", "--json")
-    assert len(report["scored"]) == 2 and len(report["selected"]) == 1 and len(report["rejected"]) == 1
+    assert len(report["scored"]) == 2
+    assert len(report["selected"]) == 1
+    assert len(report["rejected"]) == 1
     assert "flicker" in report["skipped_triggers"]
 
 

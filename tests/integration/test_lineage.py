@@ -94,9 +94,14 @@ def test_stage_changes_are_recorded_in_order(db: Database) -> None:
 
 def test_stage_change_rolls_back_with_its_transaction(db: Database) -> None:
     clip_id = _clip(db)
-    with pytest.raises(RuntimeError), db.session() as s:
-        repo.set_stage(s, clip_id, "scored")
-        raise RuntimeError("task crashed")
+
+    def crashing_task() -> None:
+        with db.session() as s:
+            repo.set_stage(s, clip_id, "scored")
+            raise RuntimeError("task crashed")
+
+    with pytest.raises(RuntimeError):
+        crashing_task()
     with db.session() as s:
         assert repo.get_clip(s, clip_id).stage == "ingested"
         assert s.scalar(select(func.count()).select_from(ClipEvent)) == 1
@@ -171,9 +176,12 @@ def test_annotation_versions_are_immutable(db: Database) -> None:
         )
         assert [a.version for a in repo.annotation_versions(s, clip_id)] == [1, 2]
         latest = repo.latest_annotation(s, clip_id)
-        assert latest is not None and latest.version == 2 and latest.producer == {"reviewers": ["ann-7"]}
+        assert latest is not None
+        assert latest.version == 2
+        assert latest.producer == {"reviewers": ["ann-7"]}
         autolabel = repo.latest_annotation(s, clip_id, sources=["autolabel"])
-        assert autolabel is not None and autolabel.version == 1
+        assert autolabel is not None
+        assert autolabel.version == 1
 
 
 def test_review_tasks(db: Database) -> None:
@@ -185,7 +193,9 @@ def test_review_tasks(db: Database) -> None:
         again, created_again = repo.upsert_review_task(
             s, clip_id=clip_id, platform="local", exported_version=1, external_id="t1"
         )
-        assert created and not created_again and task.id == again.id
+        assert created
+        assert not created_again
+        assert task.id == again.id
         assert [t.clip_id for t in repo.review_tasks(s, platform="local", status="exported")] == [clip_id]
         repo.finish_review_task(s, task, imported_version=2)
     with db.session() as s:
@@ -237,7 +247,9 @@ def test_datasets_and_models(db: Database) -> None:
         )
     with db.session() as s:
         promoted = repo.promoted_model(s)
-        assert promoted is not None and promoted.id == "m1" and promoted.metrics == {"map": 0.3}
+        assert promoted is not None
+        assert promoted.id == "m1"
+        assert promoted.metrics == {"map": 0.3}
         repo.set_model_status(s, "m2", "promoted")
     with db.session() as s:
         statuses = {m.id: m.status for m in repo.list_models(s)}
@@ -308,12 +320,16 @@ def test_reports(db: Database) -> None:
         )
     with db.session() as s:
         summary = status_summary(s)
-        assert summary["videos"] == 1 and summary["clips"] == 2 and summary["quarantined"] == 0
-        assert summary["stages"]["ingested"] == 1 and summary["stages"]["scored"] == 1
+        assert summary["videos"] == 1
+        assert summary["clips"] == 2
+        assert summary["quarantined"] == 0
+        assert summary["stages"]["ingested"] == 1
+        assert summary["stages"]["scored"] == 1
         assert summary["stages"]["in_dataset"] == 0
         assert [m["id"] for m in summary["models"]] == ["m1"]
         history = clip_history(s, clip_id)
-        assert history["clip"]["clip_id"] == clip_id and history["clip"]["end_frame"] == 100
+        assert history["clip"]["clip_id"] == clip_id
+        assert history["clip"]["end_frame"] == 100
         assert [e["stage"] for e in history["events"]] == ["ingested", "scored"]
         assert history["annotations"] == [
             {
@@ -326,7 +342,8 @@ def test_reports(db: Database) -> None:
                 "producer": {},
             }
         ]
-        assert history["triggers"][0]["trigger"] == "flicker" and history["triggers"][0]["score"] == 0.5
+        assert history["triggers"][0]["trigger"] == "flicker"
+        assert history["triggers"][0]["score"] == 0.5
 
 
 def test_naive_datetimes_are_refused(db: Database) -> None:
@@ -338,4 +355,5 @@ def test_naive_datetimes_are_refused(db: Database) -> None:
         )
     with db.session() as s:
         stored = repo.get_video(s, video.id)
-        assert stored is not None and stored.recorded_at == datetime(2026, 1, 1, tzinfo=UTC)
+        assert stored is not None
+        assert stored.recorded_at == datetime(2026, 1, 1, tzinfo=UTC)

@@ -21,7 +21,9 @@ def test_defaults_are_the_embedded_engine() -> None:
 def test_environment_overrides_toml_which_overrides_defaults(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    (tmp_path / "dataengine.toml").write_text('clip_seconds = 4.0\nbudget_fraction = 0.2\nclasses = ["a", "b"]\n')
+    (tmp_path / "dataengine.toml").write_text(
+        'clip_seconds = 4.0\nbudget_fraction = 0.2\nclasses = ["a", "b"]\n'
+    )
     monkeypatch.setenv("DATAENGINE_BUDGET_FRACTION", "0.05")
     settings = load_settings()
     assert settings.clip_seconds == 4.0

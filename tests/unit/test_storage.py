@@ -46,7 +46,7 @@ def test_exclusive_write_is_idempotent_and_refuses_other_content(any_store: Obje
 
 
 def test_missing_key_raises_not_found_naming_the_uri(any_store: ObjectStore) -> None:
-    with pytest.raises(ObjectNotFoundError, match="nope.json"):
+    with pytest.raises(ObjectNotFoundError, match=r"nope\.json"):
         any_store.read_bytes("nope.json")
     assert not any_store.exists("nope.json")
 

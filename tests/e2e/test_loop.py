@@ -1,0 +1,210 @@
+"""The whole loop once through Airflow (`airflow dags test` of all six DAGs) on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from dataengine.cli import app
+from dataengine.config import Settings
+from dataengine.context import Context
+from dataengine.demo import DemoOptions, DemoResult, run_demo
+from dataengine.formats import load_annotations
+from dataengine.lineage import repository as repo
+from dataengine.lineage.models import ReviewTask
+
+pytest.importorskip("airflow", reason="apache-airflow is not installed")
+
+pytestmark = [pytest.mark.slow, pytest.mark.airflow]
+
+LOOP = ["ingested", "scored", "selected", "autolabelled", "in_review", "reviewed", "in_dataset"]
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, Context]:
+    workdir = tmp_path_factory.mktemp("e2e") / "demo"
+    options = DemoOptions(
+        rounds=1,
+        workdir=workdir,
+        through="airflow",
+        seed_videos=2,
+        videos_per_round=2,
+        video_seconds=3.0,
+        settings={
+            "clip_seconds": 1.0,
+            "sample_fps": 3.0,
+            "budget_count": 2,
+            "val_fraction": 0.5,
+            "train_epochs": 1,
+            "train_nproc": 2,
+        },
+    )
+    result = run_demo(options, echo=lambda _: None)
+    settings = Settings(
+        database_url=f"sqlite:///{workdir / 'lineage.db'}", storage_url=f"file://{workdir / 'store'}"
+    )
+    return result, Context.create(settings, run_id="test/e2e")
+
+
+def test_every_round_is_reported(loop: tuple[DemoResult, Context]) -> None:
+    result, _ = loop
+    bootstrap, first = result.rounds
+    assert (bootstrap.videos, bootstrap.clips, bootstrap.dataset) == (2, 6, "default@1")
+    assert bootstrap.promoted
+    assert bootstrap.previous_map is None
+    assert (first.videos, first.clips, first.selected) == (2, 6, 2)
+    assert first.dataset == "default@2"
+    assert first.dataset_clips == 8
+    assert first.model_id
+    assert first.model_id != bootstrap.model_id
+    assert first.new_map is not None
+    assert 0.0 <= first.new_map <= 1.0
+    assert first.previous_map is not None
+    assert first.boxes_changed >= 0
+    assert "round" in result.table()
+    assert "default@2" in result.table()
+
+
+def test_a_selected_clip_went_through_every_stage(loop: tuple[DemoResult, Context]) -> None:
+    _, ctx = loop
+    with ctx.db.session() as session:
+        reviewed = [
+            c
+            for c in repo.list_clips(session, stage="in_dataset")
+            if repo.latest_annotation(session, c.id)
+            and repo.latest_annotation(session, c.id).source == "review"  # type: ignore[union-attr]
+        ]
+        assert len(reviewed) == 2
+        clip = reviewed[0]
+        events = repo.clip_events(session, clip.id)
+        stages = [e.stage for e in events if e.status == "ok"]
+        assert stages == LOOP
+        run_ids = {e.stage: e.run_id for e in events}
+        assert run_ids["ingested"].startswith("ingest_daily/")
+        assert run_ids["selected"].startswith("detect_triggers/")
+        assert run_ids["autolabelled"].startswith("autolabel/")
+        assert run_ids["in_review"].startswith("review_export/")
+        assert run_ids["reviewed"].startswith("review_import/")
+        assert run_ids["in_dataset"].startswith("one_click_train/")
+        trained = [e for e in events if e.status == "trained"]
+        assert trained
+        assert trained[-1].details["dataset_id"] == "default@2"
+        selected = next(e for e in events if e.stage == "selected")
+        assert selected.details  # names the trigger that selected it
+        assert repo.trigger_scores(session, clip.id)
+        tasks = session.scalars(select(ReviewTask).where(ReviewTask.clip_id == clip.id)).all()
+        assert [(t.status, t.exported_version, t.imported_version) for t in tasks] == [("imported", 1, 2)]
+        rejected = repo.list_clips(session, stage="rejected")
+        assert len(rejected) == 4
+
+
+def test_annotation_versions(loop: tuple[DemoResult, Context]) -> None:
+    _, ctx = loop
+    with ctx.db.session() as session:
+        clip_ids = [c.id for c in repo.list_clips(session, stage="in_dataset")]
+        versions = {
+            cid: [(a.version, a.source) for a in repo.annotation_versions(session, cid)] for cid in clip_ids
+        }
+    seeds = [cid for cid, v in versions.items() if v == [(1, "synthetic")]]
+    reviewed = [cid for cid, v in versions.items() if v == [(1, "autolabel"), (2, "review")]]
+    assert len(seeds) == 6
+    assert len(reviewed) == 2
+    autolabel = load_annotations(ctx.store, reviewed[0], 1)
+    review = load_annotations(ctx.store, reviewed[0])
+    assert review.version == 2
+    assert review.parent_version == 1
+    assert review.producer["simulated"] is True
+    assert review.producer["reviewers"] == ["simulated-reviewer"]
+    assert autolabel.producer["models"] == review.producer["models"]
+    assert [f.index for f in review.frames] == [f.index for f in autolabel.frames]
+    assert all(b.origin == "human" for f in review.frames for b in f.boxes)
+
+
+def test_model_metrics_file_and_registry(loop: tuple[DemoResult, Context]) -> None:
+    result, ctx = loop
+    first = result.rounds[1]
+    doc: dict[str, Any] = ctx.store.read_json(f"models/{first.model_id}/metrics.json")
+    assert doc["dataset_id"] == "default@2"
+    assert doc["held_out"].startswith("default@2:")
+    for key in ("map", "map50", "n_images", "n_gt_boxes"):
+        assert key in doc["metrics"]
+    assert 0.0 <= doc["metrics"]["map50"] <= 1.0
+    assert doc["previous"]["model_id"] == result.rounds[0].model_id
+    assert doc["decision"]["promoted"] == first.promoted
+    with ctx.db.session() as session:
+        statuses = {m.id: m.status for m in repo.list_models(session)}
+        model = repo.get_model(session, first.model_id)
+        assert model.parent_model_id == result.rounds[0].model_id
+        assert model.dataset_id == "default@2"
+    expected_first = "promoted" if first.promoted else "rejected"
+    assert statuses[first.model_id] == expected_first
+    assert statuses[result.rounds[0].model_id] == ("retired" if first.promoted else "promoted")
+    assert ctx.store.exists(f"models/{first.model_id}/model.pt")
+
+
+def test_clip_show_prints_the_whole_history(
+    loop: tuple[DemoResult, Context], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, ctx = loop
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("DATAENGINE_STORAGE_URL", ctx.settings.storage_url)
+    with ctx.db.session() as session:
+        clip_id = next(
+            c.id
+            for c in repo.list_clips(session, stage="in_dataset")
+            if len(repo.annotation_versions(session, c.id)) == 2
+        )
+    result = CliRunner().invoke(app, ["clip", "show", clip_id, "--json"])
+    assert result.exit_code == 0, result.output
+    history = json.loads(result.stdout)
+    assert [e["stage"] for e in history["events"] if e["status"] == "ok"] == LOOP
+    assert [a["source"] for a in history["annotations"]] == ["autolabel", "review"]
+    assert history["datasets"][-1]["dataset_id"] == "default@2"
+
+
+def test_rerunning_the_dags_adds_nothing(loop: tuple[DemoResult, Context], tmp_path: Path) -> None:
+    """Every DAG again on the same data: no new rows, versions, datasets or models."""
+    from dataengine.demo import AirflowRunner
+
+    result, ctx = loop
+    workdir = Path(result.workdir)
+    with ctx.db.session() as session:
+        before = _counts(session)
+    env = {
+        "DATAENGINE_DATABASE_URL": ctx.settings.database_url,
+        "DATAENGINE_STORAGE_URL": ctx.settings.storage_url,
+        "DATAENGINE_CLIP_SECONDS": "1.0",
+        "DATAENGINE_SAMPLE_FPS": "3.0",
+        "DATAENGINE_TRAIN_EPOCHS": "1",
+        "DATAENGINE_TRAIN_NPROC": "2",
+        "DATAENGINE_VAL_FRACTION": "0.5",
+        "DATAENGINE_BUDGET_COUNT": "2",
+    }
+    runner = AirflowRunner(workdir, env, lambda _: None)
+    for dag_id in (
+        "ingest_daily",
+        "detect_triggers",
+        "autolabel",
+        "review_export",
+        "review_import",
+        "one_click_train",
+    ):
+        runner.run(dag_id, "rerun")
+    with ctx.db.session() as session:
+        assert _counts(session) == before
+
+
+def _counts(session: Any) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from dataengine.lineage.models import AnnotationVersion, Clip, Dataset, Model, TriggerScore, Video
+
+    return {
+        model.__tablename__: session.scalar(select(func.count()).select_from(model))
+        for model in (Video, Clip, AnnotationVersion, Dataset, Model, TriggerScore, ReviewTask)
+    }
