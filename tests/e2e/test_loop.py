@@ -84,7 +84,7 @@ def test_a_selected_clip_went_through_every_stage(loop: tuple[DemoResult, Contex
         events = repo.clip_events(session, clip.id)
         stages = [e.stage for e in events if e.status == "ok"]
         assert stages == LOOP
-        run_ids = {e.stage: e.run_id for e in events}
+        run_ids = {e.stage: e.run_id or "" for e in events}
         assert run_ids["ingested"].startswith("ingest_daily/")
         assert run_ids["selected"].startswith("detect_triggers/")
         assert run_ids["autolabelled"].startswith("autolabel/")

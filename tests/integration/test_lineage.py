@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -149,7 +150,9 @@ def test_trigger_scores_are_upserts(db: Database) -> None:
 
 def test_annotation_versions_are_immutable(db: Database) -> None:
     clip_id = _clip(db)
-    kwargs = dict(clip_id=clip_id, uri="u1", source="autolabel", parent_version=None, n_frames=5, n_boxes=3)
+    kwargs: dict[str, Any] = dict(
+        clip_id=clip_id, uri="u1", source="autolabel", parent_version=None, n_frames=5, n_boxes=3
+    )
     with db.session() as s:
         _, created = repo.record_annotation(
             s, version=1, sha256="a" * 64, producer={"models": ["m"]}, **kwargs

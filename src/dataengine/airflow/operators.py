@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
+    from airflow.sdk import XComArg
     from airflow.sdk.definitions.context import Context as AirflowContext
 
     from dataengine.context import Context
@@ -24,6 +25,11 @@ def airflow_run_id(context: AirflowContext) -> str:
     run_id = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
     map_index = getattr(ti, "map_index", -1)
     return f"{run_id}[{map_index}]" if map_index is not None and map_index >= 0 else run_id
+
+
+def rendered(value: Any) -> str | None:
+    """A templated field's value after rendering: the XCom string, or None when unset."""
+    return None if value in (None, "") else str(value)
 
 
 def batches(items: Sequence[str], size: int) -> list[list[str]]:
@@ -245,7 +251,9 @@ class TrainOperator(StageOperator):
 
     template_fields: Sequence[str] = ("dataset",)
 
-    def __init__(self, *, dataset: str | None = None, nproc: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, dataset: str | XComArg | None = None, nproc: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
         self.nproc = nproc
@@ -255,7 +263,7 @@ class TrainOperator(StageOperator):
 
         params = context.get("params") or {}
         nproc = params.get("nproc") or self.nproc
-        result = train(ctx, dataset=self.dataset, nproc=int(nproc) if nproc else None)
+        result = train(ctx, dataset=rendered(self.dataset), nproc=int(nproc) if nproc else None)
         self.log.info(
             "model %s on %s (%s)",
             result.model_id,
@@ -270,7 +278,9 @@ class EvaluateOperator(StageOperator):
 
     template_fields: Sequence[str] = ("model_id", "dataset")
 
-    def __init__(self, *, model_id: str, dataset: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, model_id: str | XComArg, dataset: str | XComArg | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.model_id = model_id
         self.dataset = dataset
@@ -278,7 +288,7 @@ class EvaluateOperator(StageOperator):
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, float]:
         from dataengine.training import evaluate
 
-        metrics = evaluate(ctx, model_id=self.model_id, dataset=self.dataset)
+        metrics = evaluate(ctx, model_id=str(self.model_id), dataset=rendered(self.dataset))
         self.log.info("model %s: %s", self.model_id, metrics)
         return metrics
 
@@ -288,14 +298,14 @@ class PromoteOperator(StageOperator):
 
     template_fields: Sequence[str] = ("model_id",)
 
-    def __init__(self, *, model_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, model_id: str | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model_id = model_id
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
         from dataengine.training import promote_if_better
 
-        decision = promote_if_better(ctx, model_id=self.model_id)
+        decision = promote_if_better(ctx, model_id=str(self.model_id))
         self.log.info("%s", decision.reason)
         return {
             "model_id": decision.model_id,
