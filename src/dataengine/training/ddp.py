@@ -47,6 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--init-model-id", default="", help="start from this stored model's weights (warm start)"
     )
+    parser.add_argument(
+        "--warm-start",
+        type=lambda text: text.lower() in ("1", "true", "yes"),
+        default=False,
+        help="recorded only: whether the launcher starts from the promoted model when there is one",
+    )
     parser.add_argument("--classes", required=True, help="JSON list of class names")
     parser.add_argument("--min-size", type=int, default=240)
     parser.add_argument("--max-size", type=int, default=320)

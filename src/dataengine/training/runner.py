@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from sqlalchemy import select
 
 from dataengine.context import Context
 from dataengine.errors import EmptyDatasetError, TrainingError
@@ -81,6 +82,7 @@ def training_args(ctx: Context, row: Dataset, *, nproc: int, epochs: int | None)
     return {
         "arch": settings.detector_arch,
         "init_model_id": warm_start_model(ctx, arch=settings.detector_arch, classes=classes),
+        "warm_start": settings.train_warm_start,
         "classes": classes,
         "min_size": settings.image_min_size,
         "max_size": settings.image_max_size,
@@ -193,6 +195,26 @@ def _train_summary(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Keys that do not make two runs on one dataset different models: the start point follows whatever is
+# promoted (so a rerun after a promotion would otherwise train again), and the world size is a speed knob.
+_NOT_RECIPE = ("init_model_id", "nproc")
+
+
+def _same_recipe_on(ctx: Context, dataset_id: str, args: dict[str, Any]) -> str | None:
+    """A model already trained on ``dataset_id`` with the same recipe, whatever it started from."""
+    wanted = {k: v for k, v in args.items() if k not in _NOT_RECIPE}
+    with ctx.db.session() as session:
+        candidates = session.scalars(
+            select(Model.id).where(Model.dataset_id == dataset_id).order_by(Model.created_at)
+        ).all()
+    for model_id in candidates:
+        record = _existing(ctx, model_id)
+        stored = (record or {}).get("args", {})
+        if all(stored.get(k) == v for k, v in wanted.items()):
+            return model_id
+    return None
+
+
 def train(
     ctx: Context, *, dataset: str | None = None, nproc: int | None = None, epochs: int | None = None
 ) -> TrainResult:
@@ -200,13 +222,14 @@ def train(
 
     ``dataset`` is ``NAME@VERSION``, ``NAME`` (its newest version) or None (the newest ``default``).
     The model id follows from the dataset id and the training arguments, so a rerun returns the model
-    trained before (``created=False``) instead of training again.
+    trained before (``created=False``) instead of training again, even when another model was promoted
+    in between (a warm start would otherwise begin from it and count as a new recipe).
     """
     with ctx.db.session() as session:
         row = resolve_dataset(session, dataset)
     nproc = resolve_nproc(nproc, ctx.settings.train_nproc, device=ctx.settings.device)
     args = training_args(ctx, row, nproc=nproc, epochs=epochs)
-    model_id = model_id_for(row.id, args)
+    model_id = _same_recipe_on(ctx, row.id, args) or model_id_for(row.id, args)
     record = _existing(ctx, model_id)
     created = record is None
     if record is None:
