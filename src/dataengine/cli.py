@@ -352,6 +352,25 @@ def quarantine_list(as_json: JsonFlag = False) -> None:
     )
 
 
+@app.command()
+def synthetic(
+    videos: Annotated[int, typer.Option(help="How many videos to render.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed renders the same bytes.")] = 0,
+    seconds: Annotated[float, typer.Option(help="Length of each video.")] = 10.0,
+    day: Annotated[str, typer.Option(help="Recording day in the landing path, YYYY-MM-DD.")] = "2026-11-22",
+) -> None:
+    """Render synthetic videos with ground truth into landing/ (for trying the engine out)."""
+    from dataengine.synthetic import write_landing
+
+    with _context() as ctx:
+        keys = write_landing(
+            ctx.store, n_videos=videos, seed=seed, seconds=seconds, start_day=day,
+            prefix=ctx.settings.landing_prefix,
+        )  # fmt: skip
+    for key in keys:
+        typer.echo(key)
+
+
 # Demo ---------------------------------------------------------------------------------------------
 
 

@@ -106,3 +106,11 @@ def test_errors_are_one_clear_line(engine_env: ObjectStore) -> None:
     result = runner.invoke(app, ["autolabel"])
     assert result.exit_code == 1
     assert "no promoted model" in result.output
+
+
+def test_synthetic_renders_into_landing(engine_env: ObjectStore) -> None:
+    out = call("synthetic", "--videos", "2", "--seconds", "1", "--seed", "5")
+    keys = out.split()
+    assert len(keys) == 2
+    assert all(k.startswith("landing/cam") and k.endswith(".mp4") for k in keys)
+    assert all(engine_env.exists(k) and engine_env.exists(k[:-4] + ".gt.json") for k in keys)
