@@ -93,9 +93,14 @@ def _status_text(summary: dict[str, Any]) -> str:
         f"stages: {stages or 'none'}",
         f"promoted model: {summary['promoted_model'] or 'none yet'}",
     ]
-    lines += [
-        f"  {m['id']}  {m['status']:<9}  mAP@0.5 {m['metrics'].get('map50', '-')}" for m in summary["models"]
-    ]
+    for model in summary["models"]:
+        scores = model["metrics"].get("eval") or {}
+        held_out = model["metrics"].get("held_out", "")
+        if scores:
+            quality = f"mAP {scores.get('map', 0):.3f}  mAP@.5 {scores.get('map50', 0):.3f} on {held_out}"
+        else:
+            quality = "not evaluated"
+        lines.append(f"  {model['id']}  {model['status']:<9}  {quality}")
     return "\n".join(lines)
 
 

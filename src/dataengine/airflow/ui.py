@@ -45,7 +45,10 @@ def render_status_page(summary: dict[str, Any]) -> str:
     """The HTML overview: clips per stage, models, recent quarantine."""
     stages = _table([[k, v] for k, v in summary["stages"].items()], ["stage", "clips"])
     models = _table(
-        [[m["id"], m["status"], m["dataset_id"], m["metrics"].get("map50", "")] for m in summary["models"]],
+        [
+            [m["id"], m["status"], m["dataset_id"], (m["metrics"].get("eval") or {}).get("map50", "")]
+            for m in summary["models"]
+        ],
         ["model", "status", "dataset", "mAP@0.5"],
     )
     quarantine = _table(
