@@ -57,7 +57,6 @@ class DemoOptions:
             "sample_fps": 5.0,
             "budget_fraction": 0.3,
             "val_fraction": 0.25,
-            "train_epochs": 5,
             "train_nproc": 2,
         }
     )

@@ -398,13 +398,15 @@ def test_training_again_returns_the_same_model_and_launches_nothing(
 
 
 def test_a_warm_start_begins_at_the_promoted_weights_and_is_another_model(trained: Trained) -> None:
-    settings = trained.ctx.settings.model_copy(update={"train_warm_start": True})
-    warm_ctx = Context.create(settings, run_id="test/warm")
+    # A warm start runs train_warm_epochs (1 here), not train_epochs (2).
+    update = {"train_warm_start": True, "train_epochs": 2, "train_warm_epochs": 1}
+    warm_ctx = Context.create(trained.ctx.settings.model_copy(update=update), run_id="test/warm")
     try:
         warm = train(warm_ctx, nproc=1)
     finally:
         warm_ctx.close()
     config, warm_weights = load_checkpoint(trained.ctx.store, warm.model_id)
+    record = trained.ctx.store.read_json(f"{model_prefix(warm.model_id)}/training.json")
     _, seed_weights = load_checkpoint(trained.ctx.store, "m-seed")
     _, cold_weights = load_checkpoint(trained.ctx.store, trained.result.model_id)
     with trained.ctx.db.session() as session:
@@ -417,6 +419,8 @@ def test_a_warm_start_begins_at_the_promoted_weights_and_is_another_model(traine
     assert warm.created
     assert warm.model_id != trained.result.model_id
     assert config["train_args"]["init_model_id"] == "m-seed"
+    assert (config["train_args"]["epochs"], config["train_args"]["warm_epochs"]) == (2, 1)
+    assert [e["epoch"] for e in record["epochs"]] == [0]
     assert parent == "m-seed"
     # One epoch moves the weights a little: the warm model is still near the seed, the cold one is not.
     assert distance(warm_weights, seed_weights) < 0.5 * distance(cold_weights, seed_weights)

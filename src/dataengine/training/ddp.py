@@ -57,6 +57,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-size", type=int, default=240)
     parser.add_argument("--max-size", type=int, default=320)
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--warm-epochs", type=int, default=0, help="epochs when --init-model-id is given (0: --epochs)"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="global batch, split over the ranks")
     parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     parser.add_argument("--lr", type=float, default=0.01)
@@ -131,12 +134,20 @@ def warm_start(model: nn.Module, store: ObjectStore, args: argparse.Namespace) -
             f"cannot warm-start from {args.init_model_id}: it is a {config['arch']} for {config['classes']}, "
             f"this run trains a {args.arch} for {args.classes}"
         )
-    model.load_state_dict(state_dict)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"cannot warm-start from {args.init_model_id}: its weights do not fit today's {args.arch} "
+            f"(it was saved by an older layout of the architecture); set DATAENGINE_TRAIN_WARM_START=false "
+            f"to train from scratch: {exc}"
+        ) from exc
 
 
-def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> dict[str, Any]:
-    """Build the model and train it; returns the training record, with the model under ``_model``."""
-    loader, sampler, dataset = build_loader(args, store, info)
+def build_model(
+    args: argparse.Namespace, store: ObjectStore, info: DistributedInfo
+) -> tuple[nn.Module, nn.Module]:
+    """The model to train (DDP-wrapped with several ranks) and the plain model inside it, to save."""
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = build_detector(
         args.arch, num_classes=len(args.classes), min_size=args.min_size, max_size=args.max_size
@@ -144,19 +155,25 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
     if args.init_model_id:
         warm_start(model, store, args)
     model.to(info.device)
-    model_without_ddp = model
-    if info.world_size > 1:
-        model = DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
-    optimizer, scheduler = build_optimizer(model, args, total_steps=args.epochs * len(loader))
+    if info.world_size == 1:
+        return model, model
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids), model
+
+
+def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> dict[str, Any]:
+    """Build the model and train it; returns the training record, with the model under ``_model``."""
+    loader, sampler, dataset = build_loader(args, store, info)
+    model, model_without_ddp = build_model(args, store, info)
+    n_epochs = args.warm_epochs if args.init_model_id and args.warm_epochs else args.epochs
+    optimizer, scheduler = build_optimizer(model, args, total_steps=n_epochs * len(loader))
     log(
         info,
-        f"training {args.model_id}: {len(dataset)} frames of {dataset.n_clips} clips, {args.epochs} epochs",
+        f"training {args.model_id}: {len(dataset)} frames of {dataset.n_clips} clips, {n_epochs} epochs",
     )
     torch.manual_seed(args.seed + info.rank)  # different flips on each rank
     epochs, started = [], time.perf_counter()
-    for epoch in range(args.epochs):
+    for epoch in range(n_epochs):
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         stats = train_one_epoch(

@@ -87,6 +87,8 @@ def training_args(ctx: Context, row: Dataset, *, nproc: int, epochs: int | None)
         "min_size": settings.image_min_size,
         "max_size": settings.image_max_size,
         "epochs": epochs or settings.train_epochs,
+        # A warm start needs fewer epochs for nearly the same mAP (docs/training.md, "Measured").
+        "warm_epochs": epochs or min(settings.train_warm_epochs, settings.train_epochs),
         "batch_size": settings.train_batch_size,
         "lr": settings.train_lr,
         "seed": settings.train_seed,
