@@ -6,6 +6,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Label Studio pins its own Django stack: it lives in a virtualenv of its own (docs/review.md).
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
+LABELSTUDIO_PORT ?= 8081
+WHEELHOUSE ?= $(HOME)/.cache/dataengine/wheelhouse
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # Airflow's task processes do not run in this folder: give the embedded engine absolute locations
@@ -20,7 +25,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/.dataengine/airflow \
 	DATAENGINE_DATABASE_URL=$(DATAENGINE_DATABASE_URL) \
 	DATAENGINE_STORAGE_URL=$(DATAENGINE_STORAGE_URL)
 
-.PHONY: venv demo test lint unit bench up train-now clean
+.PHONY: venv demo test lint unit bench up train-now clean mmdet labelstudio chromium
 
 venv: $(STAMP)
 
@@ -29,7 +34,23 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[airflow,dev,encord]'
+	@# The mmdet backend too, but only once `make mmdet` has built the mmcv wheel (a no-op otherwise).
+	@if compgen -G "$(WHEELHOUSE)/mmcv-2.1.0-*.whl" >/dev/null; then \
+		$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[mmdet]'; fi
 	@touch $(STAMP)
+
+# Builds mmcv 2.1.0 from source once (about 30 minutes on 2 cores; the wheel is cached outside the repo)
+# and installs the mmdetection backend from it (docs/autolabel.md, "mmdetection").
+mmdet: venv
+	DATAENGINE_WHEELHOUSE=$(WHEELHOUSE) scripts/build_mmcv.sh
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[mmdet]'
+
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP):
+	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet 'label-studio==1.23.2'
+	@touch $(LS_STAMP)
 
 demo: venv
 	$(BIN)/dataengine demo
@@ -39,19 +60,31 @@ lint: venv
 	$(BIN)/ruff format --check src tests dags plugins benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint labelstudio chromium
 	$(BIN)/pytest
+
+# tests/browser drive Debian's chromium through Playwright (never a browser Playwright downloads).
+chromium:
+	@test -x /usr/bin/chromium || apt-get install -y chromium chromium-driver || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 
 unit: venv
 	$(BIN)/pytest tests/unit
 
 bench: venv
+	@# The ingest benchmark's reference is the ffmpeg command line (Debian's package).
+	@command -v ffmpeg >/dev/null || apt-get install -y ffmpeg || sudo apt-get install -y ffmpeg
 	$(BIN)/python -m benchmarks
 
 up: venv
 	mkdir -p .dataengine/airflow
 	$(AIRFLOW_ENV) $(BIN)/airflow db migrate
 	$(AIRFLOW_ENV) $(BIN)/airflow pools set gpu 1 "GPU slots for autolabel and training"
+	@# `make up LABELSTUDIO=1` also starts Label Studio beside Airflow (stopped with it by Ctrl-C).
+	@if [ "$(LABELSTUDIO)" = 1 ]; then $(MAKE) --no-print-directory labelstudio && mkdir -p .dataengine/labelstudio && \
+		(LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/.dataengine/labelstudio SENTRY_DSN= FRONTEND_SENTRY_DSN= \
+		$(LS_VENV)/bin/label-studio start --no-browser --port $(LABELSTUDIO_PORT) \
+		>.dataengine/labelstudio.log 2>&1 &) && echo "Label Studio: http://localhost:$(LABELSTUDIO_PORT)"; fi
 	$(AIRFLOW_ENV) $(BIN)/airflow standalone
 
 # The weekly training run, now, on the `make up` instance (same as the Trigger button in the UI).

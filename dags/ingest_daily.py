@@ -1,4 +1,9 @@
-"""ingest_daily: find new landing videos, cut them into clips, register them in lineage."""
+"""ingest_daily: find new landing videos, cut them into clips, register them in lineage.
+
+Discovery hands out batches of videos; one mapped ingest task per batch. Transient storage errors fail
+a task with a retryable error, and Airflow retries it (ingest is idempotent). The Asset event of
+``dataengine://clips`` names the new clip ids in its extra, ``{"clip_ids": [...]}``.
+"""
 
 from datetime import datetime, timedelta
 
@@ -21,7 +26,13 @@ from dataengine.airflow.operators import AnnounceOperator, DiscoverVideosOperato
 def ingest_daily() -> None:
     discovered = DiscoverVideosOperator(task_id="discover")
     ingested = IngestOperator.partial(task_id="ingest").expand(inputs=discovered.output)
-    AnnounceOperator(task_id="announce_clips", results=ingested.output, count_key="clips", outlets=[CLIPS])
+    AnnounceOperator(
+        task_id="announce_clips",
+        results=ingested.output,
+        count_key="clips",
+        ids_key="clip_ids",
+        outlets=[CLIPS],
+    )
 
 
 ingest_daily()

@@ -1,6 +1,7 @@
-"""one_click_train: dataset snapshot → torchrun DDP training → evaluation → promotion if better.
+"""one_click_train: dataset snapshot → torchrun DDP training → evaluation → promotion if better → report.
 
-Runs weekly, or now with `airflow dags trigger one_click_train` or the Trigger button in the UI.
+Runs weekly, or now with `airflow dags trigger one_click_train` or the Trigger button in the UI. With no
+new reviewed data since the last decided round it skips, saying why (param force=true trains anyway).
 """
 
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from dataengine.airflow.operators import (
     BuildDatasetOperator,
     EvaluateOperator,
     PromoteOperator,
+    SummariseOperator,
     TrainOperator,
 )
 
@@ -26,6 +28,10 @@ from dataengine.airflow.operators import (
     params={
         "dataset_name": Param("default", type="string", description="dataset to snapshot and train on"),
         "nproc": Param(None, type=["null", "integer"], description="DDP processes (default: settings)"),
+        "force": Param(False, type="boolean", description="train even when no new data was reviewed"),
+        "rebuild_heldout": Param(
+            False, type="boolean", description="freeze a new held-out set from today's val split"
+        ),
     },
     tags=["dataengine", "training"],
     doc_md=__doc__,
@@ -33,9 +39,10 @@ from dataengine.airflow.operators import (
 def one_click_train() -> None:
     dataset = BuildDatasetOperator(task_id="build_dataset")
     model = TrainOperator(task_id="train", dataset=dataset.output, pool=GPU_POOL)
-    metrics = EvaluateOperator(task_id="evaluate", model_id=model.output, dataset=dataset.output)
+    metrics = EvaluateOperator(task_id="evaluate", model_id=model.output)
     promote = PromoteOperator(task_id="promote", model_id=model.output, outlets=[MODELS])
-    metrics >> promote
+    summary = SummariseOperator(task_id="summarise", dataset=dataset.output, model_id=model.output)
+    metrics >> promote >> summary
 
 
 one_click_train()

@@ -1,4 +1,9 @@
-"""review_export: push autolabelled clips and their pre-labels to the review platform."""
+"""review_export: push autolabelled clips and their pre-labels to the review platform.
+
+The platform is `DATAENGINE_REVIEW_PLATFORM` (local, encord or labelstudio). Encord's SSH key comes from
+the Airflow Connection `encord_default` (password), Label Studio's URL and token from
+`labelstudio_default`; rate limits and outages are retried. See docs/review.md.
+"""
 
 from datetime import datetime, timedelta
 

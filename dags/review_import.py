@@ -1,4 +1,7 @@
-"""review_import: pull completed reviews and write them as new annotation versions (hourly)."""
+"""review_import: pull completed reviews and write them as new annotation versions (hourly).
+
+Idempotent: a review imported once is never imported again. Credentials as in review_export.
+"""
 
 from datetime import datetime, timedelta
 

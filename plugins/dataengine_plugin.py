@@ -1,6 +1,11 @@
-"""Registers the dataengine lineage view in the Airflow UI (Airflow 3 FastAPI plugin). No logic here."""
+"""Registers the dataengine monitoring view in the Airflow UI (Airflow 3 FastAPI plugin). No logic here.
 
-from airflow.api_fastapi.core_api.security import requires_authenticated
+A plugin's FastAPI app is not protected by Airflow on its own: every route requires a logged-in Airflow
+user (the UI's ``_token`` cookie or a bearer token) who may see plugin views.
+"""
+
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import requires_access_view
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends
 
@@ -11,11 +16,16 @@ class DataEnginePlugin(AirflowPlugin):
     name = "dataengine"
     fastapi_apps = [
         {
-            "app": create_app(dependencies=[Depends(requires_authenticated())]),
+            "app": create_app(dependencies=[Depends(requires_access_view(AccessView.PLUGINS))]),
             "url_prefix": "/dataengine",
-            "name": "dataengine lineage",
+            "name": "dataengine monitoring",
         }
     ]
     external_views = [
-        {"name": "Data engine", "href": "/dataengine/", "destination": "nav", "url_route": "dataengine"}
+        {
+            "name": "Data engine",
+            "href": "/dataengine/",
+            "destination": "nav",
+            "url_route": "dataengine",
+        }
     ]

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -131,8 +132,13 @@ def ingest(
         raise typer.Exit(1)
 
 
-@app.command()
+triggers_app = typer.Typer(help="Data triggers: score new clips and select under the budget.")
+app.add_typer(triggers_app, name="triggers")
+
+
+@triggers_app.callback(invoke_without_command=True)
 def triggers(
+    command: typer.Context,
     budget: Annotated[
         float | None, typer.Option("--budget", help="Fraction of scored clips to select.")
     ] = None,
@@ -142,11 +148,43 @@ def triggers(
     as_json: JsonFlag = False,
 ) -> None:
     """Score every ingested clip with the data triggers and select under the budget."""
+    if command.invoked_subcommand is not None:
+        return
     from dataengine.triggers import run_triggers
 
     with _context() as ctx:
         report = run_triggers(ctx, budget_fraction=budget, budget_count=budget_count)
     _emit(report.to_dict(), as_json, lambda _: report.summary())
+
+
+@triggers_app.command("timeline")
+def triggers_timeline(
+    video_id: Annotated[str, typer.Argument(help="Video id.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+) -> None:
+    """Plot each trigger's score along a video, one line per trigger, with the selected clips shaded."""
+    from dataengine.triggers.timeline import build_timeline, plot_timeline
+
+    with _context() as ctx, ctx.db.session() as session:
+        timeline = build_timeline(session, video_id)
+    plot_timeline(timeline, out)
+    typer.echo(f"{out}: {len(timeline.clip_ids)} clip(s), {sum(timeline.selected)} selected")
+
+
+@triggers_app.command("train-anomaly")
+def triggers_train_anomaly(
+    clips: Annotated[int | None, typer.Option(help="Recent clips to train on.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """(Re)train the anomaly trigger's autoencoder on the most recently ingested clips."""
+    from dataengine.triggers.anomaly_task import train_anomaly
+
+    with _context() as ctx:
+        report = train_anomaly(ctx, n_clips=clips, epochs=epochs)
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
+    if report.model_id is None:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -206,19 +244,49 @@ def review_import(
 
 
 @review_app.command("report")
-def review_report(as_json: JsonFlag = False) -> None:
-    """Review tasks per platform and status, and boxes changed by reviewers."""
+def review_report(
+    since: Annotated[
+        datetime | None, typer.Option(help="Only reviews imported at or after this date (UTC).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also plot the edit rate per model version (PNG).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Review tasks per platform, and what reviewers changed per reviewer and per model version."""
     from dataengine.review import review_report as build_report
-    from dataengine.review.report import report_summary
+    from dataengine.review.report import plot_edit_rate, report_summary
 
     with _context() as ctx:
-        report = build_report(ctx)
+        report = build_report(ctx, since=since.replace(tzinfo=since.tzinfo or UTC) if since else None)
+        if out is not None:
+            report["plot"] = str(plot_edit_rate(report, out))
     _emit(report, as_json, report_summary)
+
+
+@review_app.command("status")
+def review_status(
+    platform: Annotated[str | None, typer.Option(help="local, encord or labelstudio.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ask the review platform where each open task stands (pending, completed or missing)."""
+    from dataengine.review import open_task_status
+
+    with _context() as ctx:
+        rows = open_task_status(ctx, platform=platform)
+    _emit(
+        rows,
+        as_json,
+        lambda _: (
+            "\n".join(f"{r['clip_id']}: {r['status']} {r['url']}" for r in rows) or "no open review tasks"
+        ),
+    )
 
 
 @dataset_app.command("build")
 def dataset_build(
     name: Annotated[str, typer.Option(help="Dataset name.")] = "default",
+    rebuild_heldout: Annotated[
+        bool, typer.Option(help="Freeze a new held-out evaluation set from today's val split.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Snapshot every reviewed clip as a new dataset version; prints NAME@VERSION last."""
@@ -227,13 +295,42 @@ def dataset_build(
     from dataengine.training import build_dataset
 
     with _context() as ctx:
-        ref = build_dataset(ctx, name=name)
+        ref = build_dataset(ctx, name=name, rebuild_heldout=rebuild_heldout)
     if as_json:
         typer.echo(json.dumps(asdict(ref), indent=2))
         return
     state = "new version" if ref.created else "unchanged, same clips as"
     typer.echo(f"{ref.n_clips} clips ({ref.n_train} train, {ref.n_val} val), {ref.n_boxes} boxes: {state}")
+    if ref.created and ref.diff:
+        diff = ref.diff
+        typer.echo(
+            f"since {diff.get('previous') or '(nothing)'}: +{diff.get('added', 0)} added, "
+            f"-{diff.get('removed', 0)} removed, ~{diff.get('relabelled', 0)} relabelled"
+        )
+    typer.echo(f"held-out set: {ref.heldout_id or 'none (no val videos yet)'}")
     typer.echo(ref.dataset_id)
+
+
+@dataset_app.command("diff")
+def dataset_diff(
+    base: Annotated[str, typer.Argument(help="The older version, NAME@VERSION.")],
+    target: Annotated[str, typer.Argument(help="The newer version, NAME@VERSION or NAME (newest).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Clips added, removed and relabelled between two dataset versions."""
+    from dataengine.training import diff_datasets
+
+    with _context() as ctx:
+        diff = diff_datasets(ctx, base, target)
+
+    def human(d: Any) -> str:
+        lines = [d.summary_line()]
+        lines += [f"+ {clip} v{version}" for clip, version in d.added]
+        lines += [f"- {clip} v{version}" for clip, version in d.removed]
+        lines += [f"~ {clip} v{old} -> v{new}" for clip, old, new in d.relabelled]
+        return "\n".join(lines)
+
+    _emit(diff.to_dict() if as_json else diff, as_json, human)
 
 
 @app.command()
@@ -269,7 +366,9 @@ def evaluate(
     dataset: Annotated[
         str | None, typer.Option(help="NAME@VERSION or NAME; default: the model's dataset.")
     ] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
+    split: Annotated[
+        str, typer.Option(help="heldout (the fixed held-out set), val, train or all.")
+    ] = "heldout",
     as_json: JsonFlag = False,
 ) -> None:
     """COCO mAP of a model on a dataset split."""
@@ -280,8 +379,15 @@ def evaluate(
     _emit(
         metrics,
         as_json,
-        lambda m: "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()),
+        lambda m: "  ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {_ap_text(v) if isinstance(v, dict) else v}"
+            for k, v in m.items()
+        ),
     )
+
+
+def _ap_text(per_class: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ap:.4f}" for name, ap in per_class.items())
 
 
 # Lineage views ------------------------------------------------------------------------------------

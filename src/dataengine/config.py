@@ -41,11 +41,50 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(90, ge=1, le=100)
     max_resolution: int = Field(8192, gt=0, description="longest side above which a video is refused")
     landing_prefix: str = "landing"
+    # Ingest (docs/ingest.md): camera and time from the path under landing/, else the container's tags.
+    ingest_path_pattern: str = "{camera}/{date}/{time}.*"
+    # JPEGs are shrunk to this longest side (0 keeps the video's size).
+    jpeg_max_side: int = Field(0, ge=0)
+    # A clip boundary moves up to this many seconds to a keyframe, so the clip is a stream copy.
+    keyframe_tolerance: float = Field(1.0, ge=0)
+    ingest_codecs: list[str] = Field(
+        default_factory=lambda: ["h264", "hevc", "mpeg4", "mpeg2video", "vp8", "vp9", "av1", "mjpeg"]
+    )
+    # Threads that encode and write sampled JPEGs beside the decoder.
+    ingest_jpeg_workers: int = Field(2, ge=1)
+    # Split at scene cuts (mean grey-level change of a 32x18 thumbnail, 0-255) as well as every clip_seconds.
+    split_on_scene_cuts: bool = False
+    scene_cut_threshold: float = Field(25.0, gt=0)
+    min_clip_seconds: float = Field(1.0, ge=0)
+    # Drop a clip whose sampled frames all stay within this grey-level change of the last kept clip.
+    drop_duplicate_clips: bool = False
+    duplicate_threshold: float = Field(3.0, gt=0)
+    # Videos per mapped ingest task in the ingest_daily DAG.
+    ingest_batch_size: int = Field(8, ge=1)
 
-    # Triggers and selection.
-    budget_fraction: float = Field(0.1, gt=0, le=1)
+    # Triggers and selection (docs/triggers.md).
+    budget_fraction: float = Field(0.001, gt=0, le=1)
     budget_count: int | None = Field(None, ge=0)
+    # A clip whose combined trigger score reaches this has fired: a fractional budget then picks >= 1 clip.
     trigger_score_threshold: float = Field(0.5, ge=0, le=1)
+    # Detections down to this score reach the triggers (score_threshold makes one confident): near misses
+    # are the flicker trigger's low-confidence signal.
+    trigger_candidate_threshold: float = Field(0.05, ge=0, le=1)
+    # Weight of each trigger in the combined score; a trigger not named weighs 1. The anomaly score is a
+    # percentile, uniform on ordinary clips, so it weighs less: only its top half outranks firm evidence.
+    trigger_weights: dict[str, float] = Field(default_factory=lambda: {"anomaly": 0.5})
+    # "max": the strongest weighted trigger decides (rare events fire one trigger); "mean": the average.
+    trigger_combine: Literal["max", "mean"] = "max"
+    # Triggers to run (all registered ones when empty).
+    triggers: list[str] = Field(default_factory=list)
+    # The disagreement trigger's second model (e.g. another architecture); default: the previous promoted.
+    trigger_reference_model: str | None = None
+    # Diversity: at most this share of a run's picks from one video, and from one camera.
+    selection_max_video_share: float = Field(0.5, gt=0, le=1)
+    selection_max_camera_share: float = Field(0.5, gt=0, le=1)
+    # Anomaly autoencoder: how many recent clips it trains on, and for how many epochs.
+    anomaly_train_clips: int = Field(200, gt=0)
+    anomaly_epochs: int = Field(8, gt=0)
 
     # Models.
     detector_arch: str = "tiny_fasterrcnn"
@@ -55,6 +94,25 @@ class Settings(BaseSettings):
     image_max_size: int = Field(256, gt=0)
     score_threshold: float = Field(0.5, ge=0, le=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+
+    # Autolabel (docs/autolabel.md): the ensemble, the tracker and the hindsight pass.
+    # Model ids of the ensemble; empty means the promoted model alone.
+    autolabel_models: list[str] = Field(default_factory=list)
+    # Weights of autolabel_models in Weighted Boxes Fusion, in the same order; empty means all 1.
+    autolabel_model_weights: list[float] = Field(default_factory=list)
+    # Per-class score thresholds of fused boxes (class name -> threshold); others use score_threshold.
+    autolabel_class_thresholds: dict[str, float] = Field(default_factory=dict)
+    autolabel_wbf_iou: float = Field(0.55, gt=0, le=1)
+    # Boxes between this and the class threshold only extend existing tracks (ByteTrack's second pass).
+    autolabel_low_score: float = Field(0.1, ge=0, le=1)
+    autolabel_track_iou: float = Field(0.3, gt=0, le=1)
+    # Hindsight: fill gaps up to K sampled frames, drop tracks under M frames, Gaussian sigma in frames.
+    autolabel_gap_frames: int = Field(4, ge=0)
+    autolabel_min_track_frames: int = Field(3, ge=1)
+    autolabel_smoothing: float = Field(1.0, ge=0)
+    autolabel_batch_size: int = Field(8, gt=0)
+    # DataLoader workers that read and decode frames ahead of the detector; 0 reads in the caller.
+    autolabel_workers: int = Field(1, ge=0)
 
     # Training.
     # Measured in docs/training.md: ~65 s on 2 CPU cores for 240 frames, mAP@.5 ~0.9 on held-out videos.
@@ -69,15 +127,27 @@ class Settings(BaseSettings):
     # Epochs of a warm-started run (at most train_epochs): keeps a round under 90 s as the data grows.
     train_warm_epochs: int = Field(10, gt=0)
     val_fraction: float = Field(0.2, ge=0, lt=1)
+    # What a split keeps together: "video", or "camera" (videos without a camera fall back to "video").
+    split_by: Literal["video", "camera"] = "video"
     promote_min_delta: float = Field(0.0, ge=0)
 
     # Review.
     review_platform: Literal["local", "encord", "labelstudio"] = "local"
     review_simulate: bool = False
     encord_ssh_key_file: str | None = None
+    # The key itself (Airflow's review operators fill it from the `encord_default` Connection).
+    encord_ssh_key: SecretStr | None = None
     encord_project_hash: str | None = None
+    encord_domain: str = "https://api.encord.com"
+    # "cloud": register clip videos from our bucket through a cloud integration; "upload": send the bytes.
+    encord_data: Literal["cloud", "upload"] = "upload"
+    encord_integration: str | None = None
+    encord_storage_folder: str | None = None
+    encord_dataset_hash: str | None = None
     labelstudio_url: str | None = None
+    # A personal access token (refresh token) or, with legacy tokens enabled, a legacy token.
     labelstudio_api_key: SecretStr | None = None
+    labelstudio_project_title: str = "dataengine review"
 
     @field_validator("classes")
     @classmethod

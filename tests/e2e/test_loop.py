@@ -130,7 +130,7 @@ def test_model_metrics_file_and_registry(loop: tuple[DemoResult, Context]) -> No
     first = result.rounds[1]
     doc: dict[str, Any] = ctx.store.read_json(f"models/{first.model_id}/metrics.json")
     assert doc["dataset_id"] == "default@2"
-    assert doc["held_out"].startswith("default@2:")
+    assert doc["held_out"] == "default-heldout@1"  # the held-out set frozen with default@1, still in use
     for key in ("map", "map50", "n_images", "n_gt_boxes"):
         assert key in doc["metrics"]
     assert 0.0 <= doc["metrics"]["map50"] <= 1.0

@@ -23,7 +23,8 @@ EXPECTED = {
     "autolabel": ("asset", ["list_selected", "autolabel", "announce_autolabelled"]),
     "review_export": ("asset", ["export", "announce_in_review"]),
     "review_import": ("0 * * * *", ["import_reviews"]),
-    "one_click_train": ("0 0 * * 0", ["build_dataset", "train", "evaluate", "promote"]),
+    "one_click_train": ("0 0 * * 0", ["build_dataset", "train", "evaluate", "promote", "summarise"]),
+    "retrain_anomaly": ("0 0 * * *", ["train_anomaly"]),
 }
 
 

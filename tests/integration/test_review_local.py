@@ -176,8 +176,11 @@ def test_get_platform_defaults_to_local_and_refuses_others(ctx: Context) -> None
     assert isinstance(platform, LocalPlatform)
     assert isinstance(platform, ReviewPlatform)
     assert platform.name == "local"
-    with pytest.raises(ReviewError, match="'encord' is not implemented yet"):
-        get_platform(ctx, "encord")
+    encord = get_platform(ctx, "encord")  # connects on first use only
+    assert isinstance(encord, ReviewPlatform)
+    assert encord.name == "encord"
+    with pytest.raises(ReviewError, match="DATAENGINE_LABELSTUDIO_URL"):
+        get_platform(ctx, "labelstudio")
     with pytest.raises(ReviewError, match="unknown review platform 'nope'"):
         get_platform(ctx, "nope")
     with pytest.raises(ReviewError, match=r"cannot import the label export rows\.json"):
@@ -270,7 +273,14 @@ def test_import_of_a_hand_written_review(pg_ctx: Context) -> None:
     assert details["boxes_changed"] == 3
     assert details["version"] == 2
     assert details["reviewers"] == ["ann-7"]
-    assert details["changes"] == {"added": 1, "deleted": 1, "moved": 1, "relabelled": 0, "total": 3}
+    assert details["changes"] == {
+        "added": 1,
+        "deleted": 1,
+        "moved": 1,
+        "relabelled": 0,
+        "accepted": 1,
+        "total": 3,
+    }
     with ctx.db.session() as session:
         row = repo.latest_annotation(session, clip)
         assert row is not None

@@ -198,14 +198,25 @@ def test_build_dataset_versions_follow_the_members(ctx: Context) -> None:
     assert (first.dataset_id, first.version, first.created, first.n_clips) == ("default@1", 1, True, 4)
     assert again == replace(first, created=False)
     assert after == before  # the rerun wrote nothing: no manifest, row or event
-    assert before[1:3] == (1, 4)
+    assert before[1:3] == (2, 6)  # default@1 (4 clips) and its held-out set default-heldout@1 (2 clips)
+    assert first.heldout_id == second.heldout_id == third.heldout_id == "default-heldout@1"
+    assert first.diff == {"previous": None, "added": 4, "removed": 0, "relabelled": 0}
+    assert second.diff == {"previous": "default@1", "added": 1, "removed": 0, "relabelled": 0}
+    assert third.diff == {"previous": "default@2", "added": 0, "removed": 0, "relabelled": 1}
     assert (second.version, second.created, second.n_clips) == (2, True, 5)
     assert new_clip in members(ctx, second.dataset_id)
     assert new_clip not in members(ctx, first.dataset_id)
     assert (third.version, third.created, version) == (3, True, 2)
     assert members(ctx, third.dataset_id)[edited][0] == 2
     assert members(ctx, second.dataset_id)[edited][0] == 1  # older versions never change
-    assert ctx.store.list("datasets") == [f"datasets/default/v{v:04d}/manifest.jsonl" for v in (1, 2, 3)]
+    assert ctx.store.list("datasets") == [
+        "datasets/default-heldout/v0001/manifest.jsonl",
+        *(f"datasets/default/v{v:04d}/{f}" for v in (1, 2, 3) for f in ("diff.json", "manifest.jsonl")),
+    ]
+    assert ctx.store.read_json("datasets/default/v0003/diff.json") == {
+        "base": "default@2", "target": "default@3", "added": [], "removed": [],
+        "relabelled": [[edited, 1, 2]],
+    }  # fmt: skip
 
 
 def test_build_dataset_splits_by_video(ctx: Context) -> None:
@@ -539,7 +550,7 @@ def test_the_first_model_is_promoted(scored: Context) -> None:
     assert decision.promoted
     assert (decision.previous_model_id, decision.previous_map) == (None, None)
     assert decision.reason == "no model is promoted yet"
-    assert decision.held_out == "default@1:val"
+    assert decision.held_out == "default-heldout@1"
     assert status_of(scored, "m-oracle") == "promoted"
     doc = scored.store.read_json("models/m-oracle/metrics.json")
     assert doc["metrics"]["map"] == decision.new_map > 0.9

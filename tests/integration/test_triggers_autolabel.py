@@ -28,8 +28,10 @@ CLASSES = ["person", "bed", "wheelchair"]
 
 
 def make_engine(settings: Settings, **overrides: Any) -> Context:
-    """A Context whose score threshold lets a random detector's boxes (scores ~0.26) through."""
-    update = {"score_threshold": 0.2, "device": "cpu", **overrides}
+    """A Context whose score threshold lets a random detector's boxes (scores ~0.26) through; it runs the
+    triggers these tests were written for (tests/integration/test_triggers_pipeline.py runs them all)."""
+    triggers = ["flicker", "temporal", "disagreement", "brightness"]
+    update = {"score_threshold": 0.2, "device": "cpu", "triggers": triggers, **overrides}
     context = Context.create(settings.model_copy(update=update), run_id="test/run")
     with context.db.session() as session:
         repository.register_video(
@@ -148,48 +150,53 @@ def test_without_a_model_only_image_triggers_run_and_the_brightest_jump_is_selec
         report = run_triggers(engine, budget_count=1)
 
     assert report.model_id is None
-    assert report.skipped_triggers == {"flicker": NO_MODEL_MESSAGE, "disagreement": NO_MODEL_MESSAGE}
+    assert report.skipped_triggers == {
+        "flicker": NO_MODEL_MESSAGE,
+        "temporal": NO_MODEL_MESSAGE,
+        "disagreement": NO_MODEL_MESSAGE,
+    }
     assert "trigger flicker skipped: no promoted model yet" in caplog.text
     assert report.scored == [steady, jump, small]
     assert report.selected == [jump]
     assert report.rejected == [small, steady]
     assert report.budget == 1
-    assert set(report.scores[jump]) == {"brightness_change"}
-    assert report.scores[jump]["brightness_change"] == 1.0
-    assert report.scores[steady]["brightness_change"] < 0.05
-    assert 0.1 < report.scores[small]["brightness_change"] < 0.5
+    assert set(report.scores[jump]) == {"brightness"}
+    assert report.scores[jump]["brightness"] == 1.0
+    assert report.scores[steady]["brightness"] < 0.05
+    assert 0.1 < report.scores[small]["brightness"] < 0.5
     assert stages(engine) == {steady: "rejected", jump: "selected", small: "rejected"}
     assert "skipped trigger flicker" in report.summary()
     assert json.loads(json.dumps(report.to_dict()))["selected"] == [jump]
     with engine.db.session() as session:
         (row,) = repository.trigger_scores(session, jump)
         assert (row.trigger, row.model_id, row.frames, row.run_id) == (
-            "brightness_change",
+            "brightness",
             None,
             [10],
             "test/run",
         )
         events = repository.clip_events(session, jump)
         assert [e.stage for e in events] == ["ingested", "scored", "selected"]
-        assert events[-1].details["trigger"] == "brightness_change"
+        assert events[-1].details["trigger"] == "brightness"
         assert events[-1].details["score"] == 1.0
         assert events[-1].run_id == "test/run"
         rejected = repository.clip_events(session, small)[-1]
-        assert rejected.details["trigger"] == "brightness_change"
-        assert rejected.details["score"] == report.scores[small]["brightness_change"]
+        assert rejected.details["trigger"] == "brightness"
+        assert rejected.details["score"] == pytest.approx(report.scores[small]["brightness"], abs=1e-6)
+        assert rejected.details["reason"] == "ranked 2, below the budget of 1"
 
 
-def test_budget_fraction_rounds_up_and_settings_give_the_default(engine: Context) -> None:
-    ids = [add_clip(engine, 20 * i, [100, 100 + 10 * i, 100, 100]) for i in range(5)]
-    report = run_triggers(engine, budget_fraction=0.3)  # ceil(1.5) = 2
+def test_budget_fraction_rounds_down_and_settings_give_the_default(engine: Context) -> None:
+    ids = [add_clip(engine, 20 * i, [60, 60 + 10 * i, 60, 60]) for i in range(5)]
+    report = run_triggers(engine, budget_fraction=0.5)  # floor(2.5) = 2
     assert report.selected == [ids[4], ids[3]]
     assert len(report.rejected) == 3
     more = [add_clip(engine, 200 + 20 * i, [90, 90, 90, 90]) for i in range(3)]
     engine.settings.budget_fraction = 0.5
     report = run_triggers(engine)
     assert report.scored == more
-    assert report.budget == 2
-    assert report.selected == more[:2]  # all tie at 0: the lowest ids win
+    assert report.budget == 1  # floor(0.5 * 3); nothing fires, so no minimum of one applies
+    assert report.selected == more[:1]  # all tie at 0: the lowest id wins
 
 
 def test_model_triggers_share_one_detector_pass_per_clip(
@@ -202,15 +209,15 @@ def test_model_triggers_share_one_detector_pass_per_clip(
     assert report.model_id == "m-1"
     assert list(report.skipped_triggers) == ["disagreement"]
     assert "m-1 has no previous model" in report.skipped_triggers["disagreement"]
-    assert predict_calls == [("m-1", 4), ("m-1", 4)]
-    assert set(report.scores[a]) == {"flicker", "brightness_change"}
+    assert predict_calls == [("m-1", 8)]  # one batched pass over both clips' frames
+    assert set(report.scores[a]) == {"flicker", "temporal", "brightness"}
     assert all(0.0 <= s <= 1.0 for scores in report.scores.values() for s in scores.values())
     assert report.selected == [b]
     with engine.db.session() as session:
         rows = {row.trigger: row for row in repository.trigger_scores(session, a)}
         assert rows["flicker"].model_id == "m-1"
-        assert rows["flicker"].details["detections_per_frame"] == [50, 50, 50, 50]
-        assert rows["brightness_change"].model_id is None
+        assert rows["flicker"].details["detections_per_frame"] == [10, 10, 10, 10]  # the strongest 10 of 50
+        assert rows["brightness"].model_id is None
 
 
 def test_flicker_selects_the_clip_where_a_monkeypatched_detector_blinks(
@@ -233,14 +240,14 @@ def test_flicker_selects_the_clip_where_a_monkeypatched_detector_blinks(
 
     assert report.scores[steady]["flicker"] == 0.0
     assert report.scores[blinks]["flicker"] == 1.0
-    assert report.scores[blinks]["brightness_change"] < 0.1
+    assert report.scores[blinks]["brightness"] < 0.1
     assert report.selected == [blinks]
     with engine.db.session() as session:
         event = repository.clip_events(session, blinks)[-1]
         assert (event.stage, event.details["trigger"], event.details["score"]) == ("selected", "flicker", 1.0)
         row = next(r for r in repository.trigger_scores(session, blinks) if r.trigger == "flicker")
-        assert row.frames == [5, 10, 15]
-        assert row.details["reappeared"] == 1
+        assert row.frames == [5]  # gone at 5, back at 10; gone again at the clip's end
+        assert row.details["vanish_and_return"] == 1
 
 
 def test_disagreement_compares_with_the_previously_promoted_model(
@@ -258,8 +265,8 @@ def test_disagreement_compares_with_the_previously_promoted_model(
     assert report.rejected == [clip_id]
     with engine.db.session() as session:
         row = next(r for r in repository.trigger_scores(session, clip_id) if r.trigger == "disagreement")
-        assert row.details["previous_model_id"] == "m-1"
-        assert row.details["mean_f1"] == 1.0
+        assert row.details["reference_model_id"] == "m-1"
+        assert row.details["max_frame_disagreement"] == 0.0
 
 
 def test_disagreement_is_skipped_when_the_parent_model_has_no_checkpoint(engine: Context) -> None:
@@ -312,7 +319,7 @@ def test_named_clips_only_and_unknown_names(engine: Context) -> None:
 def test_a_clip_left_in_scored_by_an_interrupted_run_is_selected_next_time(engine: Context) -> None:
     stranded = add_clip(engine, 0, [20, 200, 20, 200])
     with engine.db.session() as session:
-        repository.record_trigger_score(session, clip_id=stranded, trigger="brightness_change", score=0.9)
+        repository.record_trigger_score(session, clip_id=stranded, trigger="brightness", score=0.9)
         repository.set_stage(session, stranded, "scored")
     fresh = add_clip(engine, 20, [90, 90, 90, 90])
     report = run_triggers(engine, budget_count=1)
@@ -370,11 +377,11 @@ def test_the_loop_through_autolabel_on_each_database(settings: Settings, databas
         assert autolabel(ctx, clip_ids=[clip_ids[1]]).skipped == [clip_ids[1]]
         with ctx.db.session() as session:
             rows = {row.trigger: row for row in repository.trigger_scores(session, clip_ids[1])}
-            assert rows["brightness_change"].frames == [5, 10, 15]
-            assert rows["flicker"].details["detections_per_frame"] == [50, 50, 50, 50]
+            assert rows["brightness"].frames == [5, 10, 15]
+            assert rows["flicker"].details["detections_per_frame"] == [10, 10, 10, 10]  # strongest 10
             latest = repository.latest_annotation(session, clip_ids[1])
             assert latest is not None
-            assert (latest.version, latest.producer) == (1, {"models": ["m-1"]})
+            assert (latest.version, latest.producer["models"]) == (1, ["m-1"])
     finally:
         ctx.close()
 
@@ -414,7 +421,7 @@ def test_autolabel_writes_a_valid_tracked_version_and_registers_it(engine: Conte
     clip_id = selected[0]
     labels = formats.load_annotations(engine.store, clip_id)
     assert (labels.version, labels.parent_version, labels.source) == (1, None, "autolabel")
-    assert labels.producer == {"models": ["m-1"]}
+    assert labels.producer["models"] == ["m-1"]
     assert labels.classes == CLASSES
     assert [f.index for f in labels.frames] == SAMPLED
     first = labels.frames[0]
@@ -438,7 +445,7 @@ def test_autolabel_writes_a_valid_tracked_version_and_registers_it(engine: Conte
             labels.n_boxes,
             4,
         )
-        assert row.producer == {"models": ["m-1"]}
+        assert row.producer == labels.producer
         assert row.sha256 == formats.sha256_hex(engine.store.read_bytes(formats.annotation_key(clip_id, 1)))
         event = repository.clip_events(session, clip_id)[-1]
         assert event.stage == "autolabelled"
@@ -497,7 +504,7 @@ def test_a_new_model_labels_on_top_of_a_review(engine: Context) -> None:
 
     assert report.versions == {clip_id: 3}
     labels = formats.load_annotations(engine.store, clip_id)
-    assert (labels.version, labels.parent_version, labels.producer) == (3, 2, {"models": ["m-2"]})
+    assert (labels.version, labels.parent_version, labels.producer["models"]) == (3, 2, ["m-2"])
     assert stages(engine)[clip_id] == "autolabelled"
 
 

@@ -1,13 +1,25 @@
-"""The tiny detector: its RoI pooling matches torchvision's RoIAlign, and it trains on empty frames."""
+"""Detector builders: the tiny detector's RoI pooling and training, torchvision builders by name, backends."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
 from torchvision.ops import roi_align
 
 from dataengine.errors import ModelError
-from dataengine.vision import build_detector
+from dataengine.storage import ObjectStore
+from dataengine.vision import (
+    Detector,
+    backend_of,
+    build_detector,
+    checkpoint_key,
+    load_any_detector,
+    load_checkpoint,
+    save_checkpoint,
+)
 from dataengine.vision.detectors import GridRoIAlign
 
 
@@ -73,3 +85,59 @@ def test_tiny_detector_trains_on_a_frame_without_boxes_and_predicts() -> None:
 def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(ModelError, match="unknown detector architecture 'nope'"):
         build_detector("nope", num_classes=3, min_size=96, max_size=128)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "ssdlite320_mobilenet_v3_large",
+        "retinanet_resnet50_fpn",
+        "fcos_resnet50_fpn",
+        "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+    ],
+)
+def test_torchvision_detection_builders_by_name_predict_in_frame_pixels(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_detector(arch, num_classes=3, min_size=64, max_size=96)
+    detector = Detector(model, classes=["a", "b", "c"], model_id=arch, device=torch.device("cpu"))
+    frame = np.random.default_rng(0).integers(0, 255, (72, 96, 3), dtype=np.uint8)
+    (detections,) = detector.predict_batch([frame])
+    assert detections.boxes_xyxy.shape == (len(detections), 4)
+    assert set(detections.labels.tolist()) <= {0, 1, 2}
+    if len(detections):
+        assert detections.boxes_xyxy[:, 2].max() <= 96 + 1e-3
+        assert detections.boxes_xyxy[:, 3].max() <= 72 + 1e-3
+
+
+def test_a_torchvision_checkpoint_round_trips_through_the_backend_registry(store: ObjectStore) -> None:
+    torch.manual_seed(0)
+    model = build_detector("ssdlite320_mobilenet_v3_large", num_classes=2, min_size=64, max_size=96)
+    save_checkpoint(
+        store,
+        "ssd-1",
+        model=model,
+        arch="ssdlite320_mobilenet_v3_large",
+        classes=["a", "b"],
+        min_size=64,
+        max_size=96,
+    )
+    config, _ = load_checkpoint(store, "ssd-1")
+    assert backend_of(config) == "torchvision"
+    loaded = load_any_detector(store, "ssd-1", device="cpu")
+    frame = np.full((64, 96, 3), 128, dtype=np.uint8)
+    want = Detector(model, classes=["a", "b"], model_id="x", device=torch.device("cpu")).predict([frame])
+    got = loaded.predict([frame])
+    assert loaded.classes == ["a", "b"]
+    assert np.allclose(want[0].scores, got[0].scores)
+    buffer = io.BytesIO()
+    torch.save({"config": {**config, "backend": "caffe"}, "state_dict": {}}, buffer)
+    store.write_bytes(checkpoint_key("odd"), buffer.getvalue())
+    with pytest.raises(
+        ModelError, match="model odd: unknown backend 'caffe'; known backends: mmdet, torchvision"
+    ):
+        load_any_detector(store, "odd")
+
+
+def test_unknown_torchvision_name_lists_the_choices() -> None:
+    with pytest.raises(ModelError, match=r"choose one of .*retinanet_resnet50_fpn"):
+        build_detector("torchvision:yolo", num_classes=3, min_size=64, max_size=96)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.review.diff import BoxChanges, box_changes, frame_changes, iou
+from dataengine.review.diff import BoxChanges, box_changes, frame_changes, iou, review_quality
 
 CLASSES = ["person", "bed", "wheelchair"]
 
@@ -40,7 +40,7 @@ def test_iou_values() -> None:
 def test_identical_labels_change_nothing() -> None:
     before = _clip({0: [PERSON, BED], 1: [BED]})
     after = _clip({0: [BED, PERSON], 1: [BED]}, version=2)
-    assert box_changes(before, after) == BoxChanges()
+    assert box_changes(before, after) == BoxChanges(accepted=3)
     assert box_changes(before, after).total == 0
 
 
@@ -56,16 +56,25 @@ def test_one_moved_one_added_one_deleted_one_relabelled() -> None:
     relabelled = _box("wheelchair", 0, 0, 20, 20)
     after = _clip({0: [moved], 1: [BED, wheelchair], 2: [relabelled]}, version=2)
     changes = box_changes(before, after)
-    assert changes == BoxChanges(added=1, deleted=0, moved=1, relabelled=1)
+    assert changes == BoxChanges(added=1, deleted=0, moved=1, relabelled=1, accepted=1)
     assert changes.total == 3
     deleted = box_changes(before, _clip({0: [PERSON], 1: [], 2: [_box("person", 0, 0, 20, 20)]}, version=2))
-    assert deleted == BoxChanges(deleted=1)
-    assert deleted.to_dict() == {"added": 0, "deleted": 1, "moved": 0, "relabelled": 0, "total": 1}
+    assert deleted == BoxChanges(deleted=1, accepted=2)
+    assert deleted.to_dict() == {
+        "added": 0,
+        "deleted": 1,
+        "moved": 0,
+        "relabelled": 0,
+        "accepted": 2,
+        "total": 1,
+    }
 
 
 def test_small_nudge_below_threshold_is_unchanged() -> None:
-    nudged = _box("person", 10.2, 10, 30.2, 50)  # IoU ~= 0.98 >= 0.95
-    assert frame_changes([PERSON], [nudged]).total == 0
+    nudged = _box("person", 11, 10, 31, 50)  # IoU 19/21 ~= 0.905 >= 0.9
+    assert frame_changes([PERSON], [nudged]) == BoxChanges(accepted=1)
+    moved = _box("person", 11.2, 10, 31.2, 50)  # IoU 18.8/21.2 ~= 0.887 < 0.9
+    assert frame_changes([PERSON], [moved]) == BoxChanges(moved=1)
 
 
 def test_far_move_counts_as_deleted_and_added() -> None:
@@ -77,13 +86,13 @@ def test_same_label_is_matched_before_relabelled() -> None:
     bed_here = _box("bed", 10, 10, 30, 50)
     person_shifted = _box("person", 10.5, 10, 30.5, 50)  # IoU 0.95 < bed_here's 1.0, but the same label
     changes = frame_changes([PERSON], [bed_here, person_shifted])
-    assert changes == BoxChanges(added=1)
+    assert changes == BoxChanges(added=1, accepted=1)
 
 
 def test_each_box_is_matched_once() -> None:
     twin = _box("person", 10, 10, 30, 50)
-    assert frame_changes([PERSON], [PERSON, twin]) == BoxChanges(added=1)
-    assert frame_changes([PERSON, twin], [PERSON]) == BoxChanges(deleted=1)
+    assert frame_changes([PERSON], [PERSON, twin]) == BoxChanges(added=1, accepted=1)
+    assert frame_changes([PERSON, twin], [PERSON]) == BoxChanges(deleted=1, accepted=1)
 
 
 def test_zero_box_frames() -> None:
@@ -97,6 +106,36 @@ def test_zero_box_frames() -> None:
 def test_frame_on_one_side_only_counts_its_boxes() -> None:
     before = _clip({0: [PERSON], 1: [BED]})
     after = _clip({0: [PERSON]}, version=2)
-    assert box_changes(before, after) == BoxChanges(deleted=1)
-    assert box_changes(after, before) == BoxChanges(added=1)
+    assert box_changes(before, after) == BoxChanges(deleted=1, accepted=1)
+    assert box_changes(after, before) == BoxChanges(added=1, accepted=1)
     assert box_changes(_clip({}), _clip({}, version=2)).total == 0
+
+
+def test_precision_recall_and_quality_record() -> None:
+    before = _clip({0: [PERSON, BED], 1: [_box("person", 0, 0, 20, 20)], 2: []})
+    after = _clip(
+        {0: [PERSON, _box("bed", 54, 50, 94, 80)], 1: [], 2: [_box("wheelchair", 1, 1, 9, 9)]}, version=2
+    )
+    changes = box_changes(before, after)
+    assert changes == BoxChanges(accepted=1, moved=1, deleted=1, added=1)
+    assert (changes.before, changes.after) == (3, 3)
+    assert changes.precision == pytest.approx(2 / 3)
+    assert changes.recall == pytest.approx(2 / 3)
+    quality = review_quality(changes, models=["m-1"], seconds=12.5)
+    assert quality == {
+        "accepted": 1,
+        "moved": 1,
+        "deleted": 1,
+        "added": 1,
+        "relabelled": 0,
+        "prelabels": 3,
+        "reviewed_boxes": 3,
+        "precision": pytest.approx(2 / 3),
+        "recall": pytest.approx(2 / 3),
+        "edit_rate": pytest.approx(1.0),
+        "models": ["m-1"],
+        "seconds": 12.5,
+    }
+    empty = BoxChanges()
+    assert (empty.precision, empty.recall) == (None, None)
+    assert review_quality(empty, models=[], seconds=None)["edit_rate"] is None

@@ -67,7 +67,7 @@ class StageOperator(BaseOperator):
 class DiscoverVideosOperator(StageOperator):
     """Lists new landing videos in batches for the mapped ingest tasks; skips when there are none."""
 
-    def __init__(self, *, batch_size: int = 8, **kwargs: Any) -> None:
+    def __init__(self, *, batch_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_size = batch_size
 
@@ -78,7 +78,7 @@ class DiscoverVideosOperator(StageOperator):
         self.log.info("%d new video(s) in %s", len(keys), ctx.store.uri(ctx.settings.landing_prefix))
         if not keys:
             raise AirflowSkipException("no new videos in landing/")
-        return batches(keys, self.batch_size)
+        return batches(keys, self.batch_size or ctx.settings.ingest_batch_size)
 
 
 class IngestOperator(StageOperator):
@@ -95,10 +95,14 @@ class IngestOperator(StageOperator):
 
         report = ingest(ctx, self.inputs)
         self.log.info("%s", report.summary())
+        # Clips of the videos this task completed, with those an earlier, failed try registered:
+        # no Asset event has named them yet.
+        clip_ids = [*report.existing_clips, *report.clips]
         return {
             "videos": len(report.videos),
-            "clips": len(report.clips),
+            "clips": len(clip_ids),
             "quarantined": len(report.quarantined),
+            "clip_ids": sorted(clip_ids),
         }
 
 
@@ -107,17 +111,24 @@ class AnnounceOperator(StageOperator):
 
     template_fields: Sequence[str] = ("results",)
 
-    def __init__(self, *, results: Any, count_key: str, **kwargs: Any) -> None:
+    def __init__(self, *, results: Any, count_key: str, ids_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.results = results
         self.count_key = count_key
+        self.ids_key = ids_key
 
     def execute(self, context: AirflowContext) -> int:
-        results = self.results if isinstance(self.results, list) else [self.results]
+        # Mapped upstreams give a lazy XCom sequence, not a list.
+        results = [self.results] if isinstance(self.results, dict) else list(self.results or [])
         total = sum(int(r.get(self.count_key, 0)) for r in results if isinstance(r, dict))
         self.log.info("%s: %d", self.count_key, total)
         if total == 0:
             raise AirflowSkipException(f"no new {self.count_key}: nothing to announce downstream")
+        if self.ids_key is not None:
+            # The Asset event names what is new, so a consumer can pick exactly those ids up.
+            ids = sorted({i for r in results if isinstance(r, dict) for i in r.get(self.ids_key, [])})
+            for outlet in self.outlets:
+                context["outlet_events"][outlet].extra = {self.ids_key: ids}
         return total
 
 
@@ -136,12 +147,27 @@ class TriggersOperator(StageOperator):
 
         report = run_triggers(ctx, budget_fraction=self.budget_fraction, budget_count=self.budget_count)
         self.log.info("%s", report.summary())
+        if not report.scored and not report.selected and not report.rejected and not report.quarantined:
+            raise AirflowSkipException("no new clips to score")
         return {
             "scored": len(report.scored),
             "selected": len(report.selected),
             "rejected": len(report.rejected),
             "skipped_triggers": report.skipped_triggers,
         }
+
+
+class RetrainAnomalyOperator(StageOperator):
+    """Retrains the anomaly trigger's autoencoder on recent clips; skips when there are none."""
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.triggers.anomaly_task import train_anomaly
+
+        report = train_anomaly(ctx)
+        self.log.info("%s", report.summary())
+        if report.n_clips == 0:
+            raise AirflowSkipException(report.reason)
+        return {"model_id": report.model_id, "trained": report.trained, "clips": report.n_clips}
 
 
 class ListClipsOperator(StageOperator):
@@ -180,8 +206,57 @@ class AutolabelOperator(StageOperator):
         return {"clips": len(report.clips), "boxes": report.n_boxes, "model_id": report.model_id}
 
 
+#: Airflow Connections holding the review platforms' secrets.
+ENCORD_CONN_ID = "encord_default"
+LABELSTUDIO_CONN_ID = "labelstudio_default"
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def with_review_credentials(ctx: Context, platform: str | None) -> Context:
+    """``ctx`` with the review platform's secret from its Airflow Connection, when there is one.
+
+    ``encord_default``: the SSH private key in the password (or the extra ``ssh_private_key``).
+    ``labelstudio_default``: the server's URL as host, the access token as password. Without a
+    Connection the settings' own values (environment variables) stay. Secrets are never logged.
+    """
+    from dataclasses import replace
+
+    from pydantic import SecretStr
+
+    chosen = platform or ctx.settings.review_platform
+    updates: dict[str, Any] = {}
+    if chosen == "encord" and ctx.settings.encord_ssh_key is None:
+        conn = _connection(ENCORD_CONN_ID)
+        key = (conn.password or conn.extra_dejson.get("ssh_private_key")) if conn is not None else None
+        if key:
+            updates["encord_ssh_key"] = SecretStr(key)
+    elif chosen == "labelstudio" and ctx.settings.labelstudio_api_key is None:
+        conn = _connection(LABELSTUDIO_CONN_ID)
+        if conn is not None and conn.password:
+            updates["labelstudio_api_key"] = SecretStr(conn.password)
+            if conn.host and not ctx.settings.labelstudio_url:
+                scheme = conn.conn_type if conn.conn_type in ("http", "https") else "http"
+                host = conn.host if "://" in conn.host else f"{scheme}://{conn.host}"
+                updates["labelstudio_url"] = f"{host}:{conn.port}" if conn.port else host
+    if not updates:
+        return ctx
+    return replace(ctx, settings=ctx.settings.model_copy(update=updates))
+
+
 class ReviewExportOperator(StageOperator):
-    """Pushes autolabelled clips and their pre-labels to the review platform."""
+    """Pushes autolabelled clips and their pre-labels to the review platform.
+
+    Platform rate limits and outages raise retryable errors, so Airflow retries the task.
+    """
 
     def __init__(self, *, platform: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -190,6 +265,7 @@ class ReviewExportOperator(StageOperator):
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
         from dataengine.review import export_for_review
 
+        ctx = with_review_credentials(ctx, self.platform)
         report = export_for_review(ctx, platform=self.platform)
         self.log.info("%s", report.summary())
         return {"exported": len(report.exported), "platform": report.platform}
@@ -211,6 +287,7 @@ class ReviewImportOperator(StageOperator):
 
         params = context.get("params") or {}
         simulate = bool(params.get("simulate_review", False)) or ctx.settings.review_simulate
+        ctx = with_review_credentials(ctx, self.platform)
         report = import_reviews(ctx, platform=self.platform, simulate=simulate)
         self.log.info("%s", report.summary())
         if not report.imported and not report.failed:
@@ -232,17 +309,30 @@ class BuildDatasetOperator(StageOperator):
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> str:
         from dataengine.training import build_dataset
+        from dataengine.training.summary import decided_model_for
 
         params = context.get("params") or {}
-        ref = build_dataset(ctx, name=str(params.get("dataset_name") or self.dataset_name))
+        ref = build_dataset(
+            ctx,
+            name=str(params.get("dataset_name") or self.dataset_name),
+            rebuild_heldout=bool(params.get("rebuild_heldout")),
+        )
         self.log.info(
-            "dataset %s: %d clips (%d train, %d val), %s",
+            "dataset %s: %d clips (%d train, %d val), %s; diff %s; held-out set %s",
             ref.dataset_id,
             ref.n_clips,
             ref.n_train,
             ref.n_val,
             "new" if ref.created else "unchanged",
+            ref.diff,
+            ref.heldout_id,
         )
+        decided = None if ref.created or params.get("force") else decided_model_for(ctx, ref.dataset_id)
+        if decided is not None:
+            raise AirflowSkipException(
+                f"no new reviewed data: {ref.dataset_id} has the same clips as before and model {decided} "
+                "was already trained and decided on it; trigger with force=true to train again"
+            )
         return ref.dataset_id
 
 
@@ -274,7 +364,10 @@ class TrainOperator(StageOperator):
 
 
 class EvaluateOperator(StageOperator):
-    """Evaluates a model on the held-out split of a dataset; returns its metrics."""
+    """Scores a candidate and the promoted model on the same held-out set; returns both mAPs.
+
+    With ``dataset`` it only scores the model on that dataset's held-out set.
+    """
 
     template_fields: Sequence[str] = ("model_id", "dataset")
 
@@ -285,12 +378,24 @@ class EvaluateOperator(StageOperator):
         self.model_id = model_id
         self.dataset = dataset
 
-    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, float]:
-        from dataengine.training import evaluate
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        from dataengine.training import evaluate, evaluate_candidate
 
-        metrics = evaluate(ctx, model_id=str(self.model_id), dataset=rendered(self.dataset))
-        self.log.info("model %s: %s", self.model_id, metrics)
-        return metrics
+        dataset = rendered(self.dataset)
+        if dataset:
+            metrics = evaluate(ctx, model_id=str(self.model_id), dataset=dataset)
+            self.log.info("model %s: %s", self.model_id, metrics)
+            return {"held_out": metrics["held_out"], "map": metrics["map"], "per_class": metrics["per_class"]}
+        doc = evaluate_candidate(ctx, model_id=str(self.model_id))
+        previous = doc["previous"]
+        self.log.info("held-out %s: candidate %s, promoted %s", doc["held_out"], doc["metrics"], previous)
+        return {
+            "held_out": doc["held_out"],
+            "map": doc["metrics"]["map"],
+            "per_class": doc["metrics"]["per_class"],
+            "previous_model_id": previous["model_id"],
+            "previous_map": previous["metrics"]["map"] if previous["metrics"] else None,
+        }
 
 
 class PromoteOperator(StageOperator):
@@ -314,3 +419,22 @@ class PromoteOperator(StageOperator):
             "previous_model_id": decision.previous_model_id,
             "previous_map": decision.previous_map,
         }
+
+
+class SummariseOperator(StageOperator):
+    """Writes the round's report (dataset diff, metrics before and after, decision) to the task log."""
+
+    template_fields: Sequence[str] = ("dataset", "model_id")
+
+    def __init__(self, *, dataset: str | XComArg, model_id: str | XComArg, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.model_id = model_id
+
+    def run_stage(self, ctx: Context, context: AirflowContext) -> str:
+        from dataengine.training.summary import summarise_round
+
+        report = summarise_round(ctx, dataset_id=str(self.dataset), model_id=str(self.model_id))
+        for line in report.splitlines():
+            self.log.info("%s", line)
+        return report

@@ -1,19 +1,34 @@
-"""Autolabelling: the promoted detector pre-labels selected clips, with boxes tracked across frames, as a
-new annotation version for people to review (ARCHITECTURE §1, stage ``selected → autolabelled``)."""
+"""Autolabelling with hindsight: an ensemble of our detectors pre-labels selected clips; boxes are fused
+(WBF), tracked offline and repaired with hindsight, and written as a new annotation version for people
+to review (ARCHITECTURE §1, stage ``selected → autolabelled``; docs/autolabel.md)."""
 
+from dataengine.autolabel.ensemble import FusionParams, fuse_frame
+from dataengine.autolabel.hindsight import HindsightParams, apply_hindsight
 from dataengine.autolabel.labelling import FrameSize, clean_detections, count_tracks, label_frames
+from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, label_clip
 from dataengine.autolabel.run import LABELLABLE_STAGES, NO_MODEL_MESSAGE, AutolabelReport, autolabel
 from dataengine.autolabel.tracking import IoUTracker, track_frames
+from dataengine.autolabel.tracks import Track, TrackerParams, track_detections
 
 __all__ = [
     "LABELLABLE_STAGES",
     "NO_MODEL_MESSAGE",
+    "PIPELINE",
+    "AutolabelParams",
     "AutolabelReport",
     "FrameSize",
+    "FusionParams",
+    "HindsightParams",
     "IoUTracker",
+    "Track",
+    "TrackerParams",
+    "apply_hindsight",
     "autolabel",
     "clean_detections",
     "count_tracks",
+    "fuse_frame",
+    "label_clip",
     "label_frames",
+    "track_detections",
     "track_frames",
 ]

@@ -1,4 +1,4 @@
-"""``autolabel``: label selected clips with the promoted detector and write a new annotation version."""
+"""``autolabel``: label selected clips with the detector ensemble and write a new annotation version."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from dataengine import clips, formats
-from dataengine.autolabel.labelling import FrameSize, count_tracks, label_frames
-from dataengine.autolabel.tracking import IoUTracker
+from dataengine.autolabel.frames import FrameItem, stream_frames
+from dataengine.autolabel.labelling import FrameSize, count_tracks
+from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, fuse, label_clip
 from dataengine.context import Context
-from dataengine.errors import FormatError, InputRejectedError, ModelError, NotFoundError, StorageError
+from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
 from dataengine.formats import ClipAnnotations, SavedAnnotation
 from dataengine.lineage import repository
 from dataengine.lineage.models import Clip
 from dataengine.storage import ObjectStore
-from dataengine.vision import Detector, load_detector
+from dataengine.vision import Detections, FrameDetector, load_any_detector
+from dataengine.vision.detection_cache import load_detections
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ class AutolabelReport:
     #: Clips whose frames could not be read, with the reason; they are in stage ``quarantined``.
     quarantined: dict[str, str] = field(default_factory=dict)
     n_tracks: int = 0
+    #: The ensemble's model ids (``model_id`` joins them with ``+``).
+    model_ids: list[str] = field(default_factory=list)
+    #: Clips whose detections came from the per-clip detection cache instead of a model pass.
+    from_cache: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (for ``--json`` output and XCom)."""
@@ -67,8 +73,13 @@ class _Plan:
     existing: ClipAnnotations | None = None
 
 
-def _is_autolabel_by(source: str, producer: Mapping[str, Any], model_id: str) -> bool:
-    return source == "autolabel" and list(producer.get("models") or []) == [model_id]
+def _is_autolabel_by(source: str, producer: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """Whether a version is an autolabel by the same models with the same parameters."""
+    return (
+        source == "autolabel"
+        and list(producer.get("models") or []) == list(expected["models"])
+        and producer.get("params") == expected["params"]
+    )
 
 
 def _load_version(store: ObjectStore, clip_id: str, version: int) -> ClipAnnotations | None:
@@ -81,18 +92,18 @@ def _load_version(store: ObjectStore, clip_id: str, version: int) -> ClipAnnotat
         return None
 
 
-def _plan(ctx: Context, clip_id: str, model_id: str) -> _Plan:
-    """Skip when the newest registered version is already this model's autolabel; adopt a file an
+def _plan(ctx: Context, clip_id: str, producer: Mapping[str, Any]) -> _Plan:
+    """Skip when the newest registered version is already this ensemble's autolabel; adopt a file an
     interrupted run wrote but never registered; otherwise label as the next version."""
     with ctx.db.session() as session:
         row = repository.latest_annotation(session, clip_id)
         registered = (row.version, row.source, dict(row.producer)) if row is not None else None
-    if registered is not None and _is_autolabel_by(registered[1], registered[2], model_id):
+    if registered is not None and _is_autolabel_by(registered[1], registered[2], producer):
         return _Plan("skip", registered[0])
     stored = formats.list_versions(ctx.store, clip_id)
     if stored and (registered is None or stored[-1] > registered[0]):
         orphan = _load_version(ctx.store, clip_id, stored[-1])
-        if orphan is not None and _is_autolabel_by(orphan.source, orphan.producer, model_id):
+        if orphan is not None and _is_autolabel_by(orphan.source, orphan.producer, producer):
             return _Plan("adopt", stored[-1], orphan.parent_version, orphan)
     # The store decides the number (as formats.next_version does); a registered version whose file is
     # gone still counts, so a number is never handed out twice.
@@ -170,97 +181,207 @@ def _adopted(store: ObjectStore, annotations: ClipAnnotations) -> SavedAnnotatio
 
 
 @dataclass
+class _Pending:
+    """A clip being labelled: its plan and, per sampled position, the fused detections and frame size."""
+
+    clip: Clip
+    plan: _Plan
+    fused: dict[int, Detections] = field(default_factory=dict)
+    sizes: dict[int, FrameSize] = field(default_factory=dict)
+
+
+@dataclass
 class _Labeller:
-    """One autolabel run: the context, the detector and the tracker, and the report being filled."""
+    """One autolabel run: the context, the ensemble and its parameters, and the report being filled."""
 
     ctx: Context
-    detector: Detector
-    tracker: IoUTracker
+    detectors: list[FrameDetector]
+    params: AutolabelParams
     report: AutolabelReport
     batch_size: int
+    workers: int
 
-    def label(self, clip: Clip) -> None:
-        plan = _plan(self.ctx, clip.id, self.detector.model_id)
-        if plan.action == "skip":
-            self.report.skipped.append(clip.id)
-            self.report.skip_reasons[clip.id] = (
-                f"v{plan.version} is already an autolabel by {self.detector.model_id}"
-            )
+    @property
+    def producer(self) -> dict[str, Any]:
+        return {
+            "models": [d.model_id for d in self.detectors],
+            "pipeline": PIPELINE,
+            "params": self.params.to_producer(),
+        }
+
+    def label_all(self, todo: Sequence[Clip]) -> None:
+        """Plan every clip, then stream the frames of those to label through the ensemble."""
+        pending: dict[str, _Pending] = {}
+        for clip in todo:
+            plan = _plan(self.ctx, clip.id, self.producer)
+            if plan.action == "skip":
+                self.report.skipped.append(clip.id)
+                reason = f"v{plan.version} is already an autolabel by {self.report.model_id}"
+                self.report.skip_reasons[clip.id] = reason
+            elif plan.action == "adopt" and plan.existing is not None:
+                annotations = plan.existing
+                self._register(_adopted(self.ctx.store, annotations), annotations)
+            else:
+                pending[clip.id] = _Pending(clip, plan)
+        for clip_id in [c for c, clip in pending.items() if self._from_cache(clip)]:
+            self._finish(pending.pop(clip_id))
+        if not pending:
             return
-        if plan.action == "adopt" and plan.existing is not None:
-            annotations = plan.existing
-            saved = _adopted(self.ctx.store, annotations)
-        else:
-            try:
-                annotations = self._annotate(clip.id, plan)
-            except InputRejectedError as exc:
-                self._quarantine(clip, exc)
-                return
-            saved = formats.save_annotations(self.ctx.store, annotations)
-        n_tracks = _commit(self.ctx, saved, annotations, self.detector.model_id)
-        self.report.clips.append(clip.id)
-        self.report.versions[clip.id] = saved.version
+        for batch in stream_frames(
+            self.ctx.store, list(pending), batch_size=self.batch_size, workers=self.workers
+        ):
+            self._detect(batch, pending)
+
+    def _from_cache(self, clip: _Pending) -> bool:
+        """Fill the clip's detections from the per-clip cache (triggers write it) when every model's
+        detections of these frames are there, so the frames are neither read nor run again."""
+        try:
+            meta = clips.read_meta(self.ctx.store, clip.clip.id)
+        except (StorageError, FormatError):
+            return False  # the stream reads it again and quarantines the clip with the reason
+        per_model = []
+        for detector in self.detectors:
+            cached = load_detections(
+                self.ctx.store,
+                clip.clip.id,
+                detector.model_id,
+                indices=meta.sampled,
+                min_score=self.params.low_score,
+            )
+            if cached is None or not meta.sampled:
+                return False
+            per_model.append(cached)
+        if not self._frames_look_readable(clip.clip.id, meta.sampled):
+            return False  # the stream decodes them and quarantines the clip with the reason
+        for position, index in enumerate(meta.sampled):
+            clip.fused[position] = fuse([cached[position] for cached in per_model], self.params)
+            clip.sizes[position] = FrameSize(index, meta.width, meta.height)
+        self.report.from_cache.append(clip.clip.id)
+        return True
+
+    def _frames_look_readable(self, clip_id: str, indices: Sequence[int]) -> bool:
+        """Whether every frame is there and starts like a JPEG: the reviewer needs the frames even when
+        the detections are cached (bytes only, no decoding)."""
+        try:
+            return all(
+                self.ctx.store.read_bytes(clips.frame_key(clip_id, i))[:2] == b"\xff\xd8" for i in indices
+            )
+        except StorageError:
+            return False
+
+    def _detect(self, batch: list[FrameItem], pending: dict[str, _Pending]) -> None:
+        for item in batch:
+            if item.error is not None and item.clip_id in pending:
+                self._quarantine(pending.pop(item.clip_id).clip, item)
+        good = [item for item in batch if item.rgb is not None and item.clip_id in pending]
+        if not good:
+            return
+        frames = [item.rgb for item in good if item.rgb is not None]
+        per_model = [detector.predict_batch(frames) for detector in self.detectors]
+        for i, item in enumerate(good):
+            clip = pending[item.clip_id]
+            clip.fused[item.position] = fuse([output[i] for output in per_model], self.params)
+            height, width = frames[i].shape[:2]
+            clip.sizes[item.position] = FrameSize(item.index, int(width), int(height))
+            if len(clip.fused) == item.n_frames:
+                self._finish(pending.pop(item.clip_id))
+
+    def _finish(self, clip: _Pending) -> None:
+        positions = sorted(clip.fused)
+        sizes = [clip.sizes[p] for p in positions]
+        annotations = ClipAnnotations(
+            clip_id=clip.clip.id,
+            version=clip.plan.version,
+            parent_version=clip.plan.parent_version,
+            source="autolabel",
+            producer=self.producer,
+            classes=list(self.params.classes),
+            frames=label_clip(
+                [clip.fused[p] for p in positions], sizes, self.params, n_models=len(self.detectors)
+            ),
+        )
+        self._register(formats.save_annotations(self.ctx.store, annotations), annotations)
+
+    def _register(self, saved: SavedAnnotation, annotations: ClipAnnotations) -> None:
+        n_tracks = _commit(self.ctx, saved, annotations, self.report.model_id)
+        self.report.clips.append(saved.clip_id)
+        self.report.versions[saved.clip_id] = saved.version
         self.report.n_boxes += saved.n_boxes
         self.report.n_tracks += n_tracks
 
-    def _annotate(self, clip_id: str, plan: _Plan) -> ClipAnnotations:
-        indices, frames = clips.read_sampled_frames(self.ctx.store, clip_id)
-        detections = self.detector.predict(
-            frames, batch_size=self.batch_size, score_threshold=self.ctx.settings.score_threshold
-        )
-        sizes = [
-            FrameSize(index, int(f.shape[1]), int(f.shape[0]))
-            for index, f in zip(indices, frames, strict=True)
-        ]
-        return ClipAnnotations(
-            clip_id=clip_id,
-            version=plan.version,
-            parent_version=plan.parent_version,
-            source="autolabel",
-            producer={"models": [self.detector.model_id]},
-            classes=list(self.detector.classes),
-            frames=label_frames(detections, sizes, classes=self.detector.classes, tracker=self.tracker),
-        )
-
-    def _quarantine(self, clip: Clip, error: InputRejectedError) -> None:
-        logger.warning("quarantining clip %s: %s", clip.id, error)
+    def _quarantine(self, clip: Clip, item: FrameItem) -> None:
+        reason = item.error or "unreadable"
+        logger.warning("quarantining clip %s: %s: %s", clip.id, item.error_input, reason)
         with self.ctx.db.session() as session:
             repository.quarantine(
                 session,
                 kind="clip",
-                input=error.input,
-                reason=error.reason,
+                input=item.error_input or clip.id,
+                reason=reason,
                 stage=QUARANTINE_STAGE,
                 video_id=clip.video_id,
                 clip_id=clip.id,
                 run_id=self.ctx.run_id,
             )
-        self.report.quarantined[clip.id] = error.reason
+        self.report.quarantined[clip.id] = reason
+
+
+def _model_ids(ctx: Context) -> list[str]:
+    """The ensemble's model ids: ``autolabel_models`` from the settings, else the promoted model."""
+    configured = list(ctx.settings.autolabel_models)
+    return configured if configured else [_promoted_model_id(ctx)]
+
+
+def _load_ensemble(ctx: Context, model_ids: Sequence[str]) -> list[FrameDetector]:
+    detectors = [load_any_detector(ctx.store, model_id, device=ctx.settings.device) for model_id in model_ids]
+    classes = detectors[0].classes
+    for detector in detectors[1:]:
+        if detector.classes != classes:
+            raise ModelError(
+                f"the ensemble's models must share their classes: {detectors[0].model_id} has {classes}, "
+                f"{detector.model_id} has {detector.classes}"
+            )
+    return detectors
 
 
 def autolabel(
     ctx: Context,
     *,
     clip_ids: Sequence[str] | None = None,
-    batch_size: int = 8,
-    iou_threshold: float = 0.3,
-    max_gap: int = 2,
+    batch_size: int | None = None,
+    workers: int | None = None,
 ) -> AutolabelReport:
-    """Label the clips in stage ``selected`` (or the named ones) with the promoted model.
+    """Label the clips in stage ``selected`` (or the named ones) with the ensemble, tracked, with hindsight.
 
-    Each clip gets a new annotation version (``source="autolabel"``) with one frame per sampled frame and
-    tracked boxes, registered in the lineage database, and moves to ``autolabelled``. A clip whose newest
-    version is already this model's autolabel is skipped; a clip with unreadable frames is quarantined.
-    Raises :class:`ModelError` when no model is promoted.
+    The ensemble is ``settings.autolabel_models`` or, when that is empty, the promoted model. Each clip
+    gets a new annotation version (``source="autolabel"``) with one frame per sampled frame, registered
+    in the lineage database, and moves to ``autolabelled``; each clip is committed as soon as it is
+    done, so a rerun after a crash skips it. A clip whose newest version is already an autolabel by the
+    same models and parameters is skipped; a clip with unreadable frames is quarantined. Raises
+    :class:`ModelError` when no model is promoted and none is configured.
     """
-    model_id = _promoted_model_id(ctx)
+    settings = ctx.settings
+    model_ids = _model_ids(ctx)
     todo, left = _clips_to_label(ctx, clip_ids)
-    tracker = IoUTracker(iou_threshold=iou_threshold, max_gap=max_gap)
-    report = AutolabelReport([], {}, 0, sorted(left), model_id, skip_reasons=dict(left))
+    report = AutolabelReport([], {}, 0, sorted(left), "+".join(model_ids), skip_reasons=dict(left))
+    report.model_ids = list(model_ids)
     if todo:
-        detector = load_detector(ctx.store, model_id, device=ctx.settings.device)
-        labeller = _Labeller(ctx, detector, tracker, report, batch_size)
-        for clip in todo:
-            labeller.label(clip)
+        detectors = _load_ensemble(ctx, model_ids)
+        try:
+            params = AutolabelParams.from_settings(
+                settings, classes=detectors[0].classes, n_models=len(detectors)
+            )
+            params.thresholds  # noqa: B018  # unknown class names in the thresholds fail here, early
+        except ValueError as exc:
+            raise ConfigError(f"autolabel settings: {exc}") from exc
+        labeller = _Labeller(
+            ctx,
+            detectors,
+            params,
+            report,
+            batch_size or settings.autolabel_batch_size,
+            settings.autolabel_workers if workers is None else workers,
+        )
+        labeller.label_all(todo)
     logger.info("%s", report.summary())
     return report

@@ -3,6 +3,8 @@
 The association is greedy by IoU over the boxes of consecutive sampled frames (after Bochinski et al.,
 "High-Speed Tracking-by-Detection Without Using Image Information", 2017). It needs no image, runs at
 tens of thousands of frames per second, and gives the stable ids a reviewer corrects one track at a time.
+Autolabel now uses the two-pass tracker in :mod:`dataengine.autolabel.tracks`; this one remains the
+frame-by-frame baseline of ``benchmarks/autolabel_quality.py``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Ingest: landing videos → clips (re-encoded ``clip.mp4``, sampled JPEG frames, ``meta.json``) in lineage.
+"""Ingest: landing videos → clips (``clip.mp4`` by stream copy or re-encode, sampled JPEG frames,
+``meta.json``) registered in lineage.
 
 See ``docs/ingest.md`` for what is written where and why an input is quarantined.
 """
 
 from dataengine.ingest.discovery import FINAL_STATUSES, discover, landing_videos
-from dataengine.ingest.pipeline import QUARANTINE_STAGE, ingest, quarantine_key
+from dataengine.ingest.pipeline import ingest
+from dataengine.ingest.record import QUARANTINE_STAGE, quarantine_key
 from dataengine.ingest.report import IngestReport, QuarantinedInput
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Cutting a decoded video into clips: re-encoded ``clip.mp4``, sampled JPEG frames, ``meta.json`` last.
+"""Writing one clip: ``clip.mp4`` (stream copy or re-encode), sampled JPEG frames, ``meta.json`` last.
 
 A clip's ``meta.json`` is written only after its video and frames, so its presence marks the clip
 complete; a clip without it is redone from scratch on the next run.
@@ -6,149 +6,252 @@ complete; a clip without it is redone from scratch on the next run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 from av.container import OutputContainer
 from av.video.stream import VideoStream
+from numpy.typing import NDArray
 
-from dataengine.clips import ClipMeta, clip_id_for, encode_jpeg, frame_key, meta_key, video_key, write_meta
-from dataengine.ingest.decode import DecodedFrame
+from dataengine.clips import ClipMeta, clip_id_for, frame_key, meta_key, video_key, write_meta
+from dataengine.ingest.frames import JpegWriter, scaled_size, thumbnail
+from dataengine.ingest.index import FrameIndex
+from dataengine.ingest.plan import COPY
 from dataengine.storage import ObjectStore
 
-ENCODING = "reencode"
-_X264_OPTIONS = {"crf": "20", "preset": "veryfast", "bf": "0"}
-
-
-def sample_step(*, fps: float, sample_fps: float) -> int:
-    """The sampling step: ``round(fps / sample_fps)``, at least 1; 1 (all frames) when ``sample_fps`` is 0."""
-    if sample_fps <= 0:
-        return 1
-    return max(1, round(fps / sample_fps))
-
-
-def clip_length(*, fps: float, clip_seconds: float) -> int:
-    """Number of source frames in a full clip: ``round(clip_seconds * fps)``, at least 1."""
-    return max(1, round(clip_seconds * fps))
+_X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
+# Re-encoded clips keep each frame's own time (variable frame rate) at this resolution.
+_ENCODE_TIME_BASE = Fraction(1, 90000)
 
 
 @dataclass(frozen=True, slots=True)
 class VideoFacts:
-    """What every clip of one video shares; ``start_time`` is the time of the video's first frame."""
+    """What every clip of one video shares. ``width``/``height`` are the displayed (upright) size."""
 
     video_id: str
     source_uri: str
+    path: Path
     fps: float
     width: int
     height: int
+    codec: str
+    rotation: int
     camera: str | None
     recorded_at: datetime | None
-    start_time: float = 0.0
 
 
-@dataclass
-class ClipWriter:
-    """Writes one clip: frames go to the encoder and, when sampled, to JPEG; :meth:`finish` ends it."""
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How frames become JPEGs: ``sample_fps`` (0 = every frame), quality and an optional size cap."""
 
-    store: ObjectStore
-    video: VideoFacts
-    start_frame: int
-    step: int
+    sample_fps: float
     jpeg_quality: int
-    workdir: Path
-    frame_times: list[float] = field(default_factory=list)
-    sampled: list[int] = field(default_factory=list)
-    _container: OutputContainer | None = None
-    _stream: VideoStream | None = None
+    max_side: int | None
+
+
+class ClipWriter:
+    """Collects one clip's frames (in order, from ``start_frame``); :meth:`finish` writes it."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        facts: VideoFacts,
+        index: FrameIndex,
+        start_frame: int,
+        encoding: str,
+        sampling: Sampling,
+        jpegs: JpegWriter,
+        workdir: Path,
+        keep_thumbnails: bool,
+    ) -> None:
+        self.store, self.facts, self.index, self.start_frame = store, facts, index, start_frame
+        self.encoding, self.sampling, self.jpegs, self.workdir = encoding, sampling, jpegs, workdir
+        self.keep_thumbnails = keep_thumbnails
+        self.next_frame = start_frame
+        self.sampled: list[int] = []
+        self.thumbnails: list[NDArray[np.float32]] = []
+        self._pending: list[Future[None]] = []
+        self._next_due = 0.0
+        self._container: OutputContainer | None = None
+        self._stream: VideoStream | None = None
 
     @property
     def clip_id(self) -> str:
-        return clip_id_for(self.video.video_id, self.start_frame)
+        return clip_id_for(self.facts.video_id, self.start_frame)
 
     @property
     def _local_video(self) -> Path:
         return self.workdir / f"{self.clip_id}.mp4"
 
-    def add(self, decoded: DecodedFrame) -> None:
-        """Append the next frame of the clip."""
-        index = decoded.index - self.start_frame
-        if index % self.step == 0:
-            rgb = np.asarray(decoded.frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-            self.store.write_bytes(
-                frame_key(self.clip_id, index), encode_jpeg(rgb, quality=self.jpeg_quality)
-            )
-            self.sampled.append(index)
-        self._encode(decoded.frame, pts=index)
-        self.frame_times.append(decoded.time)
+    def add(self, number: int, frame: av.VideoFrame) -> None:
+        """Append frame ``number`` of the video (the next one of the clip)."""
+        position = number - self.start_frame
+        sampled = self._sampled(position)
+        if sampled and self.keep_thumbnails:
+            self.thumbnails.append(thumbnail(frame))
+        if self.encoding != COPY:
+            self._encode(frame, time=float(self.index.times[number] - self.index.times[self.start_frame]))
+        if sampled:
+            # Handed over last: PyAV deadlocks when two threads convert the same frame at once.
+            key = frame_key(self.clip_id, position)
+            self._pending.append(self.jpegs.submit(key, frame, rotation=self.facts.rotation))
+            self.sampled.append(position)
+        self.next_frame = number + 1
 
-    def _encode(self, frame: av.VideoFrame, *, pts: int) -> None:
+    def _sampled(self, position: int) -> bool:
+        """Whether to keep this frame: the first at or after each multiple of ``1 / sample_fps``."""
+        rate = self.sampling.sample_fps
+        if rate <= 0:
+            return True
+        times = self.index.times
+        # Half a frame early counts, so that 12.5 frames per sample alternate 12 and 13 like ffmpeg's fps.
+        elapsed = float(times[self.start_frame + position] - times[self.start_frame])
+        elapsed += 0.5 / self.facts.fps + 1e-9
+        if elapsed < self._next_due:
+            return False
+        self._next_due = (math.floor(elapsed * rate) + 1) / rate
+        return True
+
+    def _encode(self, frame: av.VideoFrame, *, time: float) -> None:
         if self._container is None:
-            self._container, self._stream = self._open_encoder()
+            self._container, self._stream = self._open_encoder(frame)
         assert self._stream is not None
         # The encoder needs yuv420p with even sides; most sources already are, and then this is a copy.
         out = frame.reformat(width=self._stream.width, height=self._stream.height, format="yuv420p")
-        out.pts = pts
+        out.pts = round(time / _ENCODE_TIME_BASE)
+        out.time_base = _ENCODE_TIME_BASE
         for packet in self._stream.encode(out):
             self._container.mux(packet)
 
-    def _open_encoder(self) -> tuple[OutputContainer, VideoStream]:
+    def _open_encoder(self, frame: av.VideoFrame) -> tuple[OutputContainer, VideoStream]:
         container = av.open(str(self._local_video), "w", format="mp4")
-        stream = container.add_stream("libx264", rate=Fraction(self.video.fps).limit_denominator(1001))
-        stream.width = self.video.width - self.video.width % 2
-        stream.height = self.video.height - self.video.height % 2
+        stream = container.add_stream("libx264", rate=Fraction(self.facts.fps).limit_denominator(1001))
+        stream.width = frame.width - frame.width % 2
+        stream.height = frame.height - frame.height % 2
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = _ENCODE_TIME_BASE
+        stream.time_base = _ENCODE_TIME_BASE
         stream.options = dict(_X264_OPTIONS)
+        if self.facts.rotation:
+            stream.set_display_rotation(self.facts.rotation)
         return container, stream
 
-    def finish(self) -> ClipMeta:
-        """Flush the encoder, upload ``clip.mp4``, then write ``meta.json``; returns the meta."""
+    def wait_frames(self) -> None:
+        """Wait until every sampled frame is written; a failed write raises here."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def finish(self, *, details: dict[str, Any]) -> ClipMeta:
+        """Write ``clip.mp4`` (copied or encoded), wait for the frames, then ``meta.json``."""
+        end_frame = self.next_frame
+        if self.encoding == COPY:
+            remux(
+                self.facts.path,
+                start_pts=int(self.index.pts[self.start_frame]),
+                end_pts=int(self.index.pts[end_frame]) if end_frame < self.index.n_frames else None,
+                out_path=self._local_video,
+            )
+        else:
+            self._flush_encoder()
+        self.wait_frames()
+        self.store.put_file(self._local_video, video_key(self.clip_id))
+        self._local_video.unlink(missing_ok=True)
+        meta = self._meta(end_frame, details)
+        write_meta(self.store, meta)
+        return meta
+
+    def _flush_encoder(self) -> None:
         assert self._container is not None, "finish() on an empty clip"
         assert self._stream is not None
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
         self._container = None
-        self.store.put_file(self._local_video, video_key(self.clip_id))
-        self._local_video.unlink(missing_ok=True)
-        meta = self._meta()
-        write_meta(self.store, meta)
-        return meta
 
-    def abort(self) -> None:
-        """Drop the half-written clip video; frames already written are overwritten by the next run."""
+    def discard(self) -> None:
+        """Drop the clip: stop the encoder and remove the frames written so far."""
         if self._container is not None:
             self._container.close()
             self._container = None
         self._local_video.unlink(missing_ok=True)
+        for future in self._pending:
+            future.exception()  # Wait: a frame still being written would reappear after the delete.
+        self._pending = []
+        for position in self.sampled:
+            self.store.delete(frame_key(self.clip_id, position))
 
-    def _meta(self) -> ClipMeta:
-        facts = self.video
+    def _meta(self, end_frame: int, details: dict[str, Any]) -> ClipMeta:
+        facts, times = self.facts, self.index.times
+        start_time = float(times[self.start_frame])
         recorded_at = None
         if facts.recorded_at is not None:
-            clip_start = facts.recorded_at + timedelta(seconds=self.frame_times[0] - facts.start_time)
+            clip_start = facts.recorded_at + timedelta(seconds=start_time)
             recorded_at = clip_start.isoformat().replace("+00:00", "Z")
+        frame_width, frame_height = scaled_size(facts.width, facts.height, self.sampling.max_side)
         return ClipMeta(
             clip_id=self.clip_id,
             video_id=facts.video_id,
             source_uri=facts.source_uri,
             start_frame=self.start_frame,
-            end_frame=self.start_frame + len(self.frame_times),
-            start_time=self.frame_times[0],
-            end_time=self.frame_times[-1] + 1.0 / facts.fps,
+            end_frame=end_frame,
+            start_time=start_time,
+            end_time=self.index.end_time(end_frame - 1),
             fps=facts.fps,
             width=facts.width,
             height=facts.height,
             sampled=list(self.sampled),
             camera=facts.camera,
             recorded_at=recorded_at,
-            encoding=ENCODING,
-            frame_times=list(self.frame_times),
-            extra={"codec": "h264", "sample_step": self.step},
+            encoding=self.encoding,
+            frame_times=[round(float(t), 6) for t in times[self.start_frame : end_frame]],
+            extra={
+                "codec": facts.codec,
+                "sample_fps": self.sampling.sample_fps,
+                "rotation": facts.rotation,
+                "source_time_offset": round(self.index.time_offset, 6),
+                "frame_width": frame_width,
+                "frame_height": frame_height,
+                **details,
+            },
         )
+
+
+def remux(path: Path, *, start_pts: int, end_pts: int | None, out_path: Path) -> int:
+    """Copy the packets from the keyframe at ``start_pts`` up to the one at ``end_pts`` into an MP4.
+
+    Both are clean keyframes, so the packets between them in decode order are exactly the clip's
+    frames. Timestamps are shifted so that the clip starts at 0. Returns the number of packets.
+    """
+    with av.open(str(path), "r") as source:
+        stream = source.streams.video[0]
+        source.seek(start_pts, stream=stream, backward=True, any_frame=False)
+        with av.open(str(out_path), "w", format="mp4") as target:
+            out = target.add_stream_from_template(stream)
+            copied = 0
+            for packet in source.demux(stream):
+                if packet.size == 0:
+                    continue
+                if copied == 0 and packet.pts != start_pts:
+                    continue  # Before the clip's keyframe: the seek lands at or before it.
+                if end_pts is not None and packet.pts == end_pts:
+                    break
+                packet.pts = None if packet.pts is None else packet.pts - start_pts
+                packet.dts = None if packet.dts is None else packet.dts - start_pts
+                packet.stream = out
+                target.mux(packet)
+                copied += 1
+    if copied == 0:
+        raise RuntimeError(f"{path}: no packet at pts {start_pts} after seeking to it")
+    return copied
 
 
 def clip_is_written(store: ObjectStore, clip_id: str) -> bool:

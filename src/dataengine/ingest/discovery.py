@@ -1,9 +1,14 @@
-"""Finding the landing videos that are not ingested (or quarantined) yet."""
+"""Finding the landing videos that are not ingested (or quarantined) yet, by content hash.
+
+The same bytes under two names, or dropped twice, are one video: discovery keeps the first key (in
+sorted order) of each new sha256. Hashes of files seen before come from the hash cache.
+"""
 
 from __future__ import annotations
 
 from dataengine.clips import VIDEO_EXTENSIONS, video_id_for
 from dataengine.context import Context
+from dataengine.ingest.hashcache import HashCache, listing
 from dataengine.ingest.sources import VideoSource, source_sha256
 from dataengine.lineage import repository
 
@@ -13,19 +18,37 @@ FINAL_STATUSES = ("ingested", "quarantined")
 
 def landing_videos(ctx: Context) -> list[str]:
     """Keys of every video file (by extension) under the landing prefix, sorted."""
-    prefix = ctx.settings.landing_prefix.strip("/")
-    return [key for key in ctx.store.list(prefix) if key.lower().endswith(VIDEO_EXTENSIONS)]
+    return sorted(_landing(ctx))
+
+
+def _landing(ctx: Context) -> dict[str, str | None]:
+    found = listing(ctx.store, ctx.settings.landing_prefix)
+    return {key: version for key, version in found.items() if key.lower().endswith(VIDEO_EXTENSIONS)}
+
+
+def landing_hashes(ctx: Context) -> list[tuple[str, str]]:
+    """``(key, sha256)`` of every landing video, hashing only files the cache does not know."""
+    cache = HashCache(ctx.store)
+    hashed = []
+    for key, version in sorted(_landing(ctx).items()):
+        sha256 = cache.get(key, version)
+        if sha256 is None:
+            sha256 = source_sha256(ctx.store, VideoSource(uri=ctx.store.uri(key), key=key))
+            cache.put(key, version, sha256)
+        hashed.append((key, sha256))
+    cache.save()
+    return hashed
 
 
 def discover_with_hashes(ctx: Context) -> list[tuple[str, str]]:
-    """``(key, sha256)`` of each landing video whose id is not registered as ingested or quarantined."""
-    hashed = [
-        (key, source_sha256(ctx.store, VideoSource(uri=ctx.store.uri(key), key=key)))
-        for key in landing_videos(ctx)
-    ]
-    new = []
+    """``(key, sha256)`` of each new landing video: not ingested or quarantined, one key per sha256."""
+    new: list[tuple[str, str]] = []
+    seen: set[str] = set()
     with ctx.db.session() as session:
-        for key, sha256 in hashed:
+        for key, sha256 in landing_hashes(ctx):
+            if sha256 in seen:
+                continue  # The same bytes under another name: one video.
+            seen.add(sha256)
             video = repository.get_video(session, video_id_for(sha256))
             if video is None or video.status not in FINAL_STATUSES:
                 new.append((key, sha256))

@@ -1,8 +1,10 @@
 """The ingest stage: input videos → clips with sampled frames and ``meta.json``, registered in lineage.
 
-Per video: hash (streamed), register as ``ingesting``, decode frame by frame, cut into clips of
-``round(clip_seconds * fps)`` frames, write each clip (one lineage transaction per clip), then mark the
-video ``ingested``. A bad input is quarantined and the batch goes on.
+Per video: hash (cached per landing file), register as ``ingesting``, check the file, read its frame
+index, plan the clips, then decode once while each clip is stream-copied or re-encoded and its
+sampled frames are written as JPEG (one lineage transaction per clip); then mark the video
+``ingested``. A bad input is quarantined and the batch goes on; a video damaged in the middle keeps
+its clean clips and records the damaged stretches.
 """
 
 from __future__ import annotations
@@ -11,51 +13,78 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
-from dataengine.clips import ClipMeta, clip_id_for, clip_prefix, read_meta, video_id_for
+from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, InputRejectedError
-from dataengine.formats import utc_now_iso
-from dataengine.ingest.clipper import ClipWriter, VideoFacts, clip_is_written, clip_length, sample_step
-from dataengine.ingest.decode import DecodedFrame, decode_frames, open_video, probe, sniff
+from dataengine.ingest.clipper import Sampling, VideoFacts
+from dataengine.ingest.cutter import CutOptions, Cutter, Gap
+from dataengine.ingest.decode import DecodeLog, decode_frames
 from dataengine.ingest.discovery import discover_with_hashes
+from dataengine.ingest.frames import JpegWriter
+from dataengine.ingest.hashcache import HashCache, key_fingerprint
+from dataengine.ingest.index import FrameIndex, scan
+from dataengine.ingest.plan import plan_clips
+from dataengine.ingest.probe import VideoInfo, open_video, probe, sniff
+from dataengine.ingest.record import (
+    QUARANTINE_STAGE,
+    Identity,
+    LineageRecorder,
+    describe_gaps,
+    quarantine_input,
+    quarantine_key,
+    record_gaps,
+    register_video,
+)
 from dataengine.ingest.report import IngestReport, QuarantinedInput
-from dataengine.ingest.sources import VideoSource, recording_info, resolve_input, source_sha256
+from dataengine.ingest.sources import compile_path_pattern, recording_info, resolve_input, source_sha256
 from dataengine.lineage import repository
 
-QUARANTINE_STAGE = "ingest"
+__all__ = ["QUARANTINE_STAGE", "ingest", "quarantine_key"]
 _Show = Callable[[str | None], None]
-
-
-def quarantine_key(video_id: str) -> str:
-    """The key of the record that says why a video was refused."""
-    return f"quarantine/{video_id}.json"
+# Codecs an MP4 holds as they are: clips of these are cut by stream copy where the keyframes allow.
+_COPYABLE = {"h264", "hevc", "mpeg4", "av1", "vp9"}
 
 
 @dataclass(frozen=True, slots=True)
 class _Params:
     clip_seconds: float
-    sample_fps: float
-    jpeg_quality: int
+    sampling: Sampling
     max_resolution: int
+    keyframe_tolerance: float
+    codecs: list[str]
+    workers: int
+    cut: CutOptions
 
 
-@dataclass(frozen=True, slots=True)
-class _Identity:
-    """A readable input: where it is, its hash, and what its path says."""
-
-    source: VideoSource
-    sha256: str
-    camera: str | None
-    recorded_at: datetime | None
-
-    @property
-    def video_id(self) -> str:
-        return video_id_for(self.sha256)
+def _params(settings: Settings, clip_seconds: float | None, sample_fps: float | None) -> _Params:
+    params = _Params(
+        clip_seconds=settings.clip_seconds if clip_seconds is None else clip_seconds,
+        sampling=Sampling(
+            sample_fps=settings.sample_fps if sample_fps is None else sample_fps,
+            jpeg_quality=settings.jpeg_quality,
+            max_side=settings.jpeg_max_side or None,
+        ),
+        max_resolution=settings.max_resolution,
+        keyframe_tolerance=settings.keyframe_tolerance,
+        codecs=list(settings.ingest_codecs),
+        workers=settings.ingest_jpeg_workers,
+        cut=CutOptions(
+            split_on_scene_cuts=settings.split_on_scene_cuts,
+            scene_cut_threshold=settings.scene_cut_threshold,
+            min_clip_seconds=settings.min_clip_seconds,
+            drop_duplicate_clips=settings.drop_duplicate_clips,
+            duplicate_threshold=settings.duplicate_threshold,
+        ),
+    )
+    if params.clip_seconds <= 0 or params.sampling.sample_fps < 0:
+        raise ConfigError(
+            "ingest needs clip_seconds > 0 and sample_fps >= 0, "
+            f"got {params.clip_seconds} and {params.sampling.sample_fps}"
+        )
+    compile_path_pattern(settings.ingest_path_pattern)  # A bad pattern fails before any work.
+    return params
 
 
 def ingest(
@@ -71,231 +100,147 @@ def ingest(
     Rerunning over the same inputs adds no rows or objects: ingested videos are skipped, and clips
     whose ``meta.json`` and lineage row exist are kept as they are.
     """
-    settings = ctx.settings
-    params = _Params(
-        clip_seconds=settings.clip_seconds if clip_seconds is None else clip_seconds,
-        sample_fps=settings.sample_fps if sample_fps is None else sample_fps,
-        jpeg_quality=settings.jpeg_quality,
-        max_resolution=settings.max_resolution,
+    params = _params(ctx.settings, clip_seconds, sample_fps)
+    todo: list[tuple[str, str | None]] = (
+        list(discover_with_hashes(ctx)) if inputs is None else [(raw, None) for raw in inputs]
     )
-    if params.clip_seconds <= 0 or params.sample_fps < 0:
-        raise ConfigError(
-            "ingest needs clip_seconds > 0 and sample_fps >= 0, "
-            f"got {params.clip_seconds} and {params.sample_fps}"
-        )
-    todo = discover_with_hashes(ctx) if inputs is None else [(raw, None) for raw in inputs]
     report = IngestReport()
+    cache = HashCache(ctx.store)
     with _progress_bar(enabled=progress, total=len(todo)) as show:
         for raw, sha256 in todo:
             show(raw)
-            _ingest_input(ctx, raw, sha256=sha256, params=params, report=report)
+            _ingest_input(ctx, raw, sha256=sha256, params=params, report=report, cache=cache)
         show(None)
+    cache.save()
     return report
 
 
+def _identify(ctx: Context, raw: str, sha256: str | None, cache: HashCache) -> Identity:
+    source = resolve_input(ctx.store, raw)
+    if sha256 is None and source.key is not None:
+        version = key_fingerprint(ctx.store, source.key)
+        sha256 = cache.get(source.key, version)
+        if sha256 is None:
+            sha256 = source_sha256(ctx.store, source)
+            cache.put(source.key, version, sha256)
+    camera, recorded_at = recording_info(
+        source, landing_prefix=ctx.settings.landing_prefix, pattern=ctx.settings.ingest_path_pattern
+    )
+    return Identity(source, sha256 or source_sha256(ctx.store, source), camera, recorded_at)
+
+
 def _ingest_input(
-    ctx: Context, raw: str, *, sha256: str | None, params: _Params, report: IngestReport
+    ctx: Context, raw: str, *, sha256: str | None, params: _Params, report: IngestReport, cache: HashCache
 ) -> None:
     try:
-        source = resolve_input(ctx.store, raw)
+        identity = _identify(ctx, raw, sha256, cache)
     except InputRejectedError as exc:
-        _quarantine(ctx, report, input_name=raw, reason=exc.reason, identity=None)
+        quarantine_input(ctx, report, input_name=raw, reason=exc.reason, identity=None)
         return
-    camera, recorded_at = recording_info(source, landing_prefix=ctx.settings.landing_prefix)
-    identity = _Identity(source, sha256 or source_sha256(ctx.store, source), camera, recorded_at)
     with ctx.db.session() as session:
         video = repository.get_video(session, identity.video_id)
         if video is not None and video.status == "ingested":
             report.skipped_videos.append(identity.video_id)
             return
-        _register_video(session, identity, status="ingesting")
+        register_video(session, identity, status="ingesting")
+    uri = identity.source.uri
     try:
-        facts, duration = _cut_video(ctx, identity, params=params, report=report)
+        facts, index, gaps, log = _cut_video(ctx, identity, params=params, report=report)
     except InputRejectedError as exc:
-        _quarantine(ctx, report, input_name=source.uri, reason=exc.reason, identity=identity)
+        quarantine_input(ctx, report, input_name=uri, reason=exc.reason, identity=identity)
         return
+    error = None
+    if gaps:
+        error = describe_gaps(uri, gaps, index, log.errors)
+        record_gaps(ctx, identity, gaps, index, error)
+        report.quarantined.append(QuarantinedInput(input=uri, video_id=identity.video_id, reason=error))
+    duration = index.end_time(index.n_frames - 1)
     with ctx.db.session() as session:
-        _register_video(session, identity, status="ingested", facts=facts, duration=duration)
+        register_video(session, identity, status="ingested", facts=facts, duration=duration, error=error)
     report.videos.append(identity.video_id)
 
 
-def _register_video(
-    session: Session,
-    identity: _Identity,
-    *,
-    status: str,
-    facts: VideoFacts | None = None,
-    duration: float | None = None,
-    error: str | None = None,
-) -> None:
-    repository.register_video(
-        session,
-        video_id=identity.video_id,
-        uri=identity.source.uri,
-        sha256=identity.sha256,
-        status=status,
-        camera=identity.camera,
-        recorded_at=identity.recorded_at,
-        duration=duration,
-        fps=None if facts is None else facts.fps,
-        width=None if facts is None else facts.width,
-        height=None if facts is None else facts.height,
-        error=error,
-    )
-
-
 def _cut_video(
-    ctx: Context, identity: _Identity, *, params: _Params, report: IngestReport
-) -> tuple[VideoFacts, float]:
-    """Decode and clip one video; returns its facts and its duration in seconds."""
+    ctx: Context, identity: Identity, *, params: _Params, report: IngestReport
+) -> tuple[VideoFacts, FrameIndex, list[Gap], DecodeLog]:
+    """Decode and clip one video; returns its facts, frame index, damaged stretches and decoder log."""
     name = identity.source.uri
     with identity.source.local_file(ctx.store) as path:
         sniff(path, name=name)
         with open_video(path, name=name) as container:
-            info = probe(container, name=name, max_resolution=params.max_resolution)
-            facts = VideoFacts(
-                video_id=identity.video_id,
-                source_uri=identity.source.uri,
-                fps=info.fps,
-                width=info.width,
-                height=info.height,
-                camera=identity.camera,
-                recorded_at=identity.recorded_at,
-                start_time=info.start_time,
+            info = probe(
+                container, path, name=name, max_resolution=params.max_resolution, codecs=params.codecs
             )
+            index = scan(path, name=name, fps=info.fps)
+            facts = _facts(identity, info, path)
+            recorder = LineageRecorder(ctx, report, base_details={"sample_fps": params.sampling.sample_fps})
+            jpegs = JpegWriter(
+                ctx.store,
+                quality=params.sampling.jpeg_quality,
+                max_side=params.sampling.max_side,
+                workers=params.workers,
+            )
+            log = DecodeLog()
             with tempfile.TemporaryDirectory(prefix="dataengine-ingest-") as workdir:
-                cutter = _Cutter(ctx, facts, params=params, report=report, workdir=Path(workdir))
+                cutter = Cutter(
+                    store=ctx.store,
+                    facts=facts,
+                    index=index,
+                    plan=plan_clips(
+                        index, clip_seconds=params.clip_seconds, tolerance=params.keyframe_tolerance
+                    ),
+                    sampling=params.sampling,
+                    options=_cut_options(params.cut, copyable=info.codec in _COPYABLE),
+                    jpegs=jpegs,
+                    workdir=Path(workdir),
+                    recorder=recorder,
+                )
                 try:
-                    for decoded in decode_frames(container, info, name=name):
+                    for decoded in decode_frames(container, info.stream, index, log):
                         cutter.push(decoded)
                     cutter.close()
                 finally:
                     cutter.abort()
-    return facts, cutter.duration
+                    jpegs.close()
+    _check_decoded(name, log, cutter, index)
+    return facts, index, cutter.gaps, log
 
 
-class _Cutter:
-    """Routes decoded frames into clips: a new :class:`ClipWriter` per clip, none for written clips."""
-
-    def __init__(
-        self, ctx: Context, facts: VideoFacts, *, params: _Params, report: IngestReport, workdir: Path
-    ) -> None:
-        self.ctx, self.facts, self.params, self.report, self.workdir = ctx, facts, params, report, workdir
-        self.clip_len = clip_length(fps=facts.fps, clip_seconds=params.clip_seconds)
-        self.step = sample_step(fps=facts.fps, sample_fps=params.sample_fps)
-        self.start_frame: int | None = None
-        self.writer: ClipWriter | None = None
-        self.n_frames = 0
-        self.first_time = self.last_time = 0.0
-
-    @property
-    def duration(self) -> float:
-        """Seconds from the first frame to the end of the last one."""
-        return self.last_time + 1.0 / self.facts.fps - self.first_time if self.n_frames else 0.0
-
-    def push(self, decoded: DecodedFrame) -> None:
-        start = decoded.index - decoded.index % self.clip_len
-        if start != self.start_frame:
-            self.close()
-            self._begin(start)
-        if self.writer is not None:
-            self.writer.add(decoded)
-        if self.n_frames == 0:
-            self.first_time = decoded.time
-        self.n_frames += 1
-        self.last_time = decoded.time
-
-    def _begin(self, start_frame: int) -> None:
-        self.start_frame = start_frame
-        if clip_is_written(self.ctx.store, clip_id_for(self.facts.video_id, start_frame)):
-            return  # Complete from an earlier run: only (re)register it at close().
-        self.writer = ClipWriter(
-            store=self.ctx.store,
-            video=self.facts,
-            start_frame=start_frame,
-            step=self.step,
-            jpeg_quality=self.params.jpeg_quality,
-            workdir=self.workdir,
-        )
-
-    def close(self) -> None:
-        """Finish the current clip (if any) and register it."""
-        if self.start_frame is None:
-            return
-        if self.writer is not None:
-            meta = self.writer.finish()
-            self.writer = None
-        else:
-            meta = read_meta(self.ctx.store, clip_id_for(self.facts.video_id, self.start_frame))
-        self._register(meta)
-        self.start_frame = None
-
-    def abort(self) -> None:
-        """Drop a clip left half-written by an error."""
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
-
-    def _register(self, meta: ClipMeta) -> None:
-        ctx = self.ctx
-        with ctx.db.session() as session:
-            _, created = repository.register_clip(
-                session,
-                clip_id=meta.clip_id,
-                video_id=meta.video_id,
-                start_frame=meta.start_frame,
-                end_frame=meta.end_frame,
-                start_time=meta.start_time,
-                n_frames=meta.n_frames,
-                uri=ctx.store.uri(clip_prefix(meta.clip_id)),
-                run_id=ctx.run_id,
-                actor=ctx.actor,
-                details={
-                    "n_sampled": len(meta.sampled),
-                    "sample_step": self.step,
-                    "encoding": meta.encoding,
-                    "source_uri": meta.source_uri,
-                },
-            )
-        (self.report.clips if created else self.report.existing_clips).append(meta.clip_id)
+def _cut_options(options: CutOptions, *, copyable: bool) -> CutOptions:
+    return CutOptions(
+        split_on_scene_cuts=options.split_on_scene_cuts,
+        scene_cut_threshold=options.scene_cut_threshold,
+        min_clip_seconds=options.min_clip_seconds,
+        drop_duplicate_clips=options.drop_duplicate_clips,
+        duplicate_threshold=options.duplicate_threshold,
+        copyable=copyable,
+    )
 
 
-def _quarantine(
-    ctx: Context, report: IngestReport, *, input_name: str, reason: str, identity: _Identity | None
-) -> None:
-    """Record a refused input: ``quarantine/{video_id}.json``, the video row, the quarantine row."""
-    video_id = None if identity is None else identity.video_id
-    with ctx.db.session() as session:
-        if identity is not None:
-            ctx.store.write_json(
-                quarantine_key(identity.video_id),
-                {"input": input_name, "video_id": video_id, "reason": reason, "at": utc_now_iso()},
-            )
-            _register_video(session, identity, status="quarantined", error=reason)
-            for clip in repository.list_clips(session, video_id=identity.video_id):
-                if clip.stage != "quarantined":
-                    repository.quarantine(
-                        session,
-                        kind="clip",
-                        input=clip.uri,
-                        reason=reason,
-                        stage=QUARANTINE_STAGE,
-                        video_id=video_id,
-                        clip_id=clip.id,
-                        run_id=ctx.run_id,
-                    )
-        repository.quarantine(
-            session,
-            kind="video",
-            input=input_name,
-            reason=reason,
-            stage=QUARANTINE_STAGE,
-            video_id=video_id,
-            run_id=ctx.run_id,
-        )
-    if video_id is not None:
-        report.clips = [c for c in report.clips if not c.startswith(f"{video_id}-")]
-    report.quarantined.append(QuarantinedInput(input=input_name, video_id=video_id, reason=reason))
+def _facts(identity: Identity, info: VideoInfo, path: Path) -> VideoFacts:
+    """The video's facts; the path's camera and time win over the container's tags."""
+    return VideoFacts(
+        video_id=identity.video_id,
+        source_uri=identity.source.uri,
+        path=path,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        rotation=info.rotation,
+        camera=identity.camera or info.camera,
+        recorded_at=identity.recorded_at or info.recorded_at,
+    )
+
+
+def _check_decoded(name: str, log: DecodeLog, cutter: Cutter, index: FrameIndex) -> None:
+    """A video with no decodable frame, or no clean clip, is refused as a whole."""
+    cause = f": {log.errors[0]}" if log.errors else ""
+    if log.frames == 0:
+        raise InputRejectedError(name, f"{name} has a video stream with no decodable frames{cause}")
+    if cutter.kept == 0 and cutter.gaps:
+        reason = describe_gaps(name, cutter.gaps, index, log.errors)
+        raise InputRejectedError(name, f"{reason}; no clip decodes cleanly")
 
 
 @contextmanager

@@ -24,6 +24,8 @@ class IngestReport:
     existing_clips: list[str] = field(default_factory=list)
     skipped_videos: list[str] = field(default_factory=list)
     quarantined: list[QuarantinedInput] = field(default_factory=list)
+    #: Clips left out because they looked like the clip kept before them (setting drop_duplicate_clips).
+    dropped_duplicates: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -40,6 +42,8 @@ class IngestReport:
         if self.videos or not (self.skipped_videos or self.quarantined):
             videos, clips = _count(len(self.videos), "video"), _count(len(self.clips), "new clip")
             parts.append(f"ingested {videos} into {clips}")
+        if self.dropped_duplicates:
+            parts.append(f"dropped {_count(len(self.dropped_duplicates), 'near-identical clip')}")
         if self.existing_clips:
             parts.append(f"{_count(len(self.existing_clips), 'clip')} existed already")
         if self.skipped_videos:

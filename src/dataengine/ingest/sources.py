@@ -1,6 +1,7 @@
 """Where an input video is (a store key or a local file), its sha256, and what its path says.
 
-Landing paths follow ``{landing}/{camera}/{YYYY-MM-DD}/{HHMMSS}.{ext}``; recording times in paths are UTC.
+Landing paths follow a configurable pattern, by default ``{camera}/{date}/{time}.*`` under the landing
+prefix (``landing/cam01/2026-11-22/081500.mp4``); recording times in paths are UTC.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from dataengine.errors import InputRejectedError, StorageError
+from dataengine.errors import ConfigError, InputRejectedError, StorageError
 from dataengine.storage import ObjectStore
 
 _HASH_CHUNK_BYTES = 1 << 20
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME = re.compile(r"^\d{6}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +92,48 @@ def source_sha256(store: ObjectStore, source: VideoSource) -> str:
     return digest.hexdigest()
 
 
-def recording_info(source: VideoSource, *, landing_prefix: str) -> tuple[str | None, datetime | None]:
-    """Camera and UTC recording time from ``{camera}/{YYYY-MM-DD}/{HHMMSS}.ext``; None where not matched."""
+_FIELDS = {
+    "camera": r"(?P<camera>[^/]+?)",
+    "date": r"(?P<date>\d{4}-?\d{2}-?\d{2})",
+    "time": r"(?P<time>\d{2}[-:_]?\d{2}[-:_]?\d{2})",
+    "datetime": r"(?P<datetime>\d{4}-?\d{2}-?\d{2}[T_ -]?\d{2}[-:_]?\d{2}[-:_]?\d{2})",
+    "any": r"[^/]*?",
+}
+
+
+def compile_path_pattern(pattern: str) -> re.Pattern[str]:
+    """A regex for a landing path pattern such as ``{camera}/{date}/{time}.*``.
+
+    Fields: ``{camera}``, ``{date}`` (YYYY-MM-DD or YYYYMMDD), ``{time}`` (HHMMSS, HH-MM-SS),
+    ``{datetime}`` (date and time together, e.g. 20261122T081500) and ``{any}``; ``*`` is any text
+    inside one path part. Unknown fields are a :class:`ConfigError`.
+    """
+    parts = re.split(r"(\{[a-z_]+\}|\*)", pattern.strip("/"))
+    regex = []
+    for part in parts:
+        if part == "*":
+            regex.append(r"[^/]*")
+        elif part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            if name not in _FIELDS:
+                raise ConfigError(
+                    f"ingest_path_pattern {pattern!r} has an unknown field {part}; "
+                    f"fields are {', '.join('{' + f + '}' for f in _FIELDS)}"
+                )
+            regex.append(_FIELDS[name])
+        else:
+            regex.append(re.escape(part))
+    return re.compile("^" + "".join(regex) + "$")
+
+
+def recording_info(
+    source: VideoSource, *, landing_prefix: str, pattern: str
+) -> tuple[str | None, datetime | None]:
+    """Camera and UTC recording time read from the source's path with ``pattern``; None where unknown.
+
+    The pattern is matched against the path under ``landing_prefix`` (a store key) or against the last
+    parts of a local path. A landing key that does not match still names its camera by its first folder.
+    """
     if source.key is not None:
         parts = source.key.split("/")
     else:
@@ -104,17 +143,22 @@ def recording_info(source: VideoSource, *, landing_prefix: str) -> tuple[str | N
     under_landing = source.key is not None and parts[: len(landing)] == landing
     if under_landing:
         parts = parts[len(landing) :]
-    folders, stem = parts[:-1], parts[-1].split(".", 1)[0]
-    if folders and _DAY.match(folders[-1]):
-        camera = folders[-2] if len(folders) >= 2 else None
-        return camera, _timestamp(folders[-1], stem)
-    return (folders[0] if under_landing and folders else None), None
+    depth = pattern.strip("/").count("/") + 1
+    match = compile_path_pattern(pattern).match("/".join(parts[-depth:])) if len(parts) >= depth else None
+    if match is None:
+        return (parts[0] if under_landing and len(parts) > 1 else None), None
+    fields = match.groupdict()
+    return fields.get("camera"), _timestamp(fields)
 
 
-def _timestamp(day: str, stem: str) -> datetime | None:
-    if not _TIME.match(stem):
+def _timestamp(fields: dict[str, str | None]) -> datetime | None:
+    text = fields.get("datetime") or (
+        f"{fields['date']} {fields['time']}" if fields.get("date") and fields.get("time") else None
+    )
+    if text is None:
         return None
+    digits = re.sub(r"\D", "", text)
     try:
-        return datetime.strptime(f"{day} {stem}", "%Y-%m-%d %H%M%S").replace(tzinfo=UTC)
+        return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         return None

@@ -1,25 +1,46 @@
 """The review platform interface: what every platform (local, Encord, Label Studio) must provide.
 
-A platform receives pre-labels (:meth:`ReviewPlatform.export_task`), tells which reviews are finished
-(:meth:`ReviewPlatform.completed`) and turns a finished review's payload back into clip labels
-(:meth:`ReviewPlatform.to_annotations`). Everything else (versions, lineage, stages, diffs) is shared
-code in :mod:`dataengine.review.importing` and :mod:`dataengine.review.exporting`.
+A platform has four operations: it receives clips with their pre-labels
+(:meth:`ReviewPlatform.export_tasks`), lists the review status of its tasks
+(:meth:`ReviewPlatform.review_status`), gives finished reviews back as clip labels
+(:meth:`ReviewPlatform.completed`, :meth:`ReviewPlatform.to_annotations`) and names its external ids
+(:meth:`ReviewPlatform.task_url`). Everything else (versions, lineage, stages, diffs) is shared code in
+:mod:`dataengine.review.importing` and :mod:`dataengine.review.exporting`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from dataengine.errors import AnnotationValidationError, ReviewError
+from dataengine.errors import AnnotationValidationError, DataEngineError, ReviewError
 from dataengine.formats import ClipAnnotations, Frame
 
 if TYPE_CHECKING:
     from dataengine.context import Context
 
-#: Platforms named in the settings that have no implementation yet.
-PLANNED_PLATFORMS = ("encord", "labelstudio")
+#: What :meth:`ReviewPlatform.review_status` says of a task.
+TaskStatus = Literal["pending", "completed", "missing"]
+
+
+class RetryableReviewError(ReviewError):
+    """The platform is rate limiting or briefly unreachable; the same call can succeed later."""
+
+    retryable = True
+
+
+@dataclass(frozen=True, slots=True)
+class ExportItem:
+    """One clip version to review: its pre-labels and the store URIs of its labelled frames."""
+
+    clip_id: str
+    annotations: ClipAnnotations
+    frame_uris: dict[int, str]
+
+
+#: The outcome of exporting one clip: its task id, or the (non-retryable) error that refused it.
+ExportOutcome = str | DataEngineError
 
 
 @dataclass(slots=True)
@@ -38,6 +59,8 @@ class CompletedReview:
     source_name: str
     reviewers: list[str] = field(default_factory=list)
     simulated: bool = False
+    #: Seconds the reviewers spent on the task, where the platform records it.
+    seconds: float | None = None
 
 
 @runtime_checkable
@@ -46,12 +69,20 @@ class ReviewPlatform(Protocol):
 
     name: str
 
-    def export_task(self, *, clip_id: str, annotations: ClipAnnotations, frame_uris: dict[int, str]) -> str:
-        """Create (or find) the review task of one clip version; returns the platform's task id.
+    def export_tasks(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
+        """Create (or find) the review task of each clip version; the task id (or error) per clip id.
 
         Idempotent: exporting the same clip and version again returns the same id and creates nothing.
-        ``frame_uris`` maps each labelled clip frame index to its image URI in the object store.
+        A transient platform failure raises :class:`RetryableReviewError` for the whole batch.
         """
+        ...
+
+    def review_status(self, external_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """Where each task stands on the platform: still ``pending``, ``completed`` or ``missing``."""
+        ...
+
+    def task_url(self, external_id: str) -> str:
+        """Where a person finds the task of ``external_id`` (a URL or URI)."""
         ...
 
     def completed(self) -> Iterator[CompletedReview]:
@@ -76,22 +107,37 @@ def _local_factory(ctx: Context) -> ReviewPlatform:
     return LocalPlatform(ctx)
 
 
-#: Implemented platforms by name. Later platforms register here.
-PLATFORMS: dict[str, PlatformFactory] = {"local": _local_factory}
+def _encord_factory(ctx: Context) -> ReviewPlatform:
+    # Imported on use: the SDK is an optional extra (``pip install dataengine[encord]``).
+    from dataengine.review.encord import EncordPlatform
+
+    return EncordPlatform(ctx)
+
+
+def _labelstudio_factory(ctx: Context) -> ReviewPlatform:
+    from dataengine.review.labelstudio import LabelStudioPlatform
+
+    return LabelStudioPlatform(ctx)
+
+
+#: Implemented platforms by name.
+PLATFORMS: dict[str, PlatformFactory] = {
+    "local": _local_factory,
+    "encord": _encord_factory,
+    "labelstudio": _labelstudio_factory,
+}
 
 
 def get_platform(ctx: Context, name: str | None = None) -> ReviewPlatform:
     """The review platform ``name`` (default: ``ctx.settings.review_platform``) bound to ``ctx``."""
     chosen = name or ctx.settings.review_platform
     factory = PLATFORMS.get(chosen)
-    if factory is not None:
-        return factory(ctx)
-    if chosen in PLANNED_PLATFORMS:
+    if factory is None:
         raise ReviewError(
-            f"review platform {chosen!r} is not implemented yet; use one of {sorted(PLATFORMS)} "
+            f"unknown review platform {chosen!r}; known platforms are {sorted(PLATFORMS)} "
             "(set DATAENGINE_REVIEW_PLATFORM or pass --platform)"
         )
-    raise ReviewError(f"unknown review platform {chosen!r}; known platforms are {sorted(PLATFORMS)}")
+    return factory(ctx)
 
 
 def check_against_export(

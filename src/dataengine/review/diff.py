@@ -6,34 +6,38 @@ taken before relabelled ones, and within each group the highest IoU first; each 
 once. Then
 
 * a matched pair whose label differs is one *relabelled* box;
-* a matched pair with the same label and IoU < ``UNCHANGED_IOU`` is one *moved* box;
+* a matched pair with the same label and IoU < ``UNCHANGED_IOU`` is one *moved* box, with IoU at or
+  above it one *accepted* box;
 * an unmatched box after the review is one *added* box, an unmatched box before it one *deleted* box.
 
 ``total`` = added + deleted + moved + relabelled. Score, track id and origin are not compared: accepting
-a pre-label as it is changes nothing.
+a pre-label as it is changes nothing. Against the reviewed labels, the pre-labels' precision is
+(accepted + moved) / boxes before and their recall (accepted + moved) / boxes after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from dataengine.formats import Box, ClipAnnotations
 
 #: Boxes overlapping at least this much can be the same object.
 MATCH_IOU = 0.5
-#: A matched box overlapping its original at least this much has not moved.
-UNCHANGED_IOU = 0.95
+#: A matched box overlapping its original at least this much has not moved (the issue's "IoU under 0.9").
+UNCHANGED_IOU = 0.9
 
 
 @dataclass(frozen=True, slots=True)
 class BoxChanges:
-    """Boxes added, deleted, moved and relabelled by a review."""
+    """Boxes added, deleted, moved and relabelled by a review, and the pre-labels it accepted."""
 
     added: int = 0
     deleted: int = 0
     moved: int = 0
     relabelled: int = 0
+    accepted: int = 0
 
     @property
     def total(self) -> int:
@@ -46,7 +50,28 @@ class BoxChanges:
             deleted=self.deleted + other.deleted,
             moved=self.moved + other.moved,
             relabelled=self.relabelled + other.relabelled,
+            accepted=self.accepted + other.accepted,
         )
+
+    @property
+    def before(self) -> int:
+        """Boxes before the review (the pre-labels)."""
+        return self.accepted + self.moved + self.relabelled + self.deleted
+
+    @property
+    def after(self) -> int:
+        """Boxes after the review."""
+        return self.accepted + self.moved + self.relabelled + self.added
+
+    @property
+    def precision(self) -> float | None:
+        """Share of the pre-labels that the review kept (moved or not); ``None`` without pre-labels."""
+        return (self.accepted + self.moved) / self.before if self.before else None
+
+    @property
+    def recall(self) -> float | None:
+        """Share of the reviewed boxes that a pre-label found; ``None`` when the review has no boxes."""
+        return (self.accepted + self.moved) / self.after if self.after else None
 
     def to_dict(self) -> dict[str, int]:
         """The counts and their total."""
@@ -77,7 +102,7 @@ def frame_changes(before: Sequence[Box], after: Sequence[Box]) -> BoxChanges:
     candidates.sort()
     used_before: set[int] = set()
     used_after: set[int] = set()
-    moved = relabelled = 0
+    moved = relabelled = accepted = 0
     for label_changed, negative_iou, i, j in candidates:
         if i in used_before or j in used_after:
             continue
@@ -87,11 +112,14 @@ def frame_changes(before: Sequence[Box], after: Sequence[Box]) -> BoxChanges:
             relabelled += 1
         elif -negative_iou < UNCHANGED_IOU:
             moved += 1
+        else:
+            accepted += 1
     return BoxChanges(
         added=len(after) - len(used_after),
         deleted=len(before) - len(used_before),
         moved=moved,
         relabelled=relabelled,
+        accepted=accepted,
     )
 
 
@@ -103,3 +131,21 @@ def box_changes(before: ClipAnnotations, after: ClipAnnotations) -> BoxChanges:
     for index in sorted(old_frames.keys() | new_frames.keys()):
         total += frame_changes(old_frames.get(index, []), new_frames.get(index, []))
     return total
+
+
+def review_quality(changes: BoxChanges, *, models: Sequence[str], seconds: float | None) -> dict[str, Any]:
+    """What one review says of the autolabels: the lineage ``quality`` record of a ``reviewed`` event."""
+    return {
+        "accepted": changes.accepted,
+        "moved": changes.moved,
+        "deleted": changes.deleted,
+        "added": changes.added,
+        "relabelled": changes.relabelled,
+        "prelabels": changes.before,
+        "reviewed_boxes": changes.after,
+        "precision": changes.precision,
+        "recall": changes.recall,
+        "edit_rate": changes.total / changes.before if changes.before else None,
+        "models": [str(model) for model in models],
+        "seconds": seconds,
+    }

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from dataengine.clips import frame_key
 from dataengine.context import Context
-from dataengine.errors import DataEngineError
+from dataengine.errors import DataEngineError, ReviewError
 from dataengine.formats import ClipAnnotations, load_annotations
 from dataengine.lineage import repository as repo
 from dataengine.lineage.models import ReviewTask
-from dataengine.review.base import ReviewPlatform, get_platform
+from dataengine.review.base import ExportItem, ReviewPlatform, get_platform
 
 #: Stages a clip may be exported from: pre-labels, or (when named explicitly) a reviewed version for a
 #: second round of review.
@@ -54,6 +54,10 @@ class ExportReport:
         return "\n".join(lines)
 
 
+#: Clips per platform call: Encord saves a batch's pre-labels in one bundle.
+EXPORT_BATCH = 20
+
+
 def export_for_review(
     ctx: Context, *, platform: str | None = None, clip_ids: Sequence[str] | None = None
 ) -> ExportReport:
@@ -73,8 +77,9 @@ def export_for_review(
                 if clip_id not in known:
                     _skip(report, clip_id, "no such clip in the lineage database")
             candidates = [clip_id for clip_id in dict.fromkeys(clip_ids) if clip_id in known]
-    for clip_id in candidates:
-        _export_one(ctx, reviewer, clip_id, report)
+    items = [item for item in (_item(ctx, reviewer, clip_id, report) for clip_id in candidates) if item]
+    for start in range(0, len(items), EXPORT_BATCH):
+        _export_batch(ctx, reviewer, items[start : start + EXPORT_BATCH], report)
     return report
 
 
@@ -83,28 +88,43 @@ def _skip(report: ExportReport, clip_id: str, reason: str) -> None:
     report.reasons[clip_id] = reason
 
 
-def _export_one(ctx: Context, reviewer: ReviewPlatform, clip_id: str, report: ExportReport) -> None:
+def _item(ctx: Context, reviewer: ReviewPlatform, clip_id: str, report: ExportReport) -> ExportItem | None:
+    """What to export of ``clip_id``, or ``None`` when it is skipped or cannot be read."""
     with ctx.db.session() as session:
         version, reason = _exportable_version(session, reviewer.name, clip_id)
     if version is None:
         _skip(report, clip_id, reason)
-        return
+        return None
     try:
         annotations = load_annotations(ctx.store, clip_id, version)
-        frame_uris = {
-            frame.index: ctx.store.uri(frame_key(clip_id, frame.index)) for frame in annotations.frames
-        }
-        # The platform call happens outside any transaction: it may be slow, and it is idempotent.
-        external_id = reviewer.export_task(clip_id=clip_id, annotations=annotations, frame_uris=frame_uris)
     except DataEngineError as exc:
         if exc.retryable:
             raise
         _record_failure(ctx, clip_id, reviewer.name, version, exc)
         report.failed.append((clip_id, str(exc)))
-        return
-    _register(ctx, reviewer.name, annotations, external_id)
-    report.exported.append(clip_id)
-    report.tasks[clip_id] = external_id
+        return None
+    frame_uris = {frame.index: ctx.store.uri(frame_key(clip_id, frame.index)) for frame in annotations.frames}
+    return ExportItem(clip_id=clip_id, annotations=annotations, frame_uris=frame_uris)
+
+
+def _export_batch(
+    ctx: Context, reviewer: ReviewPlatform, items: Sequence[ExportItem], report: ExportReport
+) -> None:
+    # The platform call happens outside any transaction: it may be slow, and it is idempotent.
+    outcomes = reviewer.export_tasks(items)
+    for item in items:
+        outcome = outcomes.get(item.clip_id)
+        if outcome is None:
+            outcome = ReviewError(
+                f"clip {item.clip_id}: the {reviewer.name} platform returned no task for it"
+            )
+        if isinstance(outcome, DataEngineError):
+            _record_failure(ctx, item.clip_id, reviewer.name, item.annotations.version, outcome)
+            report.failed.append((item.clip_id, str(outcome)))
+            continue
+        _register(ctx, reviewer.name, item.annotations, outcome)
+        report.exported.append(item.clip_id)
+        report.tasks[item.clip_id] = outcome
 
 
 def _exportable_version(session: Session, platform: str, clip_id: str) -> tuple[int | None, str]:

@@ -8,6 +8,7 @@ adds no rows, a changed payload is tried again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from dataengine.formats import (
 from dataengine.lineage import repository as repo
 from dataengine.lineage.models import ReviewTask
 from dataengine.review.base import CompletedReview, ReviewPlatform, get_platform
-from dataengine.review.diff import BoxChanges, box_changes
+from dataengine.review.diff import BoxChanges, box_changes, review_quality
 from dataengine.review.exporting import find_task
 from dataengine.review.simulate import simulate_review
 
@@ -92,15 +93,19 @@ def import_reviews(
 
     With ``simulate``, :func:`~dataengine.review.simulate.simulate_review` first labels every open task
     from synthetic ground truth: a SIMULATION of a reviewer, for the demo and tests only.
-    ``file`` (a platform's label export, e.g. Encord label rows) is reserved for the platforms that read
-    one; no implemented platform does yet. Idempotent: an imported review is never imported again.
+    ``file`` is a platform's label export (Encord: a JSON list of label rows) to import instead of asking
+    the platform. Idempotent: an imported review is never imported again.
     """
     reviewer = get_platform(ctx, platform)
+    reviews: Iterable[CompletedReview]
     if file is not None:
-        raise ReviewError(
-            f"cannot import the label export {file}: the {reviewer.name} platform reads no export files "
-            "(importing an Encord export needs the encord platform, which is not implemented yet)"
-        )
+        reader = getattr(reviewer, "from_file", None)
+        if reader is None:
+            raise ReviewError(
+                f"cannot import the label export {file}: the {reviewer.name} platform reads no export files "
+                "(use --platform encord for an Encord label export)"
+            )
+        reviews = list(reader(file))
     report = ImportReport(
         imported=[],
         versions={},
@@ -112,7 +117,9 @@ def import_reviews(
     )
     if simulate:
         report.simulated_clips = simulate_review(ctx, platform=reviewer.name).reviewed
-    for review in reviewer.completed():
+    if file is None:
+        reviews = reviewer.completed()
+    for review in reviews:
         _import_one(ctx, reviewer, review, report)
     return report
 
@@ -268,6 +275,7 @@ def _register(
             "reviewers": list(review.reviewers),
             "boxes_changed": changes.total,
             "changes": changes.to_dict(),
+            "quality": review_quality(changes, models=producer.get("models", []), seconds=review.seconds),
         }
         if review.simulated:
             details["simulated"] = True

@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import FormatError
 from dataengine.formats import ClipAnnotations
 from dataengine.lineage import repository as repo
-from dataengine.review.base import CompletedReview, check_against_export
+from dataengine.review.base import (
+    CompletedReview,
+    ExportItem,
+    ExportOutcome,
+    TaskStatus,
+    check_against_export,
+)
 from dataengine.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -116,13 +122,34 @@ class LocalPlatform:
         self.ctx = ctx
         self.store = ctx.store
 
-    def export_task(self, *, clip_id: str, annotations: ClipAnnotations, frame_uris: dict[int, str]) -> str:
-        """Write the task file of the clip version; an existing task file is kept as it is."""
-        key = task_key(clip_id, annotations.version)
-        if not self.store.exists(key):
-            doc = task_document(self.store, clip_id=clip_id, annotations=annotations, frame_uris=frame_uris)
-            self.store.write_json(key, doc)
-        return external_id_for(clip_id, annotations.version)
+    def export_tasks(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
+        """Write the task file of each clip version; an existing task file is kept as it is."""
+        outcomes: dict[str, ExportOutcome] = {}
+        for item in items:
+            key = task_key(item.clip_id, item.annotations.version)
+            if not self.store.exists(key):
+                doc = task_document(
+                    self.store, clip_id=item.clip_id, annotations=item.annotations, frame_uris=item.frame_uris
+                )
+                self.store.write_json(key, doc)
+            outcomes[item.clip_id] = external_id_for(item.clip_id, item.annotations.version)
+        return outcomes
+
+    def review_status(self, external_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """``completed`` when the done file is there, ``pending`` when only the task file is."""
+        statuses: dict[str, TaskStatus] = {}
+        for external_id in external_ids:
+            if self.store.exists(f"{DONE_PREFIX}/{external_id}.json"):
+                statuses[external_id] = "completed"
+            elif self.store.exists(f"{TASKS_PREFIX}/{external_id}.json"):
+                statuses[external_id] = "pending"
+            else:
+                statuses[external_id] = "missing"
+        return statuses
+
+    def task_url(self, external_id: str) -> str:
+        """The URI of the task file."""
+        return self.store.uri(f"{TASKS_PREFIX}/{external_id}.json")
 
     def completed(self) -> Iterator[CompletedReview]:
         """Done files whose task is open (exported, not imported) in lineage, by clip id."""

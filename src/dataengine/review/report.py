@@ -1,29 +1,44 @@
-"""The state of review across platforms: ``dataengine review report``."""
+"""The state and quality of review across platforms: ``dataengine review report [--since DATE]``.
+
+The quality part answers whether labelling gets cheaper as the models improve: per reviewer and per
+model version, the boxes reviewers accepted unchanged, moved (IoU under 0.9), deleted and added, the
+autolabels' precision and recall against the reviewed labels, and the reviewers' throughput where the
+platform records their time. It is read from the ``quality`` record of each ``reviewed`` event.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from dataengine.context import Context
+from dataengine.errors import ReviewError
 from dataengine.lineage import repository as repo
 from dataengine.lineage.models import ClipEvent
+from dataengine.review.base import get_platform
 
 TASK_STATUSES = ("exported", "imported", "failed")
+_COUNTS = ("accepted", "moved", "deleted", "added", "relabelled")
 
 
-def review_report(ctx: Context) -> dict[str, Any]:
-    """Tasks per platform and status, the open tasks, and the boxes reviews have changed so far.
+def review_report(ctx: Context, *, since: datetime | None = None) -> dict[str, Any]:
+    """Tasks per platform and status, the open tasks, and what the reviews (since ``since``) changed.
 
     ``boxes_changed`` and ``reviews`` sum the ``reviewed`` events; ``simulated_reviews`` counts those the
     SIMULATED reviewer produced. An open task's ``error`` is the last refusal of its review, if any.
+    ``by_reviewer`` and ``by_model`` aggregate the reviews' quality records.
     """
     with ctx.db.session() as session:
         tasks = repo.review_tasks(session)
-        events = list(
-            session.scalars(select(ClipEvent).where(ClipEvent.stage == "reviewed", ClipEvent.status == "ok"))
-        )
+        query = select(ClipEvent).where(ClipEvent.stage == "reviewed", ClipEvent.status == "ok")
+        if since is not None:
+            query = query.where(ClipEvent.at >= since)
+        events = list(session.scalars(query.order_by(ClipEvent.at)))
+        # Detach the JSON before the session closes.
+        details = [dict(event.details) for event in events]
     platforms: dict[str, dict[str, int]] = {}
     for task in tasks:
         counts = platforms.setdefault(task.platform, dict.fromkeys(TASK_STATUSES, 0))
@@ -41,11 +56,80 @@ def review_report(ctx: Context) -> dict[str, Any]:
         if task.status == "exported"
     ]
     return {
+        "since": since.isoformat() if since else None,
         "platforms": platforms,
         "open": open_tasks,
-        "reviews": len(events),
-        "simulated_reviews": sum(1 for event in events if event.details.get("simulated") is True),
-        "boxes_changed": sum(int(event.details.get("boxes_changed", 0)) for event in events),
+        "reviews": len(details),
+        "simulated_reviews": sum(1 for d in details if d.get("simulated") is True),
+        "boxes_changed": sum(int(d.get("boxes_changed", 0)) for d in details),
+        "by_reviewer": _aggregate(details, lambda d: [str(r) for r in d.get("reviewers") or ["(unknown)"]]),
+        "by_model": _aggregate(details, lambda d: [",".join(_quality(d).get("models") or []) or "(none)"]),
+    }
+
+
+def open_task_status(ctx: Context, *, platform: str | None = None) -> list[dict[str, Any]]:
+    """Each open task of ``platform`` as the platform sees it: ``pending``, ``completed`` or ``missing``."""
+    reviewer = get_platform(ctx, platform)
+    with ctx.db.session() as session:
+        tasks = [
+            (task.clip_id, task.external_id, task.exported_version)
+            for task in repo.review_tasks(session, platform=reviewer.name, status="exported")
+            if task.external_id
+        ]
+    statuses = reviewer.review_status([external_id for _, external_id, _ in tasks])
+    return [
+        {
+            "clip_id": clip_id,
+            "external_id": external_id,
+            "exported_version": version,
+            "status": statuses.get(external_id, "missing"),
+            "url": reviewer.task_url(external_id),
+        }
+        for clip_id, external_id, version in tasks
+    ]
+
+
+def _quality(details: dict[str, Any]) -> dict[str, Any]:
+    quality = details.get("quality")
+    if isinstance(quality, dict):
+        return quality
+    # Reviews imported before quality records existed: their change counts are all there is.
+    changes = details.get("changes") if isinstance(details.get("changes"), dict) else {}
+    return {key: int(changes.get(key, 0)) for key in _COUNTS}  # type: ignore[union-attr]
+
+
+def _aggregate(details: list[dict[str, Any]], keys_of: Any) -> dict[str, dict[str, Any]]:
+    """Counts, precision, recall, edit rate and throughput per key (reviewer or model version)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for d in details:
+        quality = _quality(d)
+        for key in keys_of(d):
+            group = groups.setdefault(
+                key, {**dict.fromkeys(_COUNTS, 0), "reviews": 0, "seconds": 0.0, "timed": 0}
+            )
+            group["reviews"] += 1
+            for count in _COUNTS:
+                group[count] += int(quality.get(count, 0))
+            if isinstance(quality.get("seconds"), int | float):
+                group["seconds"] += float(quality["seconds"])
+                group["timed"] += 1
+    return {key: _rates(group) for key, group in sorted(groups.items())}
+
+
+def _rates(group: dict[str, Any]) -> dict[str, Any]:
+    kept = group["accepted"] + group["moved"]
+    before = kept + group["relabelled"] + group["deleted"]
+    after = kept + group["relabelled"] + group["added"]
+    edits = group["moved"] + group["deleted"] + group["added"] + group["relabelled"]
+    timed, seconds = group.pop("timed"), group.pop("seconds")
+    return {
+        **group,
+        "precision": kept / before if before else None,
+        "recall": kept / after if after else None,
+        "edit_rate": edits / before if before else None,
+        # Throughput only from reviews the platform timed (Label Studio's lead time).
+        "seconds": seconds if timed else None,
+        "boxes_per_hour": 3600 * after / seconds if timed and seconds > 0 else None,
     }
 
 
@@ -58,9 +142,46 @@ def report_summary(report: dict[str, Any]) -> str:
     if not lines:
         lines.append("no review tasks yet")
     refused = sum(1 for task in report["open"] if task["error"])
+    since = f" since {report['since']}" if report.get("since") else ""
     lines.append(
         f"{len(report['open'])} open task(s) ({refused} with a refused review); "
-        f"{report['reviews']} review(s) imported ({report['simulated_reviews']} SIMULATED), "
+        f"{report['reviews']} review(s) imported{since} ({report['simulated_reviews']} SIMULATED), "
         f"{report['boxes_changed']} box(es) changed"
     )
+    for title, key in (("reviewer", "by_reviewer"), ("model", "by_model")):
+        for name, g in report.get(key, {}).items():
+            lines.append(
+                f"  {title} {name}: {g['reviews']} review(s), accepted {g['accepted']}, moved {g['moved']}, "
+                f"deleted {g['deleted']}, added {g['added']}, relabelled {g['relabelled']}; "
+                f"precision {_pct(g['precision'])}, recall {_pct(g['recall'])}, "
+                f"edit rate {_pct(g['edit_rate'])}"
+                + (f", {g['boxes_per_hour']:.0f} boxes/h" if g.get("boxes_per_hour") else "")
+            )
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def plot_edit_rate(report: dict[str, Any], out: str | Path) -> Path:
+    """A bar chart of the edit rate per model version, written to ``out`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+
+    models = {name: g for name, g in report["by_model"].items() if g["edit_rate"] is not None}
+    if not models:
+        raise ReviewError("no imported review with pre-labels yet: nothing to plot")
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(models)), 3.5))
+    ax.bar(list(models), [100 * g["edit_rate"] for g in models.values()], color="#4c78a8")
+    ax.set_ylabel("boxes edited per 100 pre-labels")
+    ax.set_xlabel("model version")
+    ax.set_title("Review edit rate per model version")
+    fig.autofmt_xdate(rotation=20)
+    fig.tight_layout()
+    path = Path(out)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

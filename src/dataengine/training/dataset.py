@@ -1,7 +1,7 @@
 """The per-clip training Dataset: one sample per labelled frame, labels read from each clip's own file.
 
-``__init__`` reads only the manifest and keeps a few flat arrays (clip of each sample, frame of each
-sample), so every rank and worker starts in milliseconds and shares almost nothing through copy-on-write.
+``__init__`` reads only the manifest, into a few flat numpy arrays (``columns``): no per-clip Python
+objects, so every rank starts fast and forked DataLoader workers keep sharing its pages.
 ``__getitem__`` loads the clip's annotation file on demand, checks its sha256 against the manifest and
 keeps the last few clips in a small per-worker cache.
 """
@@ -9,6 +9,7 @@ keeps the last few clips in a small per-worker cache.
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from dataengine.clips import clip_prefix, decode_jpeg
 from dataengine.errors import FormatError
 from dataengine.formats import ClipAnnotations, sha256_hex
 from dataengine.storage import ObjectStore
-from dataengine.training.manifest import read_manifest
+from dataengine.training.columns import read_manifest_columns
 
 Target = dict[str, torch.Tensor]
 Sample = tuple[torch.Tensor, Target]
@@ -55,19 +56,24 @@ class ClipFrameDataset(Dataset[Sample]):
         classes: Sequence[str],
         hflip_prob: float = 0.0,
         cache_clips: int = 8,
+        as_uint8: bool = False,
     ) -> None:
-        """Index ``split`` (None: every split) of the manifest at ``manifest`` (a key or a URI)."""
+        """Index ``split`` (None: every split) of the manifest at ``manifest`` (a key or a URI).
+
+        With ``as_uint8`` images stay ``uint8`` (3, H, W) in [0, 255]: a quarter of the bytes through the
+        workers' queues, converted to float on the device (:func:`to_float_image`).
+        """
         self.store = store
+        self._store_pid = os.getpid()
+        self.as_uint8 = as_uint8
         self.classes = list(classes)
         self.hflip_prob = hflip_prob
         self._class_index = {name: i for i, name in enumerate(self.classes)}
-        entries = [e for e in read_manifest(store, manifest) if split is None or e.split == split]
-        self._clip_ids = [e.clip_id for e in entries]
-        self._uris = [e.uri for e in entries]
-        self._sha256 = [e.sha256 for e in entries]
-        counts = np.array([e.n_frames for e in entries], dtype=np.int64)
-        self._sample_clip = np.repeat(np.arange(len(entries), dtype=np.int32), counts)
-        self._sample_frame = np.array([f for e in entries for f in e.frames], dtype=np.int32)
+        self._columns = read_manifest_columns(store, manifest).select(split)
+        counts = np.diff(self._columns.frame_offsets)
+        # Flat per-sample arrays: which clip (position in the columns) and which frame of it.
+        self._sample_clip = np.repeat(np.arange(len(self._columns), dtype=np.int32), counts)
+        self._sample_frame = self._columns.frames
         self._cache: OrderedDict[int, dict[int, _FrameLabels]] = OrderedDict()
         self._cache_clips = max(1, cache_clips)
 
@@ -77,20 +83,34 @@ class ClipFrameDataset(Dataset[Sample]):
     @property
     def n_clips(self) -> int:
         """Number of clips in this split."""
-        return len(self._clip_ids)
+        return len(self._columns)
+
+    @property
+    def index_nbytes(self) -> int:
+        """Memory held by the in-RAM index (the manifest's arrays and the per-sample arrays)."""
+        return self._columns.nbytes + int(self._sample_clip.nbytes)
 
     def sample(self, index: int) -> tuple[str, int]:
         """``(clip_id, frame_index)`` of sample ``index``."""
-        return self._clip_ids[int(self._sample_clip[index])], int(self._sample_frame[index])
+        return self._columns.clip_ids[int(self._sample_clip[index])], int(self._sample_frame[index])
+
+    def _reopen_store_after_fork(self) -> None:
+        """Give a forked DataLoader worker its own client: s3fs clients refuse to be used across a fork."""
+        if os.getpid() != self._store_pid:
+            if self.store.protocol != "file":
+                self.store = ObjectStore(self.store.url, **self.store.fs.storage_options)
+            self._store_pid = os.getpid()
 
     def __getitem__(self, index: int) -> Sample:
+        self._reopen_store_after_fork()
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} out of range for a dataset of {len(self)} frames")
         clip_pos, frame_index = int(self._sample_clip[index]), int(self._sample_frame[index])
         labels = self._clip_labels(clip_pos).get(frame_index)
         if labels is None:
             raise FormatError(
-                f"{self._uris[clip_pos]}: frame {frame_index} is listed in the manifest, not in the file"
+                f"{self._columns.uris[clip_pos]}: frame {frame_index} is listed in the manifest, "
+                "not in the file"
             )
         image = self._load_image(labels)
         boxes = torch.from_numpy(labels.boxes_xyxy.copy())
@@ -110,7 +130,8 @@ class ClipFrameDataset(Dataset[Sample]):
                 f"{self.store.uri(labels.image_key)} is {rgb.shape[1]}x{rgb.shape[0]}, but its annotation "
                 f"says {labels.width}x{labels.height}"
             )
-        return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+        image = torch.from_numpy(rgb).permute(2, 0, 1)
+        return image if self.as_uint8 else to_float_image(image)
 
     def _clip_labels(self, clip_pos: int) -> dict[int, _FrameLabels]:
         cached = self._cache.get(clip_pos)
@@ -125,8 +146,8 @@ class ClipFrameDataset(Dataset[Sample]):
 
     def _read_clip(self, clip_pos: int) -> dict[int, _FrameLabels]:
         """A clip's labels per frame, after checking the file is the one the manifest names."""
-        uri, clip_id = self._uris[clip_pos], self._clip_ids[clip_pos]
-        data = read_verified_bytes(self.store, uri, sha256=self._sha256[clip_pos])
+        uri, clip_id = self._columns.uris[clip_pos], self._columns.clip_ids[clip_pos]
+        data = read_verified_bytes(self.store, uri, sha256=self._columns.sha256_hex(clip_pos))
         # These bytes hash to the ones build_dataset validated, so the schema check, ~95% of the cost of
         # reading a file and paid on almost every sample once the sampler shuffles, is not done again.
         try:
@@ -147,6 +168,11 @@ class ClipFrameDataset(Dataset[Sample]):
             boxes_xyxy=np.array([box["xyxy"] for box in boxes], dtype=np.float32).reshape(-1, 4),
             labels=np.array([self._class_index[box["label"]] + 1 for box in boxes], dtype=np.int64),
         )
+
+
+def to_float_image(image: torch.Tensor) -> torch.Tensor:
+    """A float image in [0, 1] from a ``uint8`` one; float images pass through."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 
 
 def read_verified_bytes(store: ObjectStore, uri: str, *, sha256: str) -> bytes:

@@ -1,8 +1,9 @@
 """The torchrun entry point: ``python -m torch.distributed.run ... -m dataengine.training.ddp ARGS``.
 
 Wiring only, after torchvision's detection reference: parse the arguments, join the process group, build
-the per-clip dataset with a ``DistributedSampler``, train, and save from rank 0 through
-:func:`dataengine.vision.save_checkpoint` with the run's arguments inside the checkpoint.
+the per-clip dataset with a ``DistributedSampler``, train (resuming from the last epoch's state when a
+crashed job left one), and save from rank 0 through :func:`dataengine.vision.save_checkpoint` with the
+run's arguments inside the checkpoint. Multi-node: the same module under torchrun's rendezvous options.
 The object store's options (credentials) come from ``DATAENGINE_STORAGE_OPTIONS`` (JSON), never argv.
 """
 
@@ -13,7 +14,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +33,7 @@ from dataengine.training.distributed import (
     shutdown,
 )
 from dataengine.training.engine import train_one_epoch
+from dataengine.training.resume import load_state, save_state
 from dataengine.vision import build_detector, load_checkpoint, model_prefix, save_checkpoint
 
 
@@ -71,6 +72,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA only)"
+    )
     parser.add_argument("--print-every", type=int, default=20)
     args = parser.parse_args(argv)
     args.classes = json.loads(args.classes)
@@ -82,7 +86,7 @@ def build_loader(
 ) -> tuple[DataLoader[Any], Sampler[int], ClipFrameDataset]:
     """The train split, each rank seeing its own shard of it every epoch."""
     dataset = ClipFrameDataset(
-        store, args.manifest, split="train", classes=args.classes, hflip_prob=args.hflip
+        store, args.manifest, split="train", classes=args.classes, hflip_prob=args.hflip, as_uint8=True
     )
     if len(dataset) == 0:
         raise EmptyDatasetError(f"{args.manifest}: the train split has no labelled frames")
@@ -161,27 +165,57 @@ def build_model(
     return DistributedDataParallel(model, device_ids=device_ids), model
 
 
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's configuration, saved inside every checkpoint: every argument that shapes the weights."""
+    skipped = ("store_url", "device", "print_every", "amp")
+    return {k: v for k, v in vars(args).items() if k not in skipped}
+
+
+def use_amp(args: argparse.Namespace, info: DistributedInfo) -> bool:
+    """Mixed precision on CUDA (unless turned off); never on the CPU, where it would only be slower."""
+    return info.device.type == "cuda" and args.amp != "off"
+
+
 def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> dict[str, Any]:
-    """Build the model and train it; returns the training record, with the model under ``_model``."""
+    """Build the model and train it, resuming from the last epoch's state if a previous job stored one.
+
+    Returns the training record, with the model under ``_model``.
+    """
     loader, sampler, dataset = build_loader(args, store, info)
     model, model_without_ddp = build_model(args, store, info)
     n_epochs = args.warm_epochs if args.init_model_id and args.warm_epochs else args.epochs
     optimizer, scheduler = build_optimizer(model, args, total_steps=n_epochs * len(loader))
+    amp = use_amp(args, info)
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    config = run_config(args)
+    state = load_state(
+        store, args.model_id, config=config, model=model_without_ddp,
+        optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+    )  # fmt: skip
+    resumed_from = state.next_epoch
     log(
         info,
-        f"training {args.model_id}: {len(dataset)} frames of {dataset.n_clips} clips, {n_epochs} epochs",
+        f"training {args.model_id}: {len(dataset)} frames of {dataset.n_clips} clips, {n_epochs} epochs"
+        + (f", resuming at epoch {resumed_from}" if resumed_from else "")
+        + (", AMP" if amp else ""),
     )
-    torch.manual_seed(args.seed + info.rank)  # different flips on each rank
-    epochs, started = [], time.perf_counter()
-    for epoch in range(n_epochs):
+    for epoch in range(state.next_epoch, n_epochs):
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
+        torch.manual_seed(args.seed + 1000 * epoch + info.rank)  # other flips per rank; the same on resume
         stats = train_one_epoch(
             model, optimizer, scheduler, loader, info=info, epoch=epoch,
-            max_grad_norm=args.max_grad_norm, log=lambda m: log(info, m),
+            max_grad_norm=args.max_grad_norm, log=lambda m: log(info, m), scaler=scaler,
         )  # fmt: skip
-        epochs.append({"epoch": epoch, **stats})
-        log(info, f"epoch {epoch} done: loss {stats['loss']:.4f} in {stats['seconds']:.1f}s")
+        state.epochs.append({"epoch": epoch, **stats})
+        state.next_epoch, state.train_seconds = epoch + 1, state.train_seconds + stats["seconds"]
+        if info.is_main:
+            save_state(
+                store, args.model_id, config=config, model=model_without_ddp,
+                optimizer=optimizer, scheduler=scheduler, scaler=scaler, state=state,
+            )  # fmt: skip
+        barrier(info)
+        log(info, f"epoch {epoch} done: loss {stats['loss']:.4f} in {stats['seconds']:.1f}s, state saved")
     return {
         "model_id": args.model_id,
         "dataset_id": args.dataset_id,
@@ -189,10 +223,12 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
         "world_size": info.world_size,
         "backend": info.backend,
         "device": str(info.device),
+        "amp": amp,
         "n_train_frames": len(dataset),
         "n_train_clips": dataset.n_clips,
-        "train_seconds": time.perf_counter() - started,
-        "epochs": epochs,
+        "train_seconds": state.train_seconds,
+        "resumed_from_epoch": resumed_from,
+        "epochs": state.epochs,
         "_model": model_without_ddp,
     }
 

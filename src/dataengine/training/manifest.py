@@ -1,38 +1,29 @@
-"""Dataset snapshots: ``datasets/{name}/v{version:04d}/manifest.jsonl`` plus their lineage rows.
+"""Dataset manifests: ``datasets/{name}/v{version:04d}/manifest.jsonl``, their entries and the split rule.
 
-A snapshot lists, for every clip with trusted labels, which annotation version it uses, that file's sha256,
+A manifest lists, for every clip with trusted labels, which annotation version it uses, that file's sha256,
 its split and its labelled frames. Training reads this small index and then each clip's own annotation
-file, never one big annotation document (docs/training.md explains why).
+file, never one big annotation document (docs/training.md explains why). Building one is ``snapshot``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dataengine.context import Context
-from dataengine.errors import (
-    DataEngineError,
-    EmptyDatasetError,
-    FormatError,
-    NotFoundError,
-    ObjectExistsError,
-)
-from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
+from dataengine.errors import FormatError, NotFoundError
 from dataengine.lineage import repository as repo
-from dataengine.lineage.models import AnnotationVersion, Clip, Dataset
+from dataengine.lineage.models import Dataset
 from dataengine.storage import ObjectStore
 
 DEFAULT_NAME = "default"
 SPLITS = ("train", "val")
-#: Clip stages whose labels are final enough to train on.
-DATASET_STAGES = ("reviewed", "in_dataset")
+#: The held-out evaluation set of dataset ``NAME`` is the dataset ``NAME-heldout``.
+HELDOUT_SUFFIX = "-heldout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +100,15 @@ class DatasetRef:
     n_frames: int
     n_boxes: int
     created: bool
+    #: The fixed held-out evaluation set this version is scored on (``NAME-heldout@N``), if any.
+    heldout_id: str | None = None
+    #: What changed against the previous version: ``previous``, ``added``, ``removed``, ``relabelled``.
+    diff: dict[str, Any] = field(default_factory=dict)
+
+
+def heldout_name(name: str) -> str:
+    """The dataset name of ``name``'s fixed held-out evaluation set."""
+    return f"{name}{HELDOUT_SUFFIX}"
 
 
 def manifest_key(name: str, version: int) -> str:
@@ -142,16 +142,25 @@ def split_of_video(video_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_splits(video_ids: Iterable[str], *, val_fraction: float) -> dict[str, str]:
-    """``train`` or ``val`` per video, by hash; with two or more videos each split gets at least one."""
+def assign_splits(
+    video_ids: Iterable[str], *, val_fraction: float, fixed: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``train`` or ``val`` per video.
+
+    A video in ``fixed`` (its split in an earlier version) keeps it, so no video ever moves between
+    splits. A new video goes by hash. When every video would sit on one side, the new video nearest the
+    boundary is moved across, so a dataset of two or more videos has both splits whenever a new video
+    can be moved without breaking an earlier assignment.
+    """
+    fixed = fixed or {}
     ranked = sorted(set(video_ids), key=split_of_video)
-    splits = {v: "val" if split_of_video(v) < val_fraction else "train" for v in ranked}
-    if len(ranked) >= 2 and val_fraction > 0:
-        # A tiny dataset may hash every video to one side; move the video nearest the boundary.
+    splits = {v: fixed.get(v) or ("val" if split_of_video(v) < val_fraction else "train") for v in ranked}
+    movable = [v for v in ranked if v not in fixed]
+    if len(ranked) >= 2 and val_fraction > 0 and movable:
         if "val" not in splits.values():
-            splits[ranked[0]] = "val"
-        if "train" not in splits.values():
-            splits[ranked[-1]] = "train"
+            splits[movable[0]] = "val"
+        elif "train" not in splits.values():
+            splits[movable[-1]] = "train"
     return splits
 
 
@@ -187,6 +196,8 @@ def dataset_ref(row: Dataset, *, created: bool) -> DatasetRef:
         n_frames=int(counts.get("n_frames", 0)),
         n_boxes=int(counts.get("n_boxes", 0)),
         created=created,
+        heldout_id=counts.get("heldout"),
+        diff=dict(counts.get("diff") or {}),
     )
 
 
@@ -194,201 +205,3 @@ def dataset_classes(row: Dataset, default: Sequence[str]) -> list[str]:
     """The class names a dataset version was built with."""
     classes = (row.counts or {}).get("classes")
     return list(classes) if classes else list(default)
-
-
-# Building -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    clip_id: str
-    video_id: str
-    version: int
-    uri: str
-    sha256: str
-
-
-def _candidates(session: Session) -> list[_Candidate]:
-    """Clips in a dataset stage with their newest trusted annotation version, by clip id."""
-    newest = (
-        select(AnnotationVersion.clip_id, func.max(AnnotationVersion.version).label("version"))
-        .where(AnnotationVersion.source.in_(list(TRUSTED_SOURCES)))
-        .group_by(AnnotationVersion.clip_id)
-        .subquery()
-    )
-    query = (
-        select(
-            Clip.id, Clip.video_id, AnnotationVersion.version, AnnotationVersion.uri, AnnotationVersion.sha256
-        )
-        .join(newest, newest.c.clip_id == Clip.id)
-        .join(
-            AnnotationVersion,
-            (AnnotationVersion.clip_id == Clip.id) & (AnnotationVersion.version == newest.c.version),
-        )
-        .where(Clip.stage.in_(DATASET_STAGES))
-        .order_by(Clip.id)
-    )
-    return [_Candidate(*row) for row in session.execute(query)]
-
-
-def _entry(store: ObjectStore, item: _Candidate, split: str, classes: Sequence[str]) -> ManifestEntry:
-    """The manifest entry of one clip, after checking its annotation file against the lineage row."""
-    data = store.read_bytes(store.key_of(item.uri))
-    digest = sha256_hex(data)
-    if digest != item.sha256:
-        raise FormatError(
-            f"{item.uri}: sha256 {digest[:12]}… differs from the lineage record {item.sha256[:12]}…; "
-            "annotation files are immutable, so this file was changed or corrupted"
-        )
-    annotations = ClipAnnotations.from_json_bytes(data, source_name=item.uri)
-    unknown = sorted({b.label for f in annotations.frames for b in f.boxes} - set(classes))
-    if unknown:
-        raise FormatError(
-            f"{item.uri}: labels {unknown} are not among the configured classes {list(classes)}"
-        )
-    frames = sorted(annotations.frames, key=lambda f: f.index)
-    return ManifestEntry(
-        clip_id=item.clip_id,
-        video_id=item.video_id,
-        annotation_version=item.version,
-        uri=item.uri,
-        sha256=digest,
-        split=split,
-        frames=tuple(f.index for f in frames),
-        width=frames[0].width if frames else 0,
-        height=frames[0].height if frames else 0,
-        n_boxes=annotations.n_boxes,
-    )
-
-
-def _counts(entries: Sequence[ManifestEntry], classes: Sequence[str]) -> dict[str, Any]:
-    def count(split: str | None, what: str) -> int:
-        chosen = [e for e in entries if split is None or e.split == split]
-        if what == "clips":
-            return len(chosen)
-        return sum(e.n_frames if what == "frames" else e.n_boxes for e in chosen)
-
-    return {
-        "n_clips": count(None, "clips"),
-        "n_train": count("train", "clips"),
-        "n_val": count("val", "clips"),
-        "n_frames": count(None, "frames"),
-        "n_train_frames": count("train", "frames"),
-        "n_val_frames": count("val", "frames"),
-        "n_boxes": count(None, "boxes"),
-        "n_videos": len({e.video_id for e in entries}),
-        "n_val_videos": len({e.video_id for e in entries if e.split == "val"}),
-        "classes": list(classes),
-    }
-
-
-def _latest_if_same(session: Session, name: str, members: set[tuple[str, int]]) -> Dataset | None:
-    """The newest version of ``name`` when its members are exactly ``members``."""
-    try:
-        latest = repo.get_dataset(session, name)
-    except NotFoundError:
-        return None
-    current = {(m.clip_id, m.annotation_version) for m in repo.dataset_members(session, latest.id)}
-    return latest if current == members else None
-
-
-def _write_manifest(session: Session, store: ObjectStore, key: str, data: bytes) -> None:
-    """Write a new manifest; a leftover from a run that died before registering it is replaced."""
-    try:
-        store.write_bytes(key, data, exclusive=True)
-    except ObjectExistsError:
-        if session.scalar(select(Dataset.id).where(Dataset.manifest_uri == store.uri(key))):
-            raise
-        store.write_bytes(key, data)
-
-
-def _collect_entries(
-    ctx: Context, candidates: Sequence[_Candidate]
-) -> tuple[list[ManifestEntry], list[tuple[_Candidate, str]]]:
-    splits = assign_splits((c.video_id for c in candidates), val_fraction=ctx.settings.val_fraction)
-    entries: list[ManifestEntry] = []
-    refused: list[tuple[_Candidate, str]] = []
-    for item in candidates:
-        try:
-            entries.append(_entry(ctx.store, item, splits[item.video_id], ctx.settings.classes))
-        except DataEngineError as exc:
-            refused.append((item, str(exc)))
-    return entries, refused
-
-
-def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[_Candidate, str]]) -> None:
-    for item, reason in refused:
-        repo.quarantine(
-            session,
-            kind="annotation",
-            input=item.uri,
-            reason=reason,
-            stage="in_dataset",
-            video_id=item.video_id,
-            clip_id=item.clip_id,
-            run_id=ctx.run_id,
-        )
-
-
-def _register(
-    session: Session, ctx: Context, name: str, version: int, entries: Sequence[ManifestEntry], sha: str
-) -> Dataset:
-    row = repo.create_dataset(
-        session,
-        name=name,
-        version=version,
-        manifest_uri=ctx.store.uri(manifest_key(name, version)),
-        manifest_sha256=sha,
-        counts=_counts(entries, ctx.settings.classes),
-        members=[(e.clip_id, e.annotation_version, e.split) for e in entries],
-    )
-    for entry in entries:
-        details = {"dataset_id": row.id, "annotation_version": entry.annotation_version, "split": entry.split}
-        if repo.get_clip(session, entry.clip_id).stage == "in_dataset":
-            # Already in an older snapshot: the history still records every dataset the clip joins.
-            repo.record_event(
-                session,
-                entry.clip_id,
-                "in_dataset",
-                status="ok",
-                run_id=ctx.run_id,
-                actor=ctx.actor,
-                details=details,
-            )
-        else:
-            repo.set_stage(
-                session, entry.clip_id, "in_dataset", run_id=ctx.run_id, actor=ctx.actor, details=details
-            )
-    return row
-
-
-def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME) -> DatasetRef:
-    """Snapshot every reviewed clip with trusted labels as a new version of dataset ``name``.
-
-    Returns the newest existing version unchanged (``created=False``) when its members are the same
-    (clip, annotation version) pairs. Clips whose annotation file is unreadable are quarantined.
-    """
-    with ctx.db.session() as session:
-        candidates = _candidates(session)
-        same = _latest_if_same(session, name, {(c.clip_id, c.version) for c in candidates})
-        if candidates and same is not None:
-            return dataset_ref(same, created=False)
-    if not candidates:
-        raise EmptyDatasetError(
-            "nothing reviewed yet: no clip in stage reviewed or in_dataset has a trusted annotation "
-            f"(source in {list(TRUSTED_SOURCES)}); review some clips, then build the dataset"
-        )
-    entries, refused = _collect_entries(ctx, candidates)
-    with ctx.db.session() as session:
-        _quarantine(session, ctx, refused)
-        same = _latest_if_same(session, name, {(e.clip_id, e.annotation_version) for e in entries})
-        if entries and same is not None:
-            return dataset_ref(same, created=False)
-    if not entries:
-        raise EmptyDatasetError(f"every candidate clip of dataset {name!r} was quarantined: {refused[0][1]}")
-    with ctx.db.session() as session:
-        version = repo.next_dataset_version(session, name)
-        data = "".join(e.to_json_line() + "\n" for e in entries).encode("utf-8")
-        _write_manifest(session, ctx.store, manifest_key(name, version), data)
-        row = _register(session, ctx, name, version, entries, sha256_hex(data))
-        return dataset_ref(row, created=True)

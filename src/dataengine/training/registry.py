@@ -1,7 +1,8 @@
 """The model registry's promotion rule: a candidate replaces the promoted model only if it is better.
 
-Both models are scored on the same held-out frames (the val split of the candidate's dataset), so the
-comparison is fair even when the promoted model was trained on an older, smaller dataset version.
+Both models are scored on the same held-out frames (the fixed held-out set of the candidate's dataset) in
+the same task, so the comparison is fair even when the promoted model was trained on an older, smaller
+dataset version.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from dataengine.context import Context
 from dataengine.errors import TrainingError
 from dataengine.lineage import repository as repo
-from dataengine.training.evaluation import ALL_SPLITS, evaluate
+from dataengine.training.evaluation import HELDOUT, evaluate
 from dataengine.vision import model_prefix
 
 DECIDED = ("promoted", "rejected", "retired")
@@ -45,14 +46,6 @@ def _stored_decision(ctx: Context, model_id: str) -> PromotionDecision | None:
     return PromotionDecision(**decision) if isinstance(decision, dict) else None
 
 
-def _held_out_split(ctx: Context, dataset_id: str) -> str:
-    """``val`` when the dataset has val frames; otherwise every frame, said plainly in the decision."""
-    with ctx.db.session() as session:
-        name, _, version = dataset_id.rpartition("@")
-        counts = repo.get_dataset(session, name, int(version)).counts or {}
-    return "val" if counts.get("n_val_frames", counts.get("n_val", 0)) else ALL_SPLITS
-
-
 def _decide(
     new_map: float, previous_id: str | None, previous_map: float | None, delta: float
 ) -> tuple[bool, str]:
@@ -63,12 +56,55 @@ def _decide(
     return False, f"mAP {new_map:.4f} does not beat {previous_id}'s {previous_map:.4f} by more than {delta}"
 
 
-def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
-    """Evaluate a candidate against the promoted model on one held-out set, and promote or reject it.
+def evaluation_key(model_id: str) -> str:
+    """The key of a candidate's side-by-side evaluation against the promoted model."""
+    return f"{model_prefix(model_id)}/evaluation.json"
 
-    Writes ``models/{model_id}/metrics.json``, stores the metrics on the model row and records a
-    ``trained`` event on every clip of the candidate's dataset. A model decided before returns that
-    decision again, with no new evaluation, rows or events.
+
+def evaluate_candidate(ctx: Context, *, model_id: str) -> dict[str, Any]:
+    """Score the candidate and the promoted model on the candidate dataset's held-out set, in one call.
+
+    Both numbers come from the same frames in the same task, so they compare. The result is stored in
+    ``models/{model_id}/evaluation.json`` for :func:`promote_if_better` and returned:
+    ``{"model_id", "dataset_id", "held_out", "metrics", "previous": {"model_id", "metrics"}}``.
+    """
+    with ctx.db.session() as session:
+        model = repo.get_model(session, model_id)
+        dataset_id = model.dataset_id
+        current = repo.promoted_model(session)
+        previous_id = current.id if current is not None and current.id != model_id else None
+    if dataset_id is None:
+        raise TrainingError(f"model {model_id} names no dataset, so there is no held-out set to score it on")
+    new = evaluate(ctx, model_id=model_id, dataset=dataset_id, split=HELDOUT)
+    previous = evaluate(ctx, model_id=previous_id, dataset=dataset_id, split=HELDOUT) if previous_id else None
+    doc: dict[str, Any] = {
+        "model_id": model_id,
+        "dataset_id": dataset_id,
+        "held_out": new["held_out"],
+        "metrics": new,
+        "previous": {"model_id": previous_id, "metrics": previous},
+    }
+    ctx.store.write_json(evaluation_key(model_id), doc)
+    return doc
+
+
+def _comparison(ctx: Context, model_id: str, previous_id: str | None) -> dict[str, Any]:
+    """The stored comparison when it was made against today's promoted model, else a new one."""
+    key = evaluation_key(model_id)
+    if ctx.store.exists(key):
+        doc: dict[str, Any] = ctx.store.read_json(key)
+        if doc.get("previous", {}).get("model_id") == previous_id:
+            return doc
+    return evaluate_candidate(ctx, model_id=model_id)
+
+
+def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
+    """Promote the candidate if it beats the promoted model on one held-out set, else reject it.
+
+    Uses the comparison :func:`evaluate_candidate` stored (or makes it), writes
+    ``models/{model_id}/metrics.json``, stores the metrics on the model row and records a ``trained``
+    event on every clip of the candidate's dataset. A model decided before returns that decision again,
+    with no new evaluation, rows or events.
     """
     with ctx.db.session() as session:
         model = repo.get_model(session, model_id)
@@ -81,16 +117,15 @@ def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
             return stored
     if dataset_id is None:
         raise TrainingError(f"model {model_id} names no dataset, so there is no held-out set to score it on")
-    split = _held_out_split(ctx, dataset_id)
-    new = evaluate(ctx, model_id=model_id, dataset=dataset_id, split=split)
-    previous = evaluate(ctx, model_id=previous_id, dataset=dataset_id, split=split) if previous_id else None
+    doc = _comparison(ctx, model_id, previous_id)
+    new, previous = doc["metrics"], doc["previous"]["metrics"]
     previous_map = previous["map"] if previous else None
     promoted, reason = _decide(new["map"], previous_id, previous_map, ctx.settings.promote_min_delta)
-    if split == ALL_SPLITS:
-        reason += f" (dataset {dataset_id} has no val split, so all its frames were used)"
+    if doc["held_out"].endswith(":all"):
+        reason += f" (dataset {dataset_id} has no held-out set, so all its frames were used)"
     decision = PromotionDecision(
         model_id=model_id, promoted=promoted, new_map=new["map"], previous_model_id=previous_id,
-        previous_map=previous_map, held_out=f"{dataset_id}:{split}", reason=reason,
+        previous_map=previous_map, held_out=doc["held_out"], reason=reason,
     )  # fmt: skip
     _record(ctx, decision, dataset_id, new, previous)
     return decision
@@ -100,8 +135,8 @@ def _record(
     ctx: Context,
     decision: PromotionDecision,
     dataset_id: str,
-    new: dict[str, float],
-    previous: dict[str, float] | None,
+    new: dict[str, Any],
+    previous: dict[str, Any] | None,
 ) -> None:
     """metrics.json, the model's status and metrics, and one event per clip, in one transaction."""
     doc: dict[str, Any] = {

@@ -181,9 +181,15 @@ def _register(ctx: Context, model_id: str, dataset_id: str, record: dict[str, An
             checkpoint_uri=ctx.store.uri(checkpoint_key(model_id)),
             dataset_id=dataset_id,
             parent_model_id=promoted.id if promoted else None,
-            metrics={"train": _train_summary(record)},
+            metrics={"train": _train_summary(record), "config": _config(ctx.store, model_id)},
             status="candidate",
         )
+
+
+def _config(store: ObjectStore, model_id: str) -> dict[str, Any]:
+    """The model's ``config.json`` (architecture, classes, sizes and every training argument)."""
+    config: dict[str, Any] = store.read_json(f"{model_prefix(model_id)}/config.json")
+    return config
 
 
 def _train_summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +199,7 @@ def _train_summary(record: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": round(float(record.get("train_seconds", 0.0)), 2),
         "n_train_frames": int(record.get("n_train_frames", 0)),
         "world_size": int(record.get("world_size", 1)),
+        "resumed_from_epoch": int(record.get("resumed_from_epoch", 0)),
         "final_loss": round(float(last.get("loss", float("nan"))), 4),
     }
 

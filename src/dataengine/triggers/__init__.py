@@ -2,46 +2,70 @@
 and select the best under a labelling budget (ARCHITECTURE §1, stage ``ingested → scored → selected``)."""
 
 from dataengine.triggers.base import ClipFrames, Trigger, TriggerInputs, TriggerRegistry, TriggerResult
-from dataengine.triggers.builtin import BRIGHTNESS_CHANGE, DISAGREEMENT, FLICKER, TRIGGERS, default_registry
-from dataengine.triggers.run import NO_MODEL_MESSAGE, TriggerReport, load_clip_frames, run_triggers
-from dataengine.triggers.selection import (
-    RankedClip,
-    best_trigger,
-    budget_size,
-    rank_clips,
-    select_under_budget,
+from dataengine.triggers.builtin import (
+    ANOMALY,
+    BLUR,
+    BRIGHTNESS,
+    DISAGREEMENT,
+    FLICKER,
+    FROZEN,
+    SCENE_CUT,
+    TEMPORAL,
+    TRIGGERS,
+    default_registry,
 )
-from dataengine.triggers.signals import (
-    brightness_change_score,
-    disagreement_score,
-    flicker_score,
-    frame_f1,
-    mean_luma,
+from dataengine.triggers.image_signals import (
+    FrameStats,
+    blur_score,
+    brightness_score,
+    frame_stats,
+    frozen_score,
+    scene_cut_score,
 )
+from dataengine.triggers.loading import NO_ANOMALY_MESSAGE, NO_MODEL_MESSAGE
+from dataengine.triggers.run import TriggerReport, load_clip_frames, run_triggers, score_clip
+from dataengine.triggers.selection import Candidate, Decision, budget_size, combine, select, strongest
+from dataengine.triggers.signals import compare_frame, disagreement_score, flicker_score, temporal_score
+from dataengine.triggers.tracks import Track, link_tracks
 
 __all__ = [
-    "BRIGHTNESS_CHANGE",
+    "ANOMALY",
+    "BLUR",
+    "BRIGHTNESS",
     "DISAGREEMENT",
     "FLICKER",
+    "FROZEN",
+    "NO_ANOMALY_MESSAGE",
     "NO_MODEL_MESSAGE",
+    "SCENE_CUT",
+    "TEMPORAL",
     "TRIGGERS",
+    "Candidate",
     "ClipFrames",
-    "RankedClip",
+    "Decision",
+    "FrameStats",
+    "Track",
     "Trigger",
     "TriggerInputs",
     "TriggerRegistry",
     "TriggerReport",
     "TriggerResult",
-    "best_trigger",
-    "brightness_change_score",
+    "blur_score",
+    "brightness_score",
     "budget_size",
+    "combine",
+    "compare_frame",
     "default_registry",
     "disagreement_score",
     "flicker_score",
-    "frame_f1",
+    "frame_stats",
+    "frozen_score",
+    "link_tracks",
     "load_clip_frames",
-    "mean_luma",
-    "rank_clips",
     "run_triggers",
-    "select_under_budget",
+    "scene_cut_score",
+    "score_clip",
+    "select",
+    "strongest",
+    "temporal_score",
 ]

@@ -35,20 +35,29 @@ class ClipFrames:
     frames: list[NDArray[np.uint8]]
 
 
-@dataclass(frozen=True, slots=True)
+AnomalyFunction = Callable[["ClipFrames"], TriggerResult]
+
+
+@dataclass(slots=True)
 class TriggerInputs:
     """Everything a trigger may look at for one clip.
 
-    ``detections`` are the promoted model's (one per frame) and ``previous_detections`` those of the model
-    promoted before it; each is None when that model is not available. They are computed once per clip
-    and shared by every trigger.
+    ``detections`` are the promoted model's, one per frame, down to ``candidate_threshold``; a box is
+    *confident* at ``score_threshold``. ``reference_detections`` come from the reference model (the model
+    promoted before, or a second architecture), labels already mapped to the promoted model's classes.
+    Each is None when its model is not available. ``anomaly`` scores a clip with the anomaly
+    autoencoder. ``cache`` lets triggers share work on the same clip (the image statistics).
     """
 
     clip: ClipFrames
     detections: list[Detections] | None = None
-    previous_detections: list[Detections] | None = None
+    reference_detections: list[Detections] | None = None
     model_id: str | None = None
-    previous_model_id: str | None = None
+    reference_model_id: str | None = None
+    score_threshold: float = 0.5
+    candidate_threshold: float = 0.05
+    anomaly: AnomalyFunction | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 TriggerFunction = Callable[[TriggerInputs], TriggerResult]
@@ -61,9 +70,11 @@ class Trigger:
     name: str
     needs_model: bool
     compute: TriggerFunction
-    #: Also needs the model promoted before the current one (the parent of the promoted model).
+    #: Also needs a reference model: the model promoted before, or a second architecture.
     needs_previous_model: bool = False
     description: str = ""
+    #: Needs the anomaly autoencoder (`dataengine triggers train-anomaly`).
+    needs_anomaly_model: bool = False
 
 
 class TriggerRegistry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,20 +13,30 @@ from sqlalchemy.orm import Session
 
 from dataengine import clips
 from dataengine.context import Context
-from dataengine.errors import InputRejectedError, ModelError, NotFoundError
+from dataengine.errors import InputRejectedError, NotFoundError
 from dataengine.lineage import repository
-from dataengine.lineage.models import Clip
+from dataengine.lineage.models import Clip, Video
 from dataengine.storage import ObjectStore
-from dataengine.triggers.base import ClipFrames, Trigger, TriggerInputs, TriggerRegistry, TriggerResult
+from dataengine.triggers.base import (
+    AnomalyFunction,
+    ClipFrames,
+    Trigger,
+    TriggerInputs,
+    TriggerRegistry,
+    TriggerResult,
+)
 from dataengine.triggers.builtin import TRIGGERS
-from dataengine.triggers.selection import RankedClip, budget_size, select_under_budget
-from dataengine.vision import Detections, Detector, load_detector
+from dataengine.triggers.loading import RunModels, load_models
+from dataengine.triggers.selection import Candidate, Decision, select
+from dataengine.vision import Detections
+from dataengine.vision.detection_cache import ClipBatchItem, detect_clips
 
 logger = logging.getLogger(__name__)
 
-NO_MODEL_MESSAGE = "no promoted model yet: train one with `dataengine train`"
 #: The stage name recorded on quarantine rows this package writes.
 QUARANTINE_STAGE = "triggers"
+#: Clips whose frames go through the detector together (bounds the frames held in memory).
+CLIPS_PER_CHUNK = 16
 
 
 @dataclass
@@ -42,6 +53,10 @@ class TriggerReport:
     quarantined: dict[str, str] = field(default_factory=dict)
     #: How many clips the budget allowed to select.
     budget: int = 0
+    #: Why each candidate was selected or rejected.
+    reasons: dict[str, str] = field(default_factory=dict)
+    #: Wall seconds spent reading frames, in detector inference and in the triggers themselves.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (for ``--json`` output and XCom)."""
@@ -53,19 +68,10 @@ class TriggerReport:
             f"scored {len(self.scored)} clip(s) with model {self.model_id or '(none)'}; "
             f"selected {len(self.selected)} (budget {self.budget}), rejected {len(self.rejected)}"
         ]
+        lines += [f"selected {clip_id}: {self.reasons.get(clip_id, '')}" for clip_id in self.selected]
         lines += [f"skipped trigger {name}: {why}" for name, why in self.skipped_triggers.items()]
         lines += [f"quarantined {clip_id}: {why}" for clip_id, why in self.quarantined.items()]
         return "\n".join(lines)
-
-
-@dataclass
-class _Models:
-    """The detectors of a run, and the triggers it skips for want of one."""
-
-    model_id: str | None = None
-    promoted: Detector | None = None
-    previous: Detector | None = None
-    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def load_clip_frames(store: ObjectStore, clip_id: str) -> ClipFrames:
@@ -74,52 +80,7 @@ def load_clip_frames(store: ObjectStore, clip_id: str) -> ClipFrames:
     return ClipFrames(clip_id=clip_id, indices=indices, frames=frames)
 
 
-def _load_models(ctx: Context, triggers: Sequence[Trigger], *, load_detectors: bool) -> _Models:
-    """The promoted (and previous) detector, if a trigger needs them; ``load_detectors=False`` (nothing
-    to score) only looks up which model is promoted."""
-    models = _Models()
-    if not any(t.needs_model for t in triggers):
-        return models
-    with ctx.db.session() as session:
-        promoted = repository.promoted_model(session)
-        parent_id = promoted.parent_model_id if promoted else None
-        parent_known = parent_id is not None and _model_exists(session, parent_id)
-    if promoted is None:
-        models.skipped = {t.name: NO_MODEL_MESSAGE for t in triggers if t.needs_model}
-        return models
-    models.model_id = promoted.id
-    if not load_detectors:
-        return models
-    models.promoted = load_detector(ctx.store, promoted.id, device=ctx.settings.device)
-    if any(t.needs_previous_model for t in triggers):
-        models.previous, why = _load_previous(ctx, promoted.id, parent_id, parent_known=parent_known)
-        if models.previous is None:
-            models.skipped.update({t.name: why for t in triggers if t.needs_previous_model})
-    return models
-
-
-def _model_exists(session: Session, model_id: str) -> bool:
-    try:
-        repository.get_model(session, model_id)
-    except NotFoundError:
-        return False
-    return True
-
-
-def _load_previous(
-    ctx: Context, model_id: str, parent_id: str | None, *, parent_known: bool
-) -> tuple[Detector | None, str]:
-    if parent_id is None:
-        return None, f"the promoted model {model_id} has no previous model to compare with"
-    if not parent_known:
-        return None, f"the previous model {parent_id} of {model_id} is not in the lineage database"
-    try:
-        return load_detector(ctx.store, parent_id, device=ctx.settings.device), ""
-    except ModelError as exc:
-        return None, f"the previous model {parent_id} has no usable checkpoint: {exc}"
-
-
-def _remap_labels(detections: Detections, source: Sequence[str], target: Sequence[str]) -> Detections:
+def remap_labels(detections: Detections, source: Sequence[str], target: Sequence[str]) -> Detections:
     """Detections whose labels index ``target`` instead of ``source``; unknown classes get -1."""
     if list(source) == list(target):
         return detections
@@ -127,29 +88,31 @@ def _remap_labels(detections: Detections, source: Sequence[str], target: Sequenc
     return Detections(detections.boxes_xyxy, detections.scores, lookup[detections.labels])
 
 
-def _score_clip(
-    ctx: Context, frames: ClipFrames, triggers: Sequence[Trigger], models: _Models, *, batch_size: int
-) -> dict[str, TriggerResult]:
-    """Every trigger's result on one clip; each model runs once over the frames, whatever reads it."""
-    threshold = ctx.settings.score_threshold
-    detections = previous = None
-    if models.promoted is not None and any(t.needs_model for t in triggers):
-        detections = models.promoted.predict(frames.frames, batch_size=batch_size, score_threshold=threshold)
-    if (
-        models.previous is not None
-        and models.promoted is not None
-        and any(t.needs_previous_model for t in triggers)
-    ):
-        raw = models.previous.predict(frames.frames, batch_size=batch_size, score_threshold=threshold)
-        previous = [_remap_labels(d, models.previous.classes, models.promoted.classes) for d in raw]
-    inputs = TriggerInputs(
-        clip=frames,
-        detections=detections,
-        previous_detections=previous,
-        model_id=models.model_id,
-        previous_model_id=models.previous.model_id if models.previous else None,
-    )
+def score_clip(inputs: TriggerInputs, triggers: Sequence[Trigger]) -> dict[str, TriggerResult]:
+    """Every trigger's result on one clip, in the order given."""
     return {t.name: t.compute(inputs) for t in triggers}
+
+
+def _detect(
+    ctx: Context,
+    chunk: Sequence[ClipFrames],
+    models: RunModels,
+    triggers: Sequence[Trigger],
+    *,
+    batch_size: int,
+) -> tuple[dict[str, list[Detections]], dict[str, list[Detections]]]:
+    """The promoted and reference detections of a chunk of clips: cached, or one batched pass each."""
+    items = [ClipBatchItem(c.clip_id, c.indices, c.frames) for c in chunk]
+    floor = ctx.settings.trigger_candidate_threshold
+    promoted: dict[str, list[Detections]] = {}
+    reference: dict[str, list[Detections]] = {}
+    if models.promoted is not None and any(t.needs_model for t in triggers):
+        promoted = detect_clips(ctx.store, models.promoted, items, batch_size=batch_size, min_score=floor)
+    if models.reference is not None and models.promoted is not None:
+        raw = detect_clips(ctx.store, models.reference, items, batch_size=batch_size, min_score=floor)
+        source, target = models.reference.classes, models.promoted.classes
+        reference = {cid: [remap_labels(d, source, target) for d in dets] for cid, dets in raw.items()}
+    return promoted, reference
 
 
 def _record_scores(
@@ -157,27 +120,37 @@ def _record_scores(
     clip_id: str,
     results: dict[str, TriggerResult],
     triggers: Sequence[Trigger],
-    models: _Models,
+    models: RunModels,
 ) -> bool:
     """Store the scores and move the clip to ``scored``; False if another run moved it meanwhile."""
-    needs_model = {t.name: t.needs_model for t in triggers}
+    by_name = {t.name: t for t in triggers}
     with ctx.db.session() as session:
         if repository.get_clip(session, clip_id).stage != "ingested":
             return False
         for name, result in results.items():
+            trigger = by_name[name]
+            model_id = models.model_id if trigger.needs_model else None
+            if trigger.needs_anomaly_model and models.anomaly is not None:
+                model_id = models.anomaly.model_id
+            details = dict(result.details)
+            if trigger.needs_previous_model:
+                details["reference_model_id"] = models.reference_model_id
             repository.record_trigger_score(
                 session,
                 clip_id=clip_id,
                 trigger=name,
                 score=result.score,
                 frames=result.frames,
-                model_id=models.model_id if needs_model[name] else None,
+                model_id=model_id,
                 run_id=ctx.run_id,
-                details=result.details,
+                details=details,
             )
         details = {
-            "scores": {name: result.score for name, result in results.items()},
+            "scores": {name: round(result.score, 6) for name, result in results.items()},
+            "frames": {name: result.frames for name, result in results.items() if result.frames},
             "model_id": models.model_id,
+            "reference_model_id": models.reference_model_id,
+            "anomaly_model_id": models.anomaly.model_id if models.anomaly else None,
             "skipped_triggers": sorted(models.skipped),
         }
         repository.set_stage(session, clip_id, "scored", run_id=ctx.run_id, actor=ctx.actor, details=details)
@@ -216,19 +189,25 @@ def _clips_to_score(ctx: Context, clip_ids: Sequence[str] | None) -> list[Clip]:
     return [clip for clip in found if clip.stage == "ingested"]
 
 
-def _stored_scores(session: Session, clip_id: str) -> dict[str, float]:
+def stored_scores(session: Session, clip_id: str) -> dict[str, float]:
     """The newest score of each trigger on a clip, as the lineage database holds them."""
     rows = sorted(repository.trigger_scores(session, clip_id), key=lambda row: (row.created_at, row.id))
     return {row.trigger: float(row.score) for row in rows}
 
 
-def _selection_details(ranked: RankedClip, *, k: int, n_candidates: int) -> dict[str, Any]:
+def _decision_details(decision: Decision, *, k: int, n: int, ctx: Context) -> dict[str, Any]:
     return {
-        "trigger": ranked.trigger,
-        "score": ranked.score,
-        "rank": ranked.rank,
+        "decision": "selected" if decision.selected else "rejected",
+        "reason": decision.reason,
+        "trigger": decision.trigger,
+        "score": decision.combined,
+        "trigger_score": decision.trigger_score,
+        "weighted_scores": decision.weighted,
+        "tie_break": decision.tie_break,
+        "rank": decision.rank,
         "budget": k,
-        "candidates": n_candidates,
+        "candidates": n,
+        "combine": ctx.settings.trigger_combine,
     }
 
 
@@ -240,20 +219,84 @@ def _select(
     fraction: float | None,
     count: int | None,
     order: Sequence[str],
-) -> tuple[list[RankedClip], list[RankedClip], int]:
-    """Select among every clip in stage ``scored``: this run's, and any an interrupted run left behind."""
+) -> tuple[list[Decision], int]:
+    """Decide among every clip in stage ``scored``: this run's, and any an interrupted run left behind."""
+    s = ctx.settings
     with ctx.db.session() as session:
-        pool = [clip.id for clip in repository.list_clips(session, stage="scored", clip_ids=clip_ids)]
-        scores = {cid: fresh[cid] if cid in fresh else _stored_scores(session, cid) for cid in pool}
-        k = budget_size(len(scores), fraction=fraction, count=count)
-        selected, rejected = select_under_budget(scores, k=k, trigger_order=order)
-        for stage, group in (("selected", selected), ("rejected", rejected)):
-            for ranked in group:
-                details = _selection_details(ranked, k=k, n_candidates=len(scores))
-                repository.set_stage(
-                    session, ranked.clip_id, stage, run_id=ctx.run_id, actor=ctx.actor, details=details
-                )
-    return selected, rejected, k
+        pool = repository.list_clips(session, stage="scored", clip_ids=clip_ids)
+        cameras = {
+            v.id: v.camera for v in session.query(Video).filter(Video.id.in_({c.video_id for c in pool}))
+        }
+        candidates = [
+            Candidate(
+                c.id,
+                fresh[c.id] if c.id in fresh else stored_scores(session, c.id),
+                c.video_id,
+                cameras.get(c.video_id),
+            )
+            for c in pool
+        ]
+        decisions, k = select(
+            candidates, fraction=fraction, count=count, weights=s.trigger_weights, mode=s.trigger_combine,
+            max_video_share=s.selection_max_video_share, max_camera_share=s.selection_max_camera_share,
+            trigger_order=order, fire_threshold=s.trigger_score_threshold,
+        )  # fmt: skip
+        for decision in decisions:
+            details = _decision_details(decision, k=k, n=len(candidates), ctx=ctx)
+            stage = "selected" if decision.selected else "rejected"
+            repository.set_stage(
+                session, decision.clip_id, stage, run_id=ctx.run_id, actor=ctx.actor, details=details
+            )
+    return decisions, k
+
+
+def _read_chunk(ctx: Context, chunk: Sequence[Clip], report: TriggerReport) -> list[ClipFrames]:
+    frames = []
+    for clip in chunk:
+        try:
+            frames.append(load_clip_frames(ctx.store, clip.id))
+        except InputRejectedError as exc:
+            _quarantine(ctx, clip, exc)
+            report.quarantined[clip.id] = exc.reason
+    return frames
+
+
+def _lookup(results: dict[str, TriggerResult]) -> AnomalyFunction:
+    """A clip's precomputed anomaly result, as the trigger's function of the clip."""
+    return lambda clip: results[clip.clip_id]
+
+
+def _score_all(
+    ctx: Context, todo: Sequence[Clip], active: Sequence[Trigger], models: RunModels, report: TriggerReport,
+    *, batch_size: int,
+) -> None:  # fmt: skip
+    timings = {"read_frames": 0.0, "detector": 0.0, "triggers": 0.0}
+    for start in range(0, len(todo), CLIPS_PER_CHUNK):
+        began = time.perf_counter()
+        chunk = _read_chunk(ctx, todo[start : start + CLIPS_PER_CHUNK], report)
+        read = time.perf_counter()
+        promoted, reference = _detect(ctx, chunk, models, active, batch_size=batch_size)
+        detected = time.perf_counter()
+        anomaly = models.anomaly.score_many(chunk) if models.anomaly is not None else None
+        for frames in chunk:
+            inputs = TriggerInputs(
+                clip=frames,
+                detections=promoted.get(frames.clip_id),
+                reference_detections=reference.get(frames.clip_id),
+                model_id=models.model_id,
+                reference_model_id=models.reference_model_id,
+                score_threshold=ctx.settings.score_threshold,
+                candidate_threshold=ctx.settings.trigger_candidate_threshold,
+                anomaly=_lookup(anomaly) if anomaly is not None else None,
+            )
+            results = score_clip(inputs, active)
+            if _record_scores(ctx, frames.clip_id, results, active, models):
+                report.scored.append(frames.clip_id)
+                report.scores[frames.clip_id] = {name: result.score for name, result in results.items()}
+        timings["read_frames"] += read - began
+        timings["detector"] += detected - read
+        timings["triggers"] += time.perf_counter() - detected
+    report.timings = {k: round(v, 4) for k, v in timings.items()}
 
 
 def run_triggers(
@@ -269,30 +312,20 @@ def run_triggers(
     """Score the clips in stage ``ingested`` (or the named ones) and select the best under the budget.
 
     ``budget_count`` wins over ``budget_fraction``; with neither, the settings' budget applies. Triggers
-    that need a model are skipped, with the reason in the report, when none is promoted. A clip whose
-    frames cannot be read is quarantined and the others go on.
+    whose model is missing are skipped, with the reason in the report. A clip whose frames cannot be read
+    is quarantined and the others go on. Every candidate's decision is recorded with its reason.
     """
-    chosen = (registry or TRIGGERS).select(triggers)
+    chosen = (registry or TRIGGERS).select(triggers or ctx.settings.triggers or None)
     if budget_fraction is None and budget_count is None:
         budget_fraction, budget_count = ctx.settings.budget_fraction, ctx.settings.budget_count
     todo = _clips_to_score(ctx, clip_ids)
-    models = _load_models(ctx, chosen, load_detectors=bool(todo))
+    models = load_models(ctx, chosen, load=bool(todo))
     for name, why in models.skipped.items():
         logger.warning("trigger %s skipped: %s", name, why)
     active = [t for t in chosen if t.name not in models.skipped]
     report = TriggerReport([], [], [], dict(models.skipped), {}, models.model_id)
-    for clip in todo:
-        try:
-            frames = load_clip_frames(ctx.store, clip.id)
-        except InputRejectedError as exc:
-            _quarantine(ctx, clip, exc)
-            report.quarantined[clip.id] = exc.reason
-            continue
-        results = _score_clip(ctx, frames, active, models, batch_size=batch_size)
-        if _record_scores(ctx, clip.id, results, active, models):
-            report.scored.append(clip.id)
-            report.scores[clip.id] = {name: result.score for name, result in results.items()}
-    selected, rejected, report.budget = _select(
+    _score_all(ctx, todo, active, models, report, batch_size=batch_size)
+    decisions, report.budget = _select(
         ctx,
         report.scores,
         clip_ids=clip_ids,
@@ -300,7 +333,10 @@ def run_triggers(
         count=budget_count,
         order=[t.name for t in chosen],
     )
-    report.selected = [r.clip_id for r in selected]
-    report.rejected = [r.clip_id for r in rejected]
+    report.selected = [d.clip_id for d in decisions if d.selected]
+    report.rejected = [d.clip_id for d in decisions if not d.selected]
+    report.reasons = {
+        d.clip_id: f"{d.reason}; strongest trigger {d.trigger} {d.trigger_score:.3f}" for d in decisions
+    }
     logger.info("%s", report.summary())
     return report

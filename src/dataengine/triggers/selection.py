@@ -1,29 +1,50 @@
-"""Selection under a labelling budget: rank clips by their best trigger score, keep the top k."""
+"""Selection under a labelling budget: combine each clip's trigger scores, rank, keep the top k while
+spreading the picks over videos and cameras, and give every clip (picked or not) its reason."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from dataengine.errors import ConfigError
 
+CombineMode = Literal["max", "mean"]
+
 
 @dataclass(frozen=True, slots=True)
-class RankedClip:
-    """A clip's place in the ranking: its combined score and the trigger that gave it."""
+class Candidate:
+    """A clip that may be selected: its trigger scores and where it comes from."""
 
     clip_id: str
-    score: float
+    scores: Mapping[str, float]
+    video_id: str = ""
+    camera: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happened to one candidate, and why."""
+
+    clip_id: str
+    selected: bool
+    combined: float
+    #: The weighted mean of the scores: breaks ties of ``combined`` in "max" mode.
+    tie_break: float
     trigger: str | None
+    trigger_score: float
     rank: int
+    reason: str
+    weighted: dict[str, float] = field(default_factory=dict)
 
 
-def budget_size(n_candidates: int, *, fraction: float | None, count: int | None) -> int:
-    """How many of ``n_candidates`` clips to select: ``count`` if given, else ``ceil(fraction * n)``.
-
-    The result never exceeds ``n_candidates``.
-    """
+def budget_size(
+    n_candidates: int, *, fraction: float | None, count: int | None, any_fired: bool = False
+) -> int:
+    """How many of ``n_candidates`` to select: ``count`` if given, else ``floor(fraction * n)``, and at
+    least one when ``any_fired`` (some clip's combined score reached the fire threshold). At most ``n``."""
     if count is not None:
         if count < 0:
             raise ConfigError(f"the budget count must be >= 0, got {count}")
@@ -32,39 +53,122 @@ def budget_size(n_candidates: int, *, fraction: float | None, count: int | None)
         raise ConfigError("a budget is needed: give a budget fraction or a budget count")
     if not 0.0 <= fraction <= 1.0:
         raise ConfigError(f"the budget fraction must lie in [0, 1], got {fraction}")
-    # Rounding first keeps float noise (0.1 * 30 = 3.0000000000000004) from adding a clip.
-    return min(math.ceil(round(fraction * n_candidates, 9)), n_candidates)
+    # Rounding first keeps float noise (0.1 * 30 = 2.9999999999999996) from losing a clip.
+    k = math.floor(round(fraction * n_candidates, 9))
+    if any_fired:
+        k = max(k, 1)
+    return min(k, n_candidates)
 
 
-def best_trigger(scores: Mapping[str, float], order: Sequence[str] = ()) -> tuple[str | None, float]:
-    """The trigger with the highest score and that score (``(None, 0.0)`` when there is none).
+def combine(
+    scores: Mapping[str, float], weights: Mapping[str, float], *, mode: CombineMode = "max"
+) -> tuple[float, float, dict[str, float]]:
+    """``(combined, weighted mean, weighted scores)``; a trigger missing from ``weights`` weighs 1.
 
-    Equal scores go to the trigger earlier in ``order``, then to the alphabetically first name.
+    "max": the largest weighted score (a rare event usually fires one trigger, and averaging would drown
+    it in the quiet others); "mean": the weighted mean. Both lie in [0, 1] for weights in [0, 1].
     """
-    if not scores:
+    if any(w < 0 for w in weights.values()):
+        raise ConfigError(f"trigger weights must be >= 0, got {dict(weights)}")
+    weighted = {name: float(weights.get(name, 1.0)) * float(s) for name, s in scores.items()}
+    total = sum(weights.get(name, 1.0) for name in scores)
+    mean = sum(weighted.values()) / total if total > 0 else 0.0
+    if mode == "max":
+        return max(weighted.values(), default=0.0), mean, weighted
+    if mode == "mean":
+        return mean, mean, weighted
+    raise ConfigError(f"unknown trigger combination {mode!r}; use 'max' or 'mean'")
+
+
+def strongest(weighted: Mapping[str, float], order: Sequence[str] = ()) -> tuple[str | None, float]:
+    """The trigger with the highest weighted score; ties go to the one earlier in ``order``, then by name."""
+    if not weighted:
         return None, 0.0
     position = {name: i for i, name in enumerate(order)}
-    name = min(scores, key=lambda n: (-scores[n], position.get(n, len(position)), n))
-    return name, float(scores[name])
+    name = min(weighted, key=lambda n: (-weighted[n], position.get(n, len(position)), n))
+    return name, float(weighted[name])
 
 
-def rank_clips(
-    scores: Mapping[str, Mapping[str, float]], *, trigger_order: Sequence[str] = ()
-) -> list[RankedClip]:
-    """Clips by combined score (the max of their trigger scores), highest first; ties by clip id."""
-    combined = {clip_id: best_trigger(by_trigger, trigger_order) for clip_id, by_trigger in scores.items()}
-    ordered = sorted(combined, key=lambda clip_id: (-combined[clip_id][1], clip_id))
-    return [
-        RankedClip(clip_id=clip_id, score=combined[clip_id][1], trigger=combined[clip_id][0], rank=i + 1)
-        for i, clip_id in enumerate(ordered)
-    ]
+def _cap(share: float, k: int) -> int:
+    return max(1, math.ceil(round(share * k, 9)))
 
 
-def select_under_budget(
-    scores: Mapping[str, Mapping[str, float]], *, k: int, trigger_order: Sequence[str] = ()
-) -> tuple[list[RankedClip], list[RankedClip]]:
-    """``(selected, rejected)``: the ``k`` best-ranked clips and the rest."""
-    if k < 0:
-        raise ConfigError(f"cannot select a negative number of clips ({k})")
-    ranked = rank_clips(scores, trigger_order=trigger_order)
-    return ranked[:k], ranked[k:]
+def _walk(
+    ranked: Sequence[Candidate], k: int, video_cap: int, camera_cap: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``(picked, held back)`` clip ids with their reasons: the diversity walk down the ranking, then the
+    held-back clips fill what is left of the budget, best first."""
+    videos: Counter[str] = Counter()
+    cameras: Counter[str] = Counter()
+    picked: dict[str, str] = {}
+    held: dict[str, str] = {}
+    for cand in ranked:
+        if len(picked) == k:
+            break
+        if videos[cand.video_id] >= video_cap:
+            held[cand.clip_id] = f"video {cand.video_id} already had {video_cap} pick(s) (diversity rule)"
+        elif cand.camera is not None and cameras[cand.camera] >= camera_cap:
+            held[cand.clip_id] = f"camera {cand.camera} already had {camera_cap} pick(s) (diversity rule)"
+        else:
+            picked[cand.clip_id] = f"ranked within the budget of {k}"
+            videos[cand.video_id] += 1
+            cameras[cand.camera or ""] += 1
+    for clip_id in list(held):
+        if len(picked) == k:
+            break
+        picked[clip_id] = f"ranked within the budget of {k} after the diversity rule ran out of other clips"
+        del held[clip_id]
+    return picked, held
+
+
+def select(
+    candidates: Sequence[Candidate],
+    *,
+    fraction: float | None,
+    count: int | None,
+    weights: Mapping[str, float] | None = None,
+    mode: CombineMode = "max",
+    max_video_share: float = 1.0,
+    max_camera_share: float = 1.0,
+    trigger_order: Sequence[str] = (),
+    fire_threshold: float = 0.5,
+) -> tuple[list[Decision], int]:
+    """A decision for every candidate, best-ranked first, and the budget ``k``.
+
+    A clip *fires* when its combined score reaches ``fire_threshold``; then a fractional budget selects
+    at least one clip. Clips are ranked by combined score, then weighted mean, then clip id. Walking
+    down the ranking, a clip is picked unless its video already has ``ceil(max_video_share * k)``
+    picks or its camera ``ceil(max_camera_share * k)``; when the budget is not spent after the walk, the
+    clips the diversity
+    rule held back fill it, best first.
+    """
+    weights = weights or {}
+    rows = []
+    for cand in candidates:
+        combined, mean, weighted = combine(cand.scores, weights, mode=mode)
+        rows.append((cand, combined, mean, weighted))
+    rows.sort(key=lambda r: (-r[1], -r[2], r[0].clip_id))
+    k = budget_size(
+        len(rows), fraction=fraction, count=count, any_fired=any(r[1] >= fire_threshold for r in rows)
+    )
+    picked, held = _walk([r[0] for r in rows], k, _cap(max_video_share, k), _cap(max_camera_share, k))
+    decisions = []
+    for rank, (cand, combined, mean, weighted) in enumerate(rows, start=1):
+        name, _ = strongest(weighted, trigger_order)
+        reason = (
+            picked.get(cand.clip_id) or held.get(cand.clip_id) or f"ranked {rank}, below the budget of {k}"
+        )
+        decisions.append(
+            Decision(
+                clip_id=cand.clip_id,
+                selected=cand.clip_id in picked,
+                combined=round(combined, 6),
+                tie_break=round(mean, 6),
+                trigger=name,
+                trigger_score=round(float(cand.scores.get(name, 0.0)) if name else 0.0, 6),
+                rank=rank,
+                reason=reason,
+                weighted={n: round(v, 6) for n, v in weighted.items()},
+            )
+        )
+    return decisions, k

@@ -1,101 +1,185 @@
-"""The math of the built-in triggers, on plain detections and frames (no model, no storage)."""
+"""The math of the detection triggers, on plain per-frame detections (no model, no storage).
+
+Every function takes one :class:`Detections` per sampled frame (scores down to the candidate threshold)
+and the clip frame indices, and returns a :class:`TriggerResult` whose ``frames`` are clip frame indices.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Sequence, Sized
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from dataengine.triggers.base import TriggerResult
-from dataengine.vision.boxes import greedy_match, same_label_iou
+from dataengine.triggers.tracks import Track, consecutive_iou, link_tracks
+from dataengine.vision.boxes import greedy_match, pairwise_iou
 from dataengine.vision.inference import Detections
 
-#: Rec. 601 luma weights of R, G, B.
-_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+#: A never-confident track counts as a near miss at most this much, below a real flicker.
+NEAR_MISS_CAP = 0.5
 
 
-def _n_matched(a: Detections, b: Detections, *, iou_threshold: float) -> int:
-    """How many detections of ``a`` and ``b`` pair up (same label, IoU >= threshold, one-to-one)."""
-    if len(a) == 0 or len(b) == 0:
-        return 0
-    iou = same_label_iou(a.boxes_xyxy, a.labels, b.boxes_xyxy, b.labels)
-    rows, _ = greedy_match(iou, iou_threshold=iou_threshold)
-    return int(rows.size)
-
-
-def _check_lengths(frame_indices: Sequence[int], *per_frame: Sequence[object]) -> None:
+def check_lengths(frame_indices: Sequence[int], *per_frame: Sized) -> None:
+    """Raise ValueError unless every per-frame sequence has one value per frame."""
     for values in per_frame:
         if len(values) != len(frame_indices):
             raise ValueError(f"{len(values)} per-frame values for {len(frame_indices)} frames")
+
+
+def unit(value: float) -> float:
+    """``value`` clamped to [0, 1]."""
+    return float(min(1.0, max(0.0, value)))
+
+
+def _gaps(track: Track, threshold: float, max_gap: int) -> list[int]:
+    """Frame positions at which a shown track had vanished for 1..max_gap frames before returning."""
+    shown = [track.t[i] for i in track.confident(threshold)]
+    return [p for a, b in itertools.pairwise(shown) if 1 < b - a <= max_gap + 1 for p in range(a + 1, b)]
+
+
+def _single_frame(track: Track, threshold: float, n_frames: int) -> list[int]:
+    """The frame position of a track shown on exactly one frame that is not at the clip's edge."""
+    shown = [track.t[i] for i in track.confident(threshold)]
+    # At an edge the object may simply be entering or leaving the view.
+    return shown if len(shown) == 1 and 0 < shown[0] < n_frames - 1 else []
+
+
+def _near_miss(track: Track, threshold: float, floor: float, n_frames: int) -> float:
+    """How much a never-shown track looks like an object the detector is unsure of, in [0, 1]."""
+    span = max(threshold - floor, 1e-6)
+    closeness = sum(min(1.0, max(0.0, (score - floor) / span)) for score in track.scores)
+    return closeness / n_frames
 
 
 def flicker_score(
     detections: Sequence[Detections],
     frame_indices: Sequence[int],
     *,
-    iou_threshold: float = 0.3,
-    fire_churn: float = 0.5,
+    score_threshold: float = 0.5,
+    candidate_threshold: float = 0.05,
+    max_gap: int = 3,
+    tracks: Sequence[Track] | None = None,
 ) -> TriggerResult:
-    """How unstable one detector's output is from one sampled frame to the next.
+    """Objects that vanish for a few frames and return, or show up in a single frame.
 
-    Each pair of consecutive frames gets a churn of 1 - Jaccard index of their detection sets (detections
-    pair up when they share a label and overlap by ``iou_threshold``): 0 when every object is found again,
-    1 when none is. The score is the mean churn; objects that vanish and come back, and jumps of the
-    detection count, both raise it. ``frames`` are the later frames of pairs with churn >= ``fire_churn``.
+    Detections are linked into tracks (down to ``candidate_threshold``); an object is *shown* on frames
+    where its score reaches ``score_threshold``. The score is the fraction of shown tracks that flicker:
+    a gap of 1..``max_gap`` frames between shown frames, or one shown frame away from the clip's edges.
+    When nothing flickers, tracks that are never shown but stay near the threshold still score, up to
+    :data:`NEAR_MISS_CAP`: a detector that sees something and never commits is worth a look too.
+    ``tracks`` may be given, already linked from ``detections`` with the same ``max_gap``.
     """
-    _check_lengths(frame_indices, detections)
-    churns: list[float] = []
-    fired: list[int] = []
-    vanished = appeared = 0
-    for t in range(1, len(detections)):
-        previous, current = detections[t - 1], detections[t]
-        matched = _n_matched(previous, current, iou_threshold=iou_threshold)
-        union = len(previous) + len(current) - matched
-        churn = 1.0 - matched / union if union else 0.0
-        vanished += len(previous) - matched
-        appeared += len(current) - matched
-        churns.append(churn)
-        if churn >= fire_churn:
-            fired.append(int(frame_indices[t]))
-    score = float(np.mean(churns)) if churns else 0.0
-    details = {
-        "mean_churn": round(score, 6),
-        "max_churn": round(max(churns, default=0.0), 6),
-        "vanished": vanished,
-        "appeared": appeared,
-        "reappeared": _count_reappeared(detections, iou_threshold=iou_threshold),
-        "detections_per_frame": [len(d) for d in detections],
+    check_lengths(frame_indices, detections)
+    n = len(detections)
+    if tracks is None:
+        tracks = link_tracks(detections, max_gap=max_gap)
+    shown = [tr for tr in tracks if tr.confident(score_threshold)]
+    gaps = {tr.track_id: _gaps(tr, score_threshold, max_gap) for tr in shown}
+    singles = {tr.track_id: _single_frame(tr, score_threshold, n) for tr in shown}
+    flickering = [tid for tid in gaps if gaps[tid] or singles[tid]]
+    unsure = [tr for tr in tracks if not tr.confident(score_threshold)]
+    near = max((_near_miss(tr, score_threshold, candidate_threshold, n) for tr in unsure), default=0.0)
+    fraction = len(flickering) / len(shown) if shown else 0.0
+    positions = sorted({p for tid in flickering for p in gaps[tid] + singles[tid]})
+    details: dict[str, Any] = {
+        "tracks": len(shown),
+        "flickering_tracks": len(flickering),
+        "vanish_and_return": sum(1 for ps in gaps.values() if ps),
+        "single_frame": sum(1 for ps in singles.values() if ps),
+        "near_miss": round(near, 6),
+        "unsure_tracks": len(unsure),
+        "detections_per_frame": [int((d.scores >= score_threshold).sum()) for d in detections],
     }
-    return TriggerResult(score=min(1.0, max(0.0, score)), frames=fired, details=details)
+    score = max(fraction, NEAR_MISS_CAP * near)
+    return TriggerResult(
+        score=unit(score), frames=[int(frame_indices[p]) for p in positions], details=details
+    )
 
 
-def _count_reappeared(detections: Sequence[Detections], *, iou_threshold: float) -> int:
-    """Objects seen at t-1, missing at t and seen again at t+1: the signature of an unsure detector."""
-    count = 0
-    for t in range(1, len(detections) - 1):
-        before, now, after = detections[t - 1], detections[t], detections[t + 1]
-        if len(before) == 0 or len(after) == 0:
-            continue
-        lost = np.ones(len(before), dtype=bool)
-        if len(now):
-            rows, _ = greedy_match(
-                same_label_iou(before.boxes_xyxy, before.labels, now.boxes_xyxy, now.labels),
-                iou_threshold=iou_threshold,
-            )
-            lost[rows] = False
-        if lost.any():
-            iou = same_label_iou(before.boxes_xyxy[lost], before.labels[lost], after.boxes_xyxy, after.labels)
-            rows, _ = greedy_match(iou, iou_threshold=iou_threshold)
-            count += int(rows.size)
-    return count
+def _track_inconsistency(
+    track: Track, *, jump_iou: float, smooth_iou: float, oscillation: float
+) -> dict[str, list[int]]:
+    """Frame positions of class flips, box jumps and score swings within one track."""
+    labels, scores, t = track.labels, np.asarray(track.scores), track.t
+    flips = [t[i] for i in range(1, len(track)) if labels[i] != labels[i - 1]]
+    ious = consecutive_iou(np.stack(track.boxes_xyxy)) if len(track) else np.zeros(0)
+    jumps: list[int] = []
+    # A jump counts only where the track otherwise moves smoothly: an erratic track is not "a jump".
+    if ious.size >= 2 and float(np.median(ious)) >= smooth_iou:
+        jumps = [t[i + 1] for i in np.flatnonzero(ious < jump_iou).tolist()]
+    steps = np.diff(scores)
+    big = np.abs(steps) >= oscillation
+    # A swing is a large step followed by a large step the other way: up-down or down-up.
+    swings = [
+        t[i + 1]
+        for i in range(len(steps) - 1)
+        if big[i] and big[i + 1] and np.sign(steps[i]) != np.sign(steps[i + 1])
+    ]
+    return {"class_flips": flips, "box_jumps": jumps, "score_swings": swings}
 
 
-def frame_f1(a: Detections, b: Detections, *, iou_threshold: float = 0.5) -> float:
-    """F1 of two detection sets against each other (same label, IoU >= threshold); 1 when both are empty."""
-    if len(a) + len(b) == 0:
-        return 1.0
-    return 2.0 * _n_matched(a, b, iou_threshold=iou_threshold) / (len(a) + len(b))
+def temporal_score(
+    detections: Sequence[Detections],
+    frame_indices: Sequence[int],
+    *,
+    score_threshold: float = 0.5,
+    max_gap: int = 3,
+    jump_iou: float = 0.3,
+    smooth_iou: float = 0.5,
+    oscillation: float = 0.25,
+    tracks: Sequence[Track] | None = None,
+) -> TriggerResult:
+    """Inconsistency within tracks: class flips, box jumps and score oscillation.
+
+    Tracks are linked class-agnostically; only tracks shown (score >= ``score_threshold``) on at least two
+    frames count, and class flips only between shown observations. A *box jump* is a consecutive IoU
+    under ``jump_iou`` in a track whose median consecutive IoU is at least ``smooth_iou``; a *swing* is a
+    score change of at least ``oscillation`` followed by one as large the other way. The score is the
+    fraction of counted tracks with any of the three. ``tracks`` may be given, already linked.
+    """
+    check_lengths(frame_indices, detections)
+    linked = link_tracks(detections, max_gap=max_gap) if tracks is None else tracks
+    counted = [tr for tr in linked if len(tr.confident(score_threshold)) >= 2]
+    totals = {"class_flips": 0, "box_jumps": 0, "score_swings": 0}
+    positions: set[int] = set()
+    inconsistent = 0
+    for track in counted:
+        shown = _subtrack(track, track.confident(score_threshold))
+        found = _track_inconsistency(track, jump_iou=jump_iou, smooth_iou=smooth_iou, oscillation=oscillation)
+        found["class_flips"] = [
+            shown.t[i] for i in range(1, len(shown)) if shown.labels[i] != shown.labels[i - 1]
+        ]
+        for kind, where in found.items():
+            totals[kind] += len(where)
+            positions.update(where)
+        inconsistent += any(found.values())
+    score = inconsistent / len(counted) if counted else 0.0
+    details: dict[str, Any] = {"tracks": len(counted), "inconsistent_tracks": inconsistent, **totals}
+    return TriggerResult(
+        score=unit(score), frames=[int(frame_indices[p]) for p in sorted(positions)], details=details
+    )
+
+
+def _subtrack(track: Track, keep: list[int]) -> Track:
+    sub = Track(track_id=track.track_id)
+    for i in keep:
+        sub.add(track.t[i], track.boxes_xyxy[i], track.scores[i], track.labels[i])
+    return sub
+
+
+def compare_frame(a: Detections, b: Detections, *, iou_threshold: float = 0.5) -> tuple[int, int, int, int]:
+    """``(matched, unmatched_a, unmatched_b, class_conflicts)`` of two detection sets of one frame.
+
+    Boxes pair one-to-one, class-agnostically, at IoU >= ``iou_threshold``; a pair whose labels differ is
+    a class conflict (and still matched).
+    """
+    if len(a) == 0 or len(b) == 0:
+        return 0, len(a), len(b), 0
+    rows, cols = greedy_match(pairwise_iou(a.boxes_xyxy, b.boxes_xyxy), iou_threshold=iou_threshold)
+    conflicts = int((a.labels[rows] != b.labels[cols]).sum())
+    return int(rows.size), len(a) - int(rows.size), len(b) - int(cols.size), conflicts
 
 
 def disagreement_score(
@@ -103,57 +187,34 @@ def disagreement_score(
     other_detections: Sequence[Detections],
     frame_indices: Sequence[int],
     *,
+    score_threshold: float = 0.5,
     iou_threshold: float = 0.5,
     fire_disagreement: float = 0.5,
 ) -> TriggerResult:
-    """1 - the mean over frames of the matched F1 between two models' detections.
+    """How differently two models see a clip: unmatched boxes and class conflicts at IoU 0.5.
 
-    0 when both models find the same boxes (or both find nothing), 1 when they never agree. ``frames``
-    are those where 1 - F1 >= ``fire_disagreement``.
+    Per frame, over the confident boxes of both (score >= ``score_threshold``): disagreement =
+    (unmatched boxes of either + class conflicts) / (boxes of the union), 0 when both find nothing. The
+    score is the mean over frames; ``frames`` are those at or above ``fire_disagreement``.
     """
-    _check_lengths(frame_indices, detections, other_detections)
-    f1s = [
-        frame_f1(a, b, iou_threshold=iou_threshold) for a, b in zip(detections, other_detections, strict=True)
-    ]
-    mean_f1 = float(np.mean(f1s)) if f1s else 1.0
-    fired = [int(i) for i, f1 in zip(frame_indices, f1s, strict=True) if 1.0 - f1 >= fire_disagreement]
-    details = {
-        "mean_f1": round(mean_f1, 6),
-        "min_f1": round(min(f1s, default=1.0), 6),
-        "boxes": sum(len(d) for d in detections),
-        "other_boxes": sum(len(d) for d in other_detections),
+    check_lengths(frame_indices, detections, other_detections)
+    per_frame: list[float] = []
+    totals = np.zeros(4, dtype=np.int64)
+    for a, b in zip(detections, other_detections, strict=True):
+        counts = compare_frame(
+            a.above(score_threshold), b.above(score_threshold), iou_threshold=iou_threshold
+        )
+        matched, only_a, only_b, conflicts = counts
+        union = matched + only_a + only_b
+        per_frame.append((only_a + only_b + conflicts) / union if union else 0.0)
+        totals += counts
+    score = float(np.mean(per_frame)) if per_frame else 0.0
+    fired = [int(i) for i, d in zip(frame_indices, per_frame, strict=True) if d >= fire_disagreement]
+    details: dict[str, Any] = {
+        "matched": int(totals[0]),
+        "unmatched": int(totals[1]),
+        "unmatched_other": int(totals[2]),
+        "class_conflicts": int(totals[3]),
+        "max_frame_disagreement": round(max(per_frame, default=0.0), 6),
     }
-    return TriggerResult(score=min(1.0, max(0.0, 1.0 - mean_f1)), frames=fired, details=details)
-
-
-def mean_luma(rgb: NDArray[np.uint8]) -> float:
-    """Mean Rec. 601 luma of an RGB ``uint8`` frame, in [0, 255]."""
-    channel_means = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3).mean(axis=0, dtype=np.float64)
-    return float(channel_means @ _LUMA_WEIGHTS)
-
-
-def brightness_change_score(
-    frames: Sequence[NDArray[np.uint8]],
-    frame_indices: Sequence[int],
-    *,
-    full_scale_luma: float = 64.0,
-    fire_fraction: float = 0.5,
-) -> TriggerResult:
-    """The largest change of mean luma between consecutive sampled frames, over ``full_scale_luma``.
-
-    A jump of ``full_scale_luma`` levels (of 255) or more scores 1: a light switched on or off, a door
-    opened into sunlight. ``frames`` are the later frames of jumps of at least ``fire_fraction`` of it.
-    """
-    _check_lengths(frame_indices, frames)
-    lumas = np.array([mean_luma(frame) for frame in frames], dtype=np.float64)
-    deltas = np.abs(np.diff(lumas))
-    largest = float(deltas.max()) if deltas.size else 0.0
-    fired = [
-        int(frame_indices[int(t) + 1]) for t in np.flatnonzero(deltas >= fire_fraction * full_scale_luma)
-    ]
-    details = {
-        "max_luma_change": round(largest, 3),
-        "mean_luma": [round(float(v), 3) for v in lumas],
-        "full_scale_luma": full_scale_luma,
-    }
-    return TriggerResult(score=min(1.0, largest / full_scale_luma), frames=fired, details=details)
+    return TriggerResult(score=unit(score), frames=fired, details=details)

@@ -1,27 +1,46 @@
 """Detectors shared by triggers, autolabel and training: registry, checkpoints, batched inference."""
 
 from dataengine.vision.checkpoints import (
+    BACKENDS,
+    backend_of,
     build_from_config,
     checkpoint_key,
+    load_any_detector,
     load_checkpoint,
     load_detector,
     model_prefix,
     save_checkpoint,
 )
-from dataengine.vision.detectors import DETECTOR_ARCHS, build_detector
-from dataengine.vision.inference import Detections, Detector, pick_device, to_tensor
+from dataengine.vision.detectors import DETECTOR_ARCHS, TORCHVISION_DETECTORS, build_detector, known_archs
+from dataengine.vision.inference import (
+    Detections,
+    Detector,
+    FrameDetector,
+    autocast,
+    pick_device,
+    predict_in_batches,
+    to_tensor,
+)
 
 __all__ = [
+    "BACKENDS",
     "DETECTOR_ARCHS",
+    "TORCHVISION_DETECTORS",
     "Detections",
     "Detector",
+    "FrameDetector",
+    "autocast",
+    "backend_of",
     "build_detector",
     "build_from_config",
     "checkpoint_key",
+    "known_archs",
+    "load_any_detector",
     "load_checkpoint",
     "load_detector",
     "model_prefix",
     "pick_device",
+    "predict_in_batches",
     "save_checkpoint",
     "to_tensor",
 ]

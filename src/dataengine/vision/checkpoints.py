@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,9 +12,14 @@ from torch import nn
 from dataengine.errors import ModelError, StorageError
 from dataengine.storage import ObjectStore
 from dataengine.vision.detectors import build_detector
-from dataengine.vision.inference import Detector, pick_device
+from dataengine.vision.inference import Detector, FrameDetector, pick_device
 
 CHECKPOINT_FORMAT = "dataengine.checkpoint/1"
+#: The backend of checkpoints whose config names none (all written before backends existed).
+DEFAULT_BACKEND = "torchvision"
+
+#: Builds a ready detector from a checkpoint's ``(config, state_dict)``, its model id and the device.
+BackendLoader = Callable[[dict[str, Any], dict[str, Any], str, torch.device], FrameDetector]
 
 
 def model_prefix(model_id: str) -> str:
@@ -40,6 +46,7 @@ def save_checkpoint(
     """Write weights and ``config.json`` (everything needed to rebuild the model); returns the weights URI."""
     config = {
         "format": CHECKPOINT_FORMAT,
+        "backend": DEFAULT_BACKEND,
         "model_id": model_id,
         "arch": arch,
         "classes": list(classes),
@@ -81,12 +88,58 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
     )
 
 
-def load_detector(store: ObjectStore, model_id: str, *, device: str = "auto") -> Detector:
-    """A stored model, ready for inference on ``device``."""
-    config, state_dict = load_checkpoint(store, model_id)
+def _torchvision_model(config: dict[str, Any], state_dict: dict[str, Any], model_id: str) -> nn.Module:
     model = build_from_config(config)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
         raise ModelError(f"model {model_id}: weights do not fit arch {config['arch']}: {exc}") from exc
+    return model
+
+
+def _load_torchvision(
+    config: dict[str, Any], state_dict: dict[str, Any], model_id: str, device: torch.device
+) -> FrameDetector:
+    model = _torchvision_model(config, state_dict, model_id)
+    return Detector(model, classes=config["classes"], model_id=model_id, device=device)
+
+
+def _load_mmdet(
+    config: dict[str, Any], state_dict: dict[str, Any], model_id: str, device: torch.device
+) -> FrameDetector:
+    # Imported here: mmdet is an optional extra (`make mmdet`), and importing it is slow.
+    from dataengine.vision.mmdet_backend import load_mmdet_detector
+
+    return load_mmdet_detector(config, state_dict, model_id=model_id, device=device)
+
+
+#: Detector backends by the ``backend`` name in a checkpoint's config.
+BACKENDS: dict[str, BackendLoader] = {"torchvision": _load_torchvision, "mmdet": _load_mmdet}
+
+
+def backend_of(config: dict[str, Any]) -> str:
+    """The backend a checkpoint config names (``torchvision`` when it names none)."""
+    return str(config.get("backend", DEFAULT_BACKEND))
+
+
+def load_detector(store: ObjectStore, model_id: str, *, device: str = "auto") -> Detector:
+    """A stored torchvision model, ready for inference on ``device`` (training evaluates these)."""
+    config, state_dict = load_checkpoint(store, model_id)
+    if backend_of(config) != DEFAULT_BACKEND:
+        raise ModelError(
+            f"model {model_id} is a {backend_of(config)} model; only torchvision models are accepted here"
+        )
+    model = _torchvision_model(config, state_dict, model_id)
     return Detector(model, classes=config["classes"], model_id=model_id, device=pick_device(device))
+
+
+def load_any_detector(store: ObjectStore, model_id: str, *, device: str = "auto") -> FrameDetector:
+    """A stored model of any registered backend (:data:`BACKENDS`), ready for inference on ``device``."""
+    config, state_dict = load_checkpoint(store, model_id)
+    backend = backend_of(config)
+    loader = BACKENDS.get(backend)
+    if loader is None:
+        raise ModelError(
+            f"model {model_id}: unknown backend {backend!r}; known backends: {', '.join(sorted(BACKENDS))}"
+        )
+    return loader(config, state_dict, model_id, pick_device(device))

@@ -167,15 +167,57 @@ DETECTOR_ARCHS: dict[str, DetectorBuilder] = {
     "fasterrcnn_resnet50_fpn": build_fasterrcnn_resnet50,
 }
 
+#: torchvision's box detection builders, usable by name (``"retinanet_resnet50_fpn"``) or with the
+#: ``torchvision:`` prefix. Mask and keypoint R-CNN are left out: training them needs masks/keypoints.
+TORCHVISION_DETECTORS = (
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+    "retinanet_resnet50_fpn_v2",
+    "ssd300_vgg16",
+    "ssdlite320_mobilenet_v3_large",
+)
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def build_torchvision_detector(name: str, *, num_classes: int, min_size: int, max_size: int) -> nn.Module:
+    """torchvision's detection builder ``name`` from random weights (nothing is downloaded).
+
+    SSD models resize to their own fixed input (300 or 320 px), so ``min_size``/``max_size`` do not apply.
+    """
+    from torchvision.models import get_model
+
+    if name not in TORCHVISION_DETECTORS:
+        raise ModelError(
+            f"unknown torchvision detector {name!r}; choose one of {', '.join(TORCHVISION_DETECTORS)}"
+        )
+    sizes = {} if name.startswith("ssd") else {"min_size": min_size, "max_size": max_size}
+    model: nn.Module = get_model(
+        name, weights=None, weights_backbone=None, num_classes=num_classes + 1, **sizes
+    )
+    return model
+
+
+def known_archs() -> list[str]:
+    """Every architecture name :func:`build_detector` accepts (prefixed names aside)."""
+    return sorted(set(DETECTOR_ARCHS) | set(TORCHVISION_DETECTORS))
+
 
 def build_detector(arch: str, *, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-    """A detector of architecture ``arch`` for ``num_classes`` object classes (background excluded)."""
-    try:
-        builder = DETECTOR_ARCHS[arch]
-    except KeyError:
-        raise ModelError(
-            f"unknown detector architecture {arch!r}; choose one of {', '.join(sorted(DETECTOR_ARCHS))}"
-        ) from None
+    """A detector of architecture ``arch`` for ``num_classes`` object classes (background excluded).
+
+    ``arch`` is one of our builders (:data:`DETECTOR_ARCHS`) or a torchvision detection builder, by name
+    or as ``torchvision:<name>``.
+    """
     if num_classes < 1:
         raise ModelError(f"a detector needs at least one class, got num_classes={num_classes}")
-    return builder(num_classes=num_classes, min_size=min_size, max_size=max_size)
+    name = arch.removeprefix(TORCHVISION_PREFIX)
+    builder = DETECTOR_ARCHS.get(arch)
+    if builder is not None:
+        return builder(num_classes=num_classes, min_size=min_size, max_size=max_size)
+    if name in TORCHVISION_DETECTORS:
+        return build_torchvision_detector(name, num_classes=num_classes, min_size=min_size, max_size=max_size)
+    raise ModelError(f"unknown detector architecture {arch!r}; choose one of {', '.join(known_archs())}")

@@ -1,0 +1,472 @@
+"""The per-clip training Dataset at the seed's scale, against one COCO file, a bare JPEG decode and 1 rank.
+
+1. start-up: labels for 170,000 clips x 10 frames (1.7M images, ~5 boxes each) as per-clip files plus a
+   manifest, against the same labels as one COCO JSON that ``pycocotools`` loads in ``__init__`` (what
+   torchvision's ``CocoDetection`` does). For each, in a fresh process: the time until a shuffled
+   DataLoader with 2 workers yields its first batch, and the peak RSS (and PSS) of main + 2 workers.
+   JPEGs exist only for the frames the first batches read: the labels are what is measured.
+2. loader: frames/s of our Dataset in a DataLoader against a bare JPEG decode of the same 720p frames.
+3. DDP on the CPU: samples/s of a short torchrun training job with 1 and with 2 gloo processes.
+
+``python -m benchmarks.dataset_scale [--scale 0.05]``; ``--scale 1`` is the full 1.7M images (about 2 GB
+of files, written to a temporary folder that is deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FULL_CLIPS = 170_000
+FRAMES_PER_CLIP = 10
+BOXES_PER_FRAME = 5
+CLASSES = ["person", "bed", "wheelchair"]
+BATCH = 8
+CHUNK = 500  # clips per generator task; the COCO subsets are multiples of it
+WORKERS = 2
+Row = tuple[str, float, float, str]
+
+
+# Generating the labels ---------------------------------------------------------------------------
+
+
+def clip_id(c: int) -> str:
+    return f"{c // 20:016x}-{(c % 20) * 100:07d}"
+
+
+def _frame(c: int, f: int, rng: np.random.Generator) -> dict[str, Any]:
+    boxes = []
+    for b in range(int(rng.integers(BOXES_PER_FRAME - 2, BOXES_PER_FRAME + 3))):
+        x, y = float(rng.integers(0, 560)), float(rng.integers(0, 280))
+        label = CLASSES[(c + f + b) % len(CLASSES)]
+        boxes.append({"track": b, "label": label, "xyxy": [x, y, x + 60.0, y + 70.0], "score": None})
+    boxes = [{**box, "origin": "human"} for box in boxes]
+    return {"index": f, "image": f"frames/{f:06d}.jpg", "width": 640, "height": 360, "boxes": boxes}
+
+
+def _write_chunk(root: str, start: int, stop: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Write clips [start, stop): annotation files; returns manifest lines and the COCO-ready frames."""
+    rng = np.random.default_rng(start)
+    lines, frames_out = [], []
+    for c in range(start, stop):
+        cid = clip_id(c)
+        frames = [_frame(c, f, rng) for f in range(FRAMES_PER_CLIP)]
+        doc = {
+            "schema": "dataengine.clip-annotations/1", "clip_id": cid, "version": 1,
+            "parent_version": None, "source": "review", "producer": {}, "classes": CLASSES,
+            "frames": frames, "created_at": "2026-11-22T00:00:00Z",
+        }  # fmt: skip
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        path = Path(root, "annotations", cid, "v0001.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        entry = {
+            "annotation_version": 1, "clip_id": cid, "frames": list(range(FRAMES_PER_CLIP)), "height": 360,
+            "n_boxes": sum(len(f["boxes"]) for f in frames), "n_frames": FRAMES_PER_CLIP,
+            "sha256": hashlib.sha256(data).hexdigest(), "split": "train", "uri": f"file://{path}",
+            "video_id": cid[:16], "width": 640,
+        }  # fmt: skip
+        lines.append(json.dumps(entry, sort_keys=True, separators=(",", ":")))
+        frames_out.append({"clip_id": cid, "frames": frames})
+    return lines, frames_out
+
+
+def _coco_part(chunk: list[dict[str, Any]], first_image: int, first_ann: int) -> tuple[str, str, int, int]:
+    images, anns = [], []
+    image_id, ann_id = first_image, first_ann
+    for clip in chunk:
+        for frame in clip["frames"]:
+            images.append(
+                json.dumps({"id": image_id, "file_name": f"clips/{clip['clip_id']}/{frame['image']}",
+                            "width": 640, "height": 360})
+            )  # fmt: skip
+            for box in frame["boxes"]:
+                x1, y1, x2, y2 = box["xyxy"]
+                ann = {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": CLASSES.index(box["label"]) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+                anns.append(json.dumps(ann))
+                ann_id += 1
+            image_id += 1
+    return ",".join(images), ",".join(anns), image_id, ann_id
+
+
+def _write_coco(path: Path, image_parts: list[str], ann_parts: list[str]) -> None:
+    categories = json.dumps([{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)])
+    with path.open("w") as out:
+        out.write('{"images":[' + ",".join(p for p in image_parts if p) + '],"annotations":[')
+        out.write(",".join(p for p in ann_parts if p) + '],"categories":' + categories + "}")
+
+
+def generate(root: Path, n_clips: int, coco_clips: list[int]) -> dict[str, Any]:
+    """Per-clip files and the manifest of ``n_clips`` clips, with a process pool; and one COCO JSON of the
+    same labels for each count in ``coco_clips`` (the first clips), as ``coco-{count}.json``.
+    """
+    step = CHUNK
+    manifest = (root / "manifest.jsonl").open("w")
+    image_parts: list[str] = []
+    ann_parts: list[str] = []
+    image_id = ann_id = 1
+    n_boxes = 0
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        starts = list(range(0, n_clips, step))
+        stops = [min(s + step, n_clips) for s in starts]
+        # map() hands each chunk over and forgets it: the labels never pile up in this process.
+        chunks = pool.map(_write_chunk, [str(root)] * len(starts), starts, stops)
+        for start, (lines, frames) in zip(starts, chunks, strict=True):
+            manifest.write("\n".join(lines) + "\n")
+            n_boxes += sum(len(f["boxes"]) for clip in frames for f in clip["frames"])
+            if start < max(coco_clips):
+                images, anns, image_id, ann_id = _coco_part(frames, image_id, ann_id)
+                image_parts.append(images)
+                ann_parts.append(anns)
+                done = start + len(frames)
+                if done in coco_clips:
+                    _write_coco(root / f"coco-{done}.json", image_parts, ann_parts)
+    manifest.close()
+    return {"n_clips": n_clips, "n_images": n_clips * FRAMES_PER_CLIP, "n_boxes": n_boxes}
+
+
+def write_first_frames(root: Path, n_images: int, count: int) -> None:
+    """JPEGs for the frames a seeded shuffle of ``n_images`` reads first (the same for both datasets)."""
+    import torch
+    from torch.utils.data import RandomSampler
+
+    from dataengine.clips import encode_jpeg
+
+    order = list(RandomSampler(range(n_images), generator=torch.Generator().manual_seed(0)))[:count]
+    rgb = np.full((360, 640, 3), 120, dtype=np.uint8)
+    jpeg = encode_jpeg(rgb)
+    for index in order:
+        c, f = divmod(int(index), FRAMES_PER_CLIP)
+        path = root / "clips" / clip_id(c) / "frames" / f"{f:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg)
+
+
+# One start-up measurement, in a fresh process ---------------------------------------------------
+
+
+class CocoFrames:
+    """The reference: torchvision-style ``CocoDetection``, one COCO file loaded by pycocotools."""
+
+    def __init__(self, root: Path, path: Path) -> None:
+        import contextlib
+        import io
+
+        from pycocotools.coco import COCO
+
+        self.root = root
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO(str(path))
+        self.ids = sorted(self.coco.imgs)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> Any:
+        import torch
+
+        from dataengine.clips import decode_jpeg
+
+        image_id = self.ids[index]
+        info = self.coco.imgs[image_id]
+        anns = self.coco.imgToAnns[image_id]
+        rgb = decode_jpeg((self.root / info["file_name"]).read_bytes(), source_name=info["file_name"])
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+        labels = torch.tensor([a["category_id"] for a in anns], dtype=torch.int64)
+        return torch.from_numpy(rgb).permute(2, 0, 1), {"boxes": boxes.reshape(-1, 4), "labels": labels}
+
+
+def _memory(pids: list[int]) -> tuple[float, float]:
+    """(sum of peak RSS, sum of current PSS) in MB of the given processes."""
+    import psutil  # type: ignore[import-untyped]
+
+    peak = pss = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as status:
+            hwm = next(line for line in status if line.startswith("VmHWM:"))
+        peak += int(hwm.split()[1]) / 1024
+        pss += psutil.Process(pid).memory_full_info().pss / 2**20
+    return peak, pss
+
+
+def child(kind: str, root: Path) -> dict[str, float]:
+    """Build one dataset and its DataLoader, time the first batch, measure main + workers' memory.
+
+    ``kind`` is ``manifest`` or the name of a COCO file in ``root``.
+    """
+    import psutil
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from dataengine.storage import ObjectStore
+    from dataengine.training.dataset import ClipFrameDataset, collate
+
+    started = time.perf_counter()
+    dataset: Any
+    if kind.startswith("manifest"):
+        dataset = ClipFrameDataset(
+            ObjectStore(f"file://{root}"), kind if "." in kind else "manifest.jsonl", split="train",
+            classes=CLASSES, as_uint8=True,
+        )  # fmt: skip
+    else:
+        dataset = CocoFrames(root, root / kind)
+    init_s = time.perf_counter() - started
+    sampler = RandomSampler(range(len(dataset)), generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=WORKERS, collate_fn=collate)
+    batches = iter(loader)
+    images, _ = next(batches)
+    first_batch_s = time.perf_counter() - started
+    workers = [p.pid for p in psutil.Process().children(recursive=True)]
+    peak, pss = _memory([os.getpid(), *workers])
+    del batches
+    return {"init_s": init_s, "first_batch_s": first_batch_s, "peak_rss_mb": peak, "pss_mb": pss,
+            "n_workers": len(workers), "batch": len(images),
+            "main_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+
+
+def run_child(kind: str, root: Path) -> dict[str, float]:
+    """One measurement in a fresh interpreter, so that neither dataset inherits the other's memory."""
+    command = [sys.executable, "-m", "benchmarks.dataset_scale", "--child", kind, "--root", str(root)]
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring {kind} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _fit(points: dict[int, dict[str, float]], key: str, at: int) -> float:
+    """Linear inter/extrapolation of ``key`` over clip counts (time and memory grow with the labels)."""
+    (x1, p1), (x2, p2) = sorted(points.items())
+    slope = (p2[key] - p1[key]) / (x2 - x1)
+    return p2[key] + slope * (at - x2)
+
+
+def bench_startup(tmp: Path, *, scale: float, reference_scale: float) -> tuple[list[Row], dict[str, Any]]:
+    """Ours at ``scale``; pycocotools at ``scale`` too, or, above ``reference_scale``, measured at
+    ``reference_scale`` and a third of it and extrapolated linearly (its memory would not fit beside the
+    other jobs on a shared machine).
+    """
+    n_clips = max(100, int(FULL_CLIPS * scale))
+    step = CHUNK
+    top = max(2 * step, round(FULL_CLIPS * reference_scale / step) * step)
+    measured_ref = [n_clips] if n_clips <= top else [max(step, round(top / 3 / step) * step), top]
+    root = tmp / "startup"
+    root.mkdir()
+    started = time.perf_counter()
+    sizes = generate(root, n_clips, measured_ref)
+    for count in {1, n_clips, *measured_ref}:
+        write_first_frames(root, count * FRAMES_PER_CLIP, BATCH * WORKERS * 2)
+    sizes["generate_s"] = time.perf_counter() - started
+    sizes["manifest_mb"] = (root / "manifest.jsonl").stat().st_size / 2**20
+    with (root / "manifest.jsonl").open() as full:
+        (root / "manifest-1.jsonl").write_text(full.readline())
+    baseline = run_child("manifest-1.jsonl", root)  # torch and 2 workers with one clip: the floor
+    ours = run_child("manifest", root)
+    refs = {c: run_child(f"coco-{c}.json", root) for c in measured_ref}
+    for c in measured_ref:
+        refs[c]["coco_mb"] = (root / f"coco-{c}.json").stat().st_size / 2**20
+    if len(measured_ref) == 1:
+        ref, note = refs[n_clips], "measured"
+    else:
+        keys = ("first_batch_s", "peak_rss_mb", "pss_mb")
+        ref = {k: _fit(refs, k, n_clips) for k in keys}
+        note = (
+            "extrapolated from " + " and ".join(f"{c * FRAMES_PER_CLIP:,}" for c in measured_ref) + " images"
+        )
+    what = f"{sizes['n_images']:,} images, {sizes['n_boxes']:,} boxes"
+    rows = [
+        (f"start-up to first batch, {what} (1/s)", 1 / ours["first_batch_s"], 1 / ref["first_batch_s"],
+         f"pycocotools COCO() in __init__, {note}"),
+        (f"peak RSS main+{WORKERS} workers (1/GB)", 1024 / ours["peak_rss_mb"], 1024 / ref["peak_rss_mb"],
+         "same, sum of VmHWM"),
+        (f"PSS main+{WORKERS} workers (1/GB)", 1024 / ours["pss_mb"], 1024 / ref["pss_mb"],
+         "same, sum of PSS"),
+        ("PSS above an empty loader (1/GB)", 1024 / max(1.0, ours["pss_mb"] - baseline["pss_mb"]),
+         1024 / (ref["pss_mb"] - baseline["pss_mb"]), "same, minus torch + 2 workers with 1 clip"),
+    ]  # fmt: skip
+    raw = {"sizes": sizes, "baseline": baseline, "ours": ours, "reference": ref, "reference_measured": refs}
+    return rows, raw
+
+
+# Loader speed ---------------------------------------------------------------------------------
+
+
+def _frames_720p(n: int) -> list[np.ndarray[Any, np.dtype[np.uint8]]]:
+    from dataengine.synthetic import SyntheticScene
+
+    scene = SyntheticScene(seed=3, width=1280, height=720, n_frames=n)
+    return [rgb for _, rgb, _ in scene.frames()]
+
+
+def bench_loader(tmp: Path, *, n_clips: int = 12) -> tuple[list[Row], dict[str, Any]]:
+    """Our Dataset in a DataLoader (0 workers, shuffled) against decoding the same JPEG bytes in a loop."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from dataengine import clips, formats
+    from dataengine.formats import Box, ClipAnnotations, Frame
+    from dataengine.storage import ObjectStore
+    from dataengine.training.dataset import ClipFrameDataset, collate
+    from dataengine.training.manifest import ManifestEntry
+
+    store = ObjectStore(f"file://{tmp / 'loader'}")
+    rgbs = _frames_720p(FRAMES_PER_CLIP)
+    lines, keys = [], []
+    for c in range(n_clips):
+        cid = clip_id(c)
+        frames = []
+        for f, rgb in enumerate(rgbs):
+            store.write_bytes(clips.frame_key(cid, f), clips.encode_jpeg(rgb))
+            keys.append(clips.frame_key(cid, f))
+            boxes = [Box("person", (10.0 * b, 20.0, 10.0 * b + 80, 300.0), origin="human") for b in range(5)]
+            frames.append(Frame(index=f, image=clips.frame_name(f), width=1280, height=720, boxes=boxes))
+        saved = formats.save_annotations(
+            store, ClipAnnotations(clip_id=cid, version=1, source="review", classes=CLASSES, frames=frames)
+        )
+        frame_ids = tuple(range(FRAMES_PER_CLIP))
+        entry = ManifestEntry(cid, cid[:16], 1, saved.uri, saved.sha256, "train", frame_ids, 1280, 720, 50)
+        lines.append(entry.to_json_line())
+    store.write_text("manifest.jsonl", "\n".join(lines) + "\n")
+    dataset = ClipFrameDataset(store, "manifest.jsonl", split="train", classes=CLASSES, as_uint8=True)
+    n = len(dataset)
+
+    def loader_pass() -> float:
+        sampler = RandomSampler(range(n), generator=torch.Generator().manual_seed(1))
+        started = time.perf_counter()
+        for _ in DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=0, collate_fn=collate):
+            pass
+        return n / (time.perf_counter() - started)
+
+    def bare_pass() -> float:
+        started = time.perf_counter()
+        for key in keys:
+            clips.decode_jpeg(store.read_bytes(key), source_name=key)
+        return n / (time.perf_counter() - started)
+
+    ours, ref = max(loader_pass() for _ in range(3)), max(bare_pass() for _ in range(3))
+    row = (f"loader, {n} shuffled 720p frames (frames/s)", ours, ref, "bare JPEG read + decode, same frames")
+    return [row], {"frames": n, "loader_fps": ours, "bare_fps": ref}
+
+
+# DDP scaling ----------------------------------------------------------------------------------
+
+
+def bench_ddp(tmp: Path, *, n_clips: int = 16) -> tuple[list[Row], dict[str, Any]]:
+    """Samples/s of one epoch of a torchrun job (gloo, CPU, tiny detector) with 1 and 2 processes."""
+    from dataengine import clips, formats
+    from dataengine.formats import ClipAnnotations, Frame
+    from dataengine.storage import ObjectStore
+    from dataengine.synthetic import SyntheticScene
+    from dataengine.training.manifest import ManifestEntry
+    from dataengine.training.runner import RECIPE, run_torchrun, torchrun_command
+
+    store = ObjectStore(f"file://{tmp / 'ddp'}")
+    scene = SyntheticScene(seed=5, width=320, height=240, n_frames=n_clips * 4)
+    lines = []
+    rendered = list(scene.frames())
+    for c in range(n_clips):
+        cid = clip_id(c)
+        frames = []
+        for f in range(4):
+            _, rgb, boxes = rendered[c * 4 + f]
+            store.write_bytes(clips.frame_key(cid, f), clips.encode_jpeg(rgb))
+            frames.append(Frame(index=f, image=clips.frame_name(f), width=320, height=240, boxes=boxes))
+        saved = formats.save_annotations(
+            store, ClipAnnotations(clip_id=cid, version=1, source="review", classes=CLASSES, frames=frames)
+        )
+        lines.append(ManifestEntry(cid, cid[:16], 1, saved.uri, saved.sha256, "train", (0, 1, 2, 3),
+                                   320, 240, saved.n_boxes).to_json_line())  # fmt: skip
+    store.write_text("manifest.jsonl", "\n".join(lines) + "\n")
+    cores = os.cpu_count() or 1
+    rates = {}
+    # (processes, threads each): as the launcher runs them (all cores shared out), and one thread each.
+    for nproc, threads in ((1, cores), (1, 1), (2, max(1, cores // 2))):
+        args = {"arch": "tiny_fasterrcnn", "init_model_id": "", "warm_start": False, "classes": CLASSES,
+                "min_size": 192, "max_size": 256, "epochs": 2, "warm_epochs": 2, "batch_size": 4,
+                "lr": 0.02, "seed": 0, "nproc": nproc, **RECIPE}  # fmt: skip
+        model_id = f"m-bench-{nproc}x{threads}"
+        command = torchrun_command(args, store_url=store.url, manifest_uri=store.uri("manifest.jsonl"),
+                                   dataset_id="bench@1", model_id=model_id, device="cpu")  # fmt: skip
+        run_torchrun(command, {**os.environ, "OMP_NUM_THREADS": str(threads)}, what=f"ddp bench {model_id}")
+        record = store.read_json(f"models/{model_id}/training.json")
+        last = record["epochs"][-1]  # the second epoch: start-up and first-touch costs are behind
+        rates[f"{nproc}x{threads}"] = record["n_train_frames"] / last["seconds"]
+    two = rates[f"2x{max(1, cores // 2)}"]
+    rows = [
+        (f"DDP gloo CPU, 2 procs, {n_clips * 4} frames/epoch (samples/s)", two, rates[f"1x{cores}"],
+         f"1 process, {cores} threads"),
+        (f"DDP gloo CPU, 2 procs, {n_clips * 4} frames/epoch (samples/s)", two, rates["1x1"],
+         "1 process, 1 thread"),
+    ]  # fmt: skip
+    return rows, {"samples_per_s": rates}
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'benchmark':<66} {'ours':>10} {'reference':>10} {'ratio':>8}  reference")
+    for name, ours, reference, what in rows:
+        print(f"{name:<66} {ours:>10.2f} {reference:>10.2f} {ours / reference:>8.2f}  {what}")
+    print("ratio = ours / reference; higher is better in every row.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dataset_scale", description=__doc__)
+    parser.add_argument("--scale", type=float, default=0.02, help="fraction of the 170,000 clips (1 = full)")
+    parser.add_argument(
+        "--reference-scale", type=float, default=0.3,
+        help="largest scale at which pycocotools is measured; above it, it is extrapolated (memory)",
+    )  # fmt: skip
+    parser.add_argument("--only", choices=["startup", "loader", "ddp"], action="append")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="also print the raw measurements as JSON")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.root)))
+        return
+    rows, raw = run(scale=args.scale, reference_scale=args.reference_scale, only=args.only)
+    print_table(rows)
+    if args.json:
+        print(json.dumps(raw, indent=2, default=str))
+
+
+def run(
+    *, scale: float, reference_scale: float = 0.3, only: list[str] | None = None
+) -> tuple[list[Row], dict[str, Any]]:
+    """Every selected part in a temporary folder, deleted afterwards; the table rows and raw numbers."""
+    parts: dict[str, Callable[[Path], tuple[list[Row], dict[str, Any]]]] = {
+        "startup": lambda t: bench_startup(t, scale=scale, reference_scale=reference_scale),
+        "loader": bench_loader,
+        "ddp": bench_ddp,
+    }
+    rows: list[Row] = []
+    raw: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="dataengine-dsbench-") as tmp:
+        for name, part in parts.items():
+            if only is None or name in only:
+                new_rows, raw[name] = part(Path(tmp))
+                rows += new_rows
+    return rows, raw
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Trigger benchmark: do the triggers find the rare events, and is the trigger pass cheap?
+
+Synthetic clips (benchmarks/trigger_data.py) carry events in a known 1% of them. Every trigger alone,
+the weighted combination, random selection and the "lowest mean detection confidence" baseline each
+select a budget of twice the event rate; the table gives recall and precision of each, all in one run.
+A second table compares the trigger pass (everything but detector inference) with decoding the clips.
+
+    python -m benchmarks.triggers [--videos 30] [--clips-per-video 20] [--iterations 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.trigger_data import BenchClip, decode, make_clips, sampled, train_detectors
+from dataengine.config import Settings
+from dataengine.triggers import (
+    TRIGGERS,
+    Candidate,
+    ClipFrames,
+    TriggerInputs,
+    TriggerResult,
+    score_clip,
+    select,
+)
+from dataengine.triggers.anomaly import AnomalyModel, train_autoencoder
+from dataengine.vision import Detections
+from dataengine.vision.detection_cache import ClipBatchItem, detect_clips
+
+Row = tuple[str, float, float, int]
+
+
+def _recall_precision(picked: Sequence[str], events: set[str]) -> tuple[float, float]:
+    hits = len(set(picked) & events)
+    return hits / max(len(events), 1), hits / max(len(picked), 1)
+
+
+def _top(scores: Mapping[str, float], k: int) -> list[str]:
+    return sorted(scores, key=lambda c: (-scores[c], c))[:k]
+
+
+def _random_baseline(ids: Sequence[str], events: set[str], k: int, draws: int = 200) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    results = [_recall_precision(list(rng.choice(ids, size=k, replace=False)), events) for _ in range(draws)]
+    return float(np.mean([r for r, _ in results])), float(np.mean([p for _, p in results]))
+
+
+def _mean_confidence(detections: Sequence[Detections]) -> float:
+    scores = np.concatenate([d.scores for d in detections]) if detections else np.zeros(0)
+    return float(scores.mean()) if scores.size else 0.0
+
+
+def _lookup(results: dict[str, TriggerResult]) -> Callable[[ClipFrames], TriggerResult]:
+    return lambda clip: results[clip.clip_id]
+
+
+def score_all(
+    frames: Sequence[ClipFrames],
+    promoted: Mapping[str, list[Detections]],
+    previous: Mapping[str, list[Detections]],
+    anomaly: AnomalyModel,
+    settings: Settings,
+    *,
+    chunk: int = 16,
+) -> dict[str, dict[str, float]]:
+    """Every trigger's score on every clip (detections already computed), in chunks as run_triggers does."""
+    scores = {}
+    for start in range(0, len(frames), chunk):
+        part = frames[start : start + chunk]
+        anomalies = anomaly.score_many(part)
+        for clip in part:
+            inputs = TriggerInputs(
+                clip=clip,
+                detections=promoted[clip.clip_id],
+                reference_detections=previous[clip.clip_id],
+                score_threshold=settings.score_threshold,
+                candidate_threshold=settings.trigger_candidate_threshold,
+                anomaly=_lookup(anomalies),
+            )
+            scores[clip.clip_id] = {n: r.score for n, r in score_clip(inputs, list(TRIGGERS)).items()}
+    return scores
+
+
+def quality_rows(
+    clips: Sequence[BenchClip],
+    scores: Mapping[str, Mapping[str, float]],
+    confidence: Mapping[str, float],
+    settings: Settings,
+) -> tuple[list[Row], dict[str, bool]]:
+    """Recall and precision at the budget of each method, and which event clips the combination found."""
+    events = {c.clip_id for c in clips if c.event}
+    k = 2 * len(events)
+    rows: list[Row] = []
+    for name in TRIGGERS.names():
+        picked = _top({c: s[name] for c, s in scores.items()}, k)
+        rows.append((f"{name} alone", *_recall_precision(picked, events), k))
+    candidates = [Candidate(c.clip_id, scores[c.clip_id], c.video_id) for c in clips]
+    decisions, _ = select(
+        candidates, fraction=None, count=k, weights=settings.trigger_weights, mode=settings.trigger_combine,
+        max_video_share=settings.selection_max_video_share, trigger_order=TRIGGERS.names(),
+    )  # fmt: skip
+    combined = [d.clip_id for d in decisions if d.selected]
+    rows.append(("combined (weighted, budget, diversity)", *_recall_precision(combined, events), k))
+    rows.append(
+        ("random selection (mean of 200 draws)", *_random_baseline([c.clip_id for c in clips], events, k), k)
+    )
+    lowest = _top({c: -v for c, v in confidence.items()}, k)
+    rows.append(("lowest mean detection confidence", *_recall_precision(lowest, events), k))
+    return rows, {c.clip_id: c.clip_id in combined for c in clips if c.event}
+
+
+@dataclass
+class Measured:
+    """One benchmark run: the clips, each method's recall and precision, and the timings (seconds)."""
+
+    clips: list[BenchClip]
+    rows: list[Row]
+    found: dict[str, bool]
+    scores: dict[str, dict[str, float]]
+    confidence: dict[str, float]
+    seconds: dict[str, float]
+    n_frames: int
+    n_sampled: int
+
+
+def measure(*, videos: int, clips_per_video: int, iterations: int) -> Measured:
+    """Render, decode (timed), train, detect (timed), score (timed) and select, all in this run."""
+    settings = Settings()
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dataengine-bench-triggers-") as tmp:
+        clips = make_clips(Path(tmp), n_videos=videos, clips_per_video=clips_per_video)
+        seconds["render"] = time.perf_counter() - started
+        started = time.perf_counter()
+        decoded = [decode(c.path) for c in clips]
+        seconds["decode"] = time.perf_counter() - started
+    frames = [ClipFrames(c.clip_id, *sampled(d)) for c, d in zip(clips, decoded, strict=True)]
+    started = time.perf_counter()
+    promoted, previous = train_detectors(iterations=iterations)
+    rng = np.random.default_rng(0)
+    size = min(len(frames), settings.anomaly_train_clips)
+    anomaly = train_autoencoder(
+        [frames[i] for i in sorted(rng.choice(len(frames), size=size, replace=False))]
+    )
+    seconds["training"] = time.perf_counter() - started
+    items = [ClipBatchItem(f.clip_id, f.indices, f.frames) for f in frames]
+    floor = settings.trigger_candidate_threshold
+    started = time.perf_counter()
+    dets = detect_clips(None, promoted, items, batch_size=16, min_score=floor)
+    prev = detect_clips(None, previous, items, batch_size=16, min_score=floor)
+    seconds["detector"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = score_all(frames, dets, prev, anomaly, settings)
+    seconds["triggers"] = time.perf_counter() - started
+    confidence = {cid: _mean_confidence(d) for cid, d in dets.items()}
+    rows, found = quality_rows(clips, scores, confidence, settings)
+    n_frames = sum(len(d) for d in decoded)
+    return Measured(
+        clips, rows, found, scores, confidence, seconds, n_frames, sum(len(f.frames) for f in frames)
+    )
+
+
+def rows(
+    *, videos: int = 30, clips_per_video: int = 20, iterations: int = 80
+) -> list[tuple[str, float, float, str]]:
+    """The two headline ratios for ``python -m benchmarks``: combined recall against random selection's,
+    and the trigger pass's clips/s against decoding's."""
+    m = measure(videos=videos, clips_per_video=clips_per_video, iterations=iterations)
+    combined = next(r for r in m.rows if r[0].startswith("combined"))
+    random = next(r for r in m.rows if r[0].startswith("random"))
+    n = len(m.clips)
+    return [
+        (f"trigger recall at 2x the event rate ({n} clips)", combined[1], random[1], "random selection"),
+        (
+            f"trigger pass, {n} clips (clips/s)",
+            n / m.seconds["triggers"],
+            n / m.seconds["decode"],
+            "PyAV decode",
+        ),
+    ]
+
+
+def run(args: argparse.Namespace) -> None:
+    m = measure(videos=args.videos, clips_per_video=args.clips_per_video, iterations=args.iterations)
+    if args.dump:
+        events = {c.clip_id: c.event for c in m.clips}
+        dump = {
+            cid: {"event": events[cid], "confidence": m.confidence[cid], **s} for cid, s in m.scores.items()
+        }
+        Path(args.dump).write_text(json.dumps(dump, indent=1))
+    _print(m.clips, m.rows, m.found)
+    print(f"\n{'pass':<58} {'seconds':>9} {'clips/s':>10}")
+    for name, key in (
+        (f"decode the clips ({m.n_frames} frames, PyAV to RGB)", "decode"),
+        (f"trigger pass, all {len(TRIGGERS)} triggers ({m.n_sampled} sampled frames)", "triggers"),
+        ("  not in the pass: detector inference, 2 models", "detector"),
+    ):
+        print(f"{name:<58} {m.seconds[key]:>9.2f} {len(m.clips) / m.seconds[key]:>10.1f}")
+    ratio = m.seconds["decode"] / m.seconds["triggers"]
+    print(f"trigger pass speed / decode speed: {ratio:.1f}x (goal >= 10x)")
+    print(
+        f"set-up, not timed above: render+encode {m.seconds['render']:.0f}s, "
+        f"training {m.seconds['training']:.0f}s"
+    )
+
+
+def _print(clips: Sequence[BenchClip], rows: Sequence[Row], found: Mapping[str, bool]) -> None:
+    n_events = sum(1 for c in clips if c.event)
+    print(
+        f"{len(clips)} clips from {len({c.video_id for c in clips})} videos, {n_events} with an event "
+        f"({n_events / len(clips):.1%}); budget {rows[0][3]} clips (2x the event rate)"
+    )
+    print(f"{'selection':<40} {'recall':>7} {'precision':>10} {'vs random':>10}")
+    random_recall = next(r for name, r, _, _ in rows if name.startswith("random"))
+    for name, recall, precision, _ in rows:
+        ratio = recall / random_recall if random_recall > 0 else math.inf
+        print(f"{name:<40} {recall:>7.2f} {precision:>10.2f} {ratio:>9.1f}x")
+    kinds = {c.clip_id: c.event for c in clips if c.event}
+    print(
+        "combined, by event: "
+        + ", ".join(f"{kinds[c]} {'found' if ok else 'missed'}" for c, ok in found.items())
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.triggers", description=__doc__)
+    parser.add_argument("--videos", type=int, default=30, help="synthetic videos")
+    parser.add_argument("--clips-per-video", type=int, default=20, help="2 s clips per video")
+    parser.add_argument("--iterations", type=int, default=80, help="training steps of the tiny detector")
+    parser.add_argument("--dump", help="write every clip's scores to this JSON file")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Offline multi-object tracking: IoU with constant-velocity motion, Hungarian assignment, two passes.
+
+ByteTrack's idea (Zhang et al., 2022): confident boxes are associated first; the leftover tracks then get
+a second chance against the low-score boxes, which are often the same objects partly hidden or blurred.
+Low-score boxes never start a track. The assignment is optimal per frame
+(``scipy.optimize.linear_sum_assignment``) instead of greedy, so two crossing objects keep their ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+
+from dataengine.vision.boxes import pairwise_iou
+from dataengine.vision.inference import Detections
+
+#: Cost of an assignment that is not allowed (IoU under the gate).
+_FORBIDDEN = 1e6
+#: Added to the cost of giving a box to a track of another class: class flicker may join, but loses ties.
+_CLASS_PENALTY = 0.2
+#: Weight of the newest displacement in the velocity estimate (exponential moving average).
+_VELOCITY_ALPHA = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerParams:
+    """``high``: per-class score at which a box may start a track; ``low``: the floor of the second pass."""
+
+    high: NDArray[np.float64]
+    low: float = 0.1
+    match_iou: float = 0.3
+    low_match_iou: float = 0.5
+    max_gap: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.match_iou <= 1.0 or not 0.0 < self.low_match_iou <= 1.0:
+            raise ValueError(f"IoU gates must lie in (0, 1], got {self.match_iou}, {self.low_match_iou}")
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
+
+
+@dataclass(slots=True)
+class Track:
+    """One object's observations: sampled-frame positions, boxes (xyxy), scores and labels."""
+
+    id: int
+    positions: list[int] = field(default_factory=list)
+    boxes: list[NDArray[np.float64]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    velocity: NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def add(self, position: int, box: NDArray[np.float64], score: float, label: int) -> None:
+        """Append an observation and update the velocity (per sampled frame) from the previous one."""
+        if self.positions:
+            step = (box - self.boxes[-1]) / max(position - self.positions[-1], 1)
+            self.velocity = (
+                step if len(self) == 1 else (1 - _VELOCITY_ALPHA) * self.velocity + (_VELOCITY_ALPHA * step)
+            )
+        self.positions.append(position)
+        self.boxes.append(box)
+        self.scores.append(score)
+        self.labels.append(label)
+
+    def predicted(self, position: int) -> NDArray[np.float64]:
+        """Where the box should be at ``position``, moving at the track's velocity."""
+        return self.boxes[-1] + self.velocity * (position - self.positions[-1])
+
+
+def _assign(
+    tracks: Sequence[Track], boxes: NDArray[np.float64], labels: NDArray[np.int64], position: int, gate: float
+) -> list[tuple[int, int]]:
+    """Optimal (track, box) pairs with IoU of the predicted track box >= ``gate``."""
+    if not tracks or boxes.shape[0] == 0:
+        return []
+    predicted = np.stack([track.predicted(position) for track in tracks])
+    iou = pairwise_iou(predicted, boxes)
+    track_labels = np.asarray([track.labels[-1] for track in tracks])
+    cost = 1.0 - iou + _CLASS_PENALTY * (track_labels[:, None] != labels[None, :])
+    cost[iou < gate] = _FORBIDDEN
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _FORBIDDEN]
+
+
+def track_detections(detections: Sequence[Detections], params: TrackerParams) -> list[Track]:
+    """Every track over the frames' detections (one :class:`Detections` per sampled frame, in order).
+
+    Track ids are numbered from 1 in order of each track's first frame, so they are stable for a clip.
+    """
+    finished: list[Track] = []
+    active: list[Track] = []
+    next_id = 1
+    for position, frame in enumerate(detections):
+        # Tracks missing for more than max_gap frames are over: they can no longer be found.
+        finished += [t for t in active if position - t.positions[-1] - 1 > params.max_gap]
+        active = [t for t in active if position - t.positions[-1] - 1 <= params.max_gap]
+        frame = frame.above(params.low)
+        boxes = frame.boxes_xyxy.astype(np.float64).reshape(-1, 4)
+        labels = frame.labels.astype(np.int64)
+        high = frame.scores >= params.high[labels]
+        first = np.flatnonzero(high)
+        matched = _assign(active, boxes[first], labels[first], position, params.match_iou)
+        used = {row for row, _ in matched}
+        for row, col in matched:
+            box = first[col]
+            active[row].add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
+        # The second pass: leftover tracks against the low-score boxes only.
+        left = [t for i, t in enumerate(active) if i not in used]
+        second = np.flatnonzero(~high)
+        for row, col in _assign(left, boxes[second], labels[second], position, params.low_match_iou):
+            box = second[col]
+            left[row].add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
+        started = set(first[[col for _, col in matched]].tolist())
+        for box in first.tolist():
+            if box not in started:
+                track = Track(next_id)
+                track.add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
+                active.append(track)
+                next_id += 1
+    return sorted(finished + active, key=lambda t: t.id)

@@ -1,0 +1,109 @@
+"""Remembering the sha256 of landing files, so that discovery reads each file's bytes only once.
+
+A file is known by its key and a fingerprint from the store's listing: size plus ETag (S3) or
+modification time (local disk). The cache lives in the store, one small JSON document per landing
+folder (``ingest/source-hashes/{folder-hash}.json``); losing it only costs re-hashing. A changed
+fingerprint (the file was replaced) means the file is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from dataengine.errors import StorageError
+from dataengine.storage import ObjectStore
+
+CACHE_PREFIX = "ingest/source-hashes"
+SCHEMA = "dataengine.source-hashes/1"
+log = logging.getLogger(__name__)
+
+
+def fingerprint(info: dict[str, Any]) -> str | None:
+    """``size:version`` from an fsspec info record; None when the store gives no version to trust."""
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    size = info.get("size")
+    if version is None or size is None:
+        return None
+    return f"{size}:{str(version).strip(chr(34))}"
+
+
+def listing(store: ObjectStore, prefix: str) -> dict[str, str | None]:
+    """Every file key under ``prefix`` with its fingerprint, from one listing of the store."""
+    base = f"{store.root}/{prefix.strip('/')}"
+    try:
+        store.fs.invalidate_cache()
+        if not store.fs.exists(base):
+            return {}
+        found = store.fs.find(base, detail=True)
+    except Exception as exc:  # fsspec backends raise their own types: say which
+        raise StorageError(f"{store.uri(prefix)}: cannot list: {type(exc).__name__}: {exc}") from exc
+    result = {}
+    for path, info in found.items():
+        key = str(path)[len(store.root) + 1 :]
+        if key.rsplit("/", 1)[-1].startswith(".tmp-"):
+            continue  # An upload still in flight.
+        result[key] = fingerprint(info)
+    return result
+
+
+def key_fingerprint(store: ObjectStore, key: str) -> str | None:
+    """The fingerprint of one key; None when the store cannot say."""
+    try:
+        return fingerprint(store.fs.info(f"{store.root}/{key}"))
+    except Exception:  # No fingerprint only means hashing the file.
+        return None
+
+
+class HashCache:
+    """Known ``key -> (fingerprint, sha256)``, loaded per folder on first use; :meth:`save` writes back."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._shards: dict[str, dict[str, dict[str, str]]] = {}
+        self._dirty: set[str] = set()
+
+    @staticmethod
+    def shard_key(key: str) -> str:
+        folder = key.rsplit("/", 1)[0] if "/" in key else ""
+        return f"{CACHE_PREFIX}/{hashlib.sha1(folder.encode()).hexdigest()[:16]}.json"
+
+    def _shard(self, key: str) -> dict[str, dict[str, str]]:
+        name = self.shard_key(key)
+        if name not in self._shards:
+            self._shards[name] = self._load(name)
+        return self._shards[name]
+
+    def _load(self, name: str) -> dict[str, dict[str, str]]:
+        try:
+            if not self.store.exists(name):
+                return {}
+            doc = self.store.read_json(name)
+        except StorageError as exc:
+            log.warning("ignoring the unreadable hash cache %s: %s", self.store.uri(name), exc)
+            return {}
+        entries = doc.get("entries") if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+        return dict(entries) if isinstance(entries, dict) else {}
+
+    def get(self, key: str, version: str | None) -> str | None:
+        """The cached sha256 of ``key`` if its fingerprint is still ``version``."""
+        if version is None:
+            return None
+        entry = self._shard(key).get(key)
+        if isinstance(entry, dict) and entry.get("fingerprint") == version:
+            return entry.get("sha256")
+        return None
+
+    def put(self, key: str, version: str | None, sha256: str) -> None:
+        """Remember the sha256 of ``key`` at fingerprint ``version``."""
+        if version is None:
+            return
+        self._shard(key)[key] = {"fingerprint": version, "sha256": sha256}
+        self._dirty.add(self.shard_key(key))
+
+    def save(self) -> None:
+        """Write the folders that changed (each atomically)."""
+        for name in sorted(self._dirty):
+            self.store.write_json(name, {"schema": SCHEMA, "entries": self._shards[name]})
+        self._dirty.clear()

@@ -1,0 +1,306 @@
+"""``build_dataset``: snapshot the reviewed clips as a dataset version, with its held-out set and diff.
+
+A version is a manifest plus lineage rows (``datasets``, ``dataset_clips``). Splits are per video and
+never change once given; the held-out evaluation set (``NAME-heldout``) is frozen from the val split the
+first time one exists and is only replaced on request; each version records what changed since the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dataengine.context import Context
+from dataengine.errors import (
+    DataEngineError,
+    EmptyDatasetError,
+    FormatError,
+    NotFoundError,
+    ObjectExistsError,
+)
+from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
+from dataengine.lineage import repository as repo
+from dataengine.lineage.models import AnnotationVersion, Clip, Dataset, DatasetClip, Video
+from dataengine.storage import ObjectStore
+from dataengine.training.diff import diff_members, diff_summary, write_diff
+from dataengine.training.manifest import (
+    DEFAULT_NAME,
+    DatasetRef,
+    ManifestEntry,
+    assign_splits,
+    dataset_ref,
+    heldout_name,
+    manifest_key,
+)
+
+#: Clip stages whose labels are final enough to train on.
+DATASET_STAGES = ("reviewed", "in_dataset")
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    clip_id: str
+    video_id: str
+    version: int
+    uri: str
+    sha256: str
+    camera: str | None
+
+
+def split_group(video_id: str, camera: str | None, split_by: str) -> str:
+    """What a split keeps together: the video, or its camera (when it has one and ``split_by`` says so)."""
+    return f"camera:{camera}" if split_by == "camera" and camera else video_id
+
+
+def _candidates(session: Session) -> list[_Candidate]:
+    """Clips in a dataset stage with their newest trusted annotation version, by clip id."""
+    newest = (
+        select(AnnotationVersion.clip_id, func.max(AnnotationVersion.version).label("version"))
+        .where(AnnotationVersion.source.in_(list(TRUSTED_SOURCES)))
+        .group_by(AnnotationVersion.clip_id)
+        .subquery()
+    )
+    query = (
+        select(
+            Clip.id,
+            Clip.video_id,
+            AnnotationVersion.version,
+            AnnotationVersion.uri,
+            AnnotationVersion.sha256,
+            Video.camera,
+        )
+        .join(newest, newest.c.clip_id == Clip.id)
+        .outerjoin(Video, Video.id == Clip.video_id)
+        .join(
+            AnnotationVersion,
+            (AnnotationVersion.clip_id == Clip.id) & (AnnotationVersion.version == newest.c.version),
+        )
+        .where(Clip.stage.in_(DATASET_STAGES))
+        .order_by(Clip.id)
+    )
+    return [_Candidate(*row) for row in session.execute(query)]
+
+
+def fixed_splits(session: Session, name: str, *, split_by: str = "video") -> dict[str, str]:
+    """The split each group (video or camera) had in earlier versions of ``name`` or its held-out set.
+
+    The newest version wins; ``val`` wins within one version, so a held-out group is never trained on.
+    """
+    query = (
+        select(Clip.video_id, Video.camera, DatasetClip.split, Dataset.version)
+        .join(DatasetClip, DatasetClip.clip_id == Clip.id)
+        .join(Dataset, Dataset.id == DatasetClip.dataset_id)
+        .outerjoin(Video, Video.id == Clip.video_id)
+        .where(Dataset.name.in_([name, heldout_name(name)]))
+        .distinct()
+        .order_by(Dataset.version, DatasetClip.split)  # "val" after "train": val wins
+    )
+    splits: dict[str, str] = {}
+    for video_id, camera, split, _ in session.execute(query):
+        splits[split_group(video_id, camera, split_by)] = split
+    return splits
+
+
+def _entry(store: ObjectStore, item: _Candidate, split: str, classes: Sequence[str]) -> ManifestEntry:
+    """The manifest entry of one clip, after checking its annotation file against the lineage row."""
+    data = store.read_bytes(store.key_of(item.uri))
+    digest = sha256_hex(data)
+    if digest != item.sha256:
+        raise FormatError(
+            f"{item.uri}: sha256 {digest[:12]}… differs from the lineage record {item.sha256[:12]}…; "
+            "annotation files are immutable, so this file was changed or corrupted"
+        )
+    annotations = ClipAnnotations.from_json_bytes(data, source_name=item.uri)
+    unknown = sorted({b.label for f in annotations.frames for b in f.boxes} - set(classes))
+    if unknown:
+        raise FormatError(
+            f"{item.uri}: labels {unknown} are not among the configured classes {list(classes)}"
+        )
+    frames = sorted(annotations.frames, key=lambda f: f.index)
+    return ManifestEntry(
+        clip_id=item.clip_id,
+        video_id=item.video_id,
+        annotation_version=item.version,
+        uri=item.uri,
+        sha256=digest,
+        split=split,
+        frames=tuple(f.index for f in frames),
+        width=frames[0].width if frames else 0,
+        height=frames[0].height if frames else 0,
+        n_boxes=annotations.n_boxes,
+    )
+
+
+def _counts(entries: Sequence[ManifestEntry], classes: Sequence[str]) -> dict[str, Any]:
+    def count(split: str | None, what: str) -> int:
+        chosen = [e for e in entries if split is None or e.split == split]
+        if what == "clips":
+            return len(chosen)
+        return sum(e.n_frames if what == "frames" else e.n_boxes for e in chosen)
+
+    return {
+        "n_clips": count(None, "clips"),
+        "n_train": count("train", "clips"),
+        "n_val": count("val", "clips"),
+        "n_frames": count(None, "frames"),
+        "n_train_frames": count("train", "frames"),
+        "n_val_frames": count("val", "frames"),
+        "n_boxes": count(None, "boxes"),
+        "n_videos": len({e.video_id for e in entries}),
+        "n_val_videos": len({e.video_id for e in entries if e.split == "val"}),
+        "classes": list(classes),
+    }
+
+
+def _latest(session: Session, name: str) -> Dataset | None:
+    try:
+        return repo.get_dataset(session, name)
+    except NotFoundError:
+        return None
+
+
+def _members(session: Session, dataset_id: str) -> dict[str, int]:
+    return {m.clip_id: m.annotation_version for m in repo.dataset_members(session, dataset_id)}
+
+
+def _unchanged(session: Session, name: str, members: Mapping[str, int]) -> Dataset | None:
+    """The newest version of ``name`` when its members are exactly ``members``."""
+    latest = _latest(session, name)
+    return latest if latest is not None and _members(session, latest.id) == dict(members) else None
+
+
+def _write_manifest(session: Session, store: ObjectStore, key: str, data: bytes) -> None:
+    """Write a new manifest; a leftover from a run that died before registering it is replaced."""
+    try:
+        store.write_bytes(key, data, exclusive=True)
+    except ObjectExistsError:
+        if session.scalar(select(Dataset.id).where(Dataset.manifest_uri == store.uri(key))):
+            raise
+        store.write_bytes(key, data)
+
+
+def _manifest_bytes(entries: Sequence[ManifestEntry]) -> bytes:
+    return "".join(e.to_json_line() + "\n" for e in entries).encode("utf-8")
+
+
+def _collect_entries(
+    ctx: Context, candidates: Sequence[_Candidate], fixed: Mapping[str, str]
+) -> tuple[list[ManifestEntry], list[tuple[_Candidate, str]]]:
+    split_by = ctx.settings.split_by
+    groups = {c.clip_id: split_group(c.video_id, c.camera, split_by) for c in candidates}
+    splits = assign_splits(groups.values(), val_fraction=ctx.settings.val_fraction, fixed=fixed)
+    entries: list[ManifestEntry] = []
+    refused: list[tuple[_Candidate, str]] = []
+    for item in candidates:
+        try:
+            entries.append(_entry(ctx.store, item, splits[groups[item.clip_id]], ctx.settings.classes))
+        except DataEngineError as exc:
+            refused.append((item, str(exc)))
+    return entries, refused
+
+
+def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[_Candidate, str]]) -> None:
+    for item, reason in refused:
+        repo.quarantine(
+            session, kind="annotation", input=item.uri, reason=reason, stage="in_dataset",
+            video_id=item.video_id, clip_id=item.clip_id, run_id=ctx.run_id,
+        )  # fmt: skip
+
+
+def _create(
+    session: Session, ctx: Context, name: str, entries: Sequence[ManifestEntry], extra: dict[str, Any]
+) -> Dataset:
+    """Write the manifest of the next version of ``name`` and register it with its members."""
+    version = repo.next_dataset_version(session, name)
+    data = _manifest_bytes(entries)
+    _write_manifest(session, ctx.store, manifest_key(name, version), data)
+    return repo.create_dataset(
+        session,
+        name=name,
+        version=version,
+        manifest_uri=ctx.store.uri(manifest_key(name, version)),
+        manifest_sha256=sha256_hex(data),
+        counts={**_counts(entries, ctx.settings.classes), **extra},
+        members=[(e.clip_id, e.annotation_version, e.split) for e in entries],
+    )
+
+
+def _heldout(
+    session: Session, ctx: Context, name: str, entries: Sequence[ManifestEntry], *, rebuild: bool
+) -> str | None:
+    """The id of the held-out set: the newest one, or a new one frozen from this version's val split."""
+    existing = _latest(session, heldout_name(name))
+    if existing is not None and not rebuild:
+        return existing.id
+    val = [e for e in entries if e.split == "val"]
+    if not val:
+        # Nothing to freeze (val_fraction 0, or one video): keep the old set rather than lose it.
+        return existing.id if existing is not None else None
+    return _create(session, ctx, heldout_name(name), val, {"heldout_of": name}).id
+
+
+def _mark_members(session: Session, ctx: Context, row: Dataset, entries: Sequence[ManifestEntry]) -> None:
+    """Move each member clip to ``in_dataset``; a clip already there gets an event naming the version."""
+    for entry in entries:
+        details = {"dataset_id": row.id, "annotation_version": entry.annotation_version, "split": entry.split}
+        if repo.get_clip(session, entry.clip_id).stage == "in_dataset":
+            repo.record_event(
+                session, entry.clip_id, "in_dataset", status="ok",
+                run_id=ctx.run_id, actor=ctx.actor, details=details,
+            )  # fmt: skip
+        else:
+            repo.set_stage(
+                session, entry.clip_id, "in_dataset", run_id=ctx.run_id, actor=ctx.actor, details=details
+            )
+
+
+def _register(
+    session: Session, ctx: Context, name: str, entries: Sequence[ManifestEntry], *, rebuild_heldout: bool
+) -> Dataset:
+    previous = _latest(session, name)
+    before = _members(session, previous.id) if previous is not None else {}
+    heldout = _heldout(session, ctx, name, entries, rebuild=rebuild_heldout)
+    version = repo.next_dataset_version(session, name)
+    diff = diff_members(
+        before, {e.clip_id: e.annotation_version for e in entries},
+        base=previous.id if previous else None, target=repo.dataset_id(name, version),
+    )  # fmt: skip
+    write_diff(ctx.store, name, version, diff)
+    row = _create(session, ctx, name, entries, {"heldout": heldout, "diff": diff_summary(diff)})
+    _mark_members(session, ctx, row, entries)
+    return row
+
+
+def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bool = False) -> DatasetRef:
+    """Snapshot every reviewed clip with trusted labels as a new version of dataset ``name``.
+
+    Returns the newest existing version unchanged (``created=False``) when its members are the same
+    (clip, annotation version) pairs and no held-out rebuild is asked for. Clips whose annotation file
+    is unreadable are quarantined. ``rebuild_heldout`` freezes a new held-out set from the val split.
+    """
+    with ctx.db.session() as session:
+        candidates = _candidates(session)
+        fixed = fixed_splits(session, name, split_by=ctx.settings.split_by)
+        same = _unchanged(session, name, {c.clip_id: c.version for c in candidates})
+        if candidates and same is not None and not rebuild_heldout:
+            return dataset_ref(same, created=False)
+    if not candidates:
+        raise EmptyDatasetError(
+            "nothing reviewed yet: no clip in stage reviewed or in_dataset has a trusted annotation "
+            f"(source in {list(TRUSTED_SOURCES)}); review some clips, then build the dataset"
+        )
+    entries, refused = _collect_entries(ctx, candidates, fixed)
+    with ctx.db.session() as session:
+        _quarantine(session, ctx, refused)
+        same = _unchanged(session, name, {e.clip_id: e.annotation_version for e in entries})
+        if entries and same is not None and not rebuild_heldout:
+            return dataset_ref(same, created=False)
+    if not entries:
+        raise EmptyDatasetError(f"every candidate clip of dataset {name!r} was quarantined: {refused[0][1]}")
+    with ctx.db.session() as session:
+        row = _register(session, ctx, name, entries, rebuild_heldout=rebuild_heldout)
+        return dataset_ref(row, created=True)

@@ -1,0 +1,107 @@
+"""The models a trigger run needs: the promoted detector, a reference detector, the anomaly autoencoder.
+
+A model that is not there is not an error: the triggers that need it are skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from dataengine.context import Context
+from dataengine.errors import ModelError, NotFoundError
+from dataengine.lineage import repository
+from dataengine.triggers.anomaly import AnomalyModel, current_anomaly_id, load_anomaly_model
+from dataengine.triggers.base import Trigger
+from dataengine.vision import FrameDetector, load_any_detector
+
+NO_MODEL_MESSAGE = "no promoted model yet: train one with `dataengine train`"
+NO_ANOMALY_MESSAGE = "no anomaly autoencoder yet: train one with `dataengine triggers train-anomaly`"
+
+
+@dataclass
+class RunModels:
+    """The models of a run, and the triggers it skips for want of one."""
+
+    model_id: str | None = None
+    promoted: FrameDetector | None = None
+    reference: FrameDetector | None = None
+    anomaly: AnomalyModel | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reference_model_id(self) -> str | None:
+        """The reference detector's id, if one is loaded."""
+        return self.reference.model_id if self.reference is not None else None
+
+
+def _model_exists(session: Session, model_id: str) -> bool:
+    try:
+        repository.get_model(session, model_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _reference_id(
+    ctx: Context, session: Session, promoted_id: str, parent_id: str | None
+) -> tuple[str | None, str]:
+    """The reference model's id (the configured one, else the previous promoted), or None and why not."""
+    wanted = ctx.settings.trigger_reference_model or parent_id
+    if wanted is None:
+        return None, f"the promoted model {promoted_id} has no previous model to compare with"
+    if wanted == promoted_id:
+        return None, f"the reference model {wanted} is the promoted model itself"
+    if not _model_exists(session, wanted):
+        return None, f"the reference model {wanted} of {promoted_id} is not in the lineage database"
+    return wanted, ""
+
+
+def _load_reference(ctx: Context, reference_id: str) -> tuple[FrameDetector | None, str]:
+    try:
+        return load_any_detector(ctx.store, reference_id, device=ctx.settings.device), ""
+    except ModelError as exc:
+        return None, f"the reference model {reference_id} has no usable checkpoint: {exc}"
+
+
+def _load_anomaly(ctx: Context) -> tuple[AnomalyModel | None, str]:
+    model_id = current_anomaly_id(ctx.store)
+    if model_id is None:
+        return None, NO_ANOMALY_MESSAGE
+    return load_anomaly_model(ctx.store, model_id), ""
+
+
+def load_models(ctx: Context, triggers: Sequence[Trigger], *, load: bool) -> RunModels:
+    """The models ``triggers`` need; ``load=False`` (nothing to score) only looks up which are there.
+
+    A broken checkpoint of the promoted model or of the current anomaly model is a :class:`ModelError`:
+    silently skipping the production model would hide the fault.
+    """
+    models = RunModels()
+    if any(t.needs_anomaly_model for t in triggers):
+        if load:
+            models.anomaly, why = _load_anomaly(ctx)
+        else:
+            why = "" if current_anomaly_id(ctx.store) else NO_ANOMALY_MESSAGE
+        if why:
+            models.skipped.update({t.name: why for t in triggers if t.needs_anomaly_model})
+    if not any(t.needs_model for t in triggers):
+        return models
+    with ctx.db.session() as session:
+        promoted = repository.promoted_model(session)
+        if promoted is None:
+            models.skipped.update({t.name: NO_MODEL_MESSAGE for t in triggers if t.needs_model})
+            return models
+        models.model_id = promoted.id
+        reference_id, why = _reference_id(ctx, session, promoted.id, promoted.parent_model_id)
+    if not load:
+        return models
+    models.promoted = load_any_detector(ctx.store, promoted.id, device=ctx.settings.device)
+    if any(t.needs_previous_model for t in triggers):
+        if reference_id is not None:
+            models.reference, why = _load_reference(ctx, reference_id)
+        if models.reference is None:
+            models.skipped.update({t.name: why for t in triggers if t.needs_previous_model})
+    return models

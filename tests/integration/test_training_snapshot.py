@@ -1,0 +1,161 @@
+"""Dataset versions over time: stable splits, the fixed held-out set, diffs and `dataengine dataset diff`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from test_training import add_video, members, review_again, video_id_of
+from typer.testing import CliRunner
+
+from dataengine.cli import app
+from dataengine.context import Context
+from dataengine.lineage import repository as repo
+from dataengine.training import build_dataset, diff_datasets, read_manifest
+from dataengine.training.evaluation import HELDOUT, held_out_source
+
+pytestmark = pytest.mark.slow
+
+
+def video_splits(ctx: Context, dataset_id: str) -> dict[str, set[str]]:
+    """video id -> the splits its clips are in."""
+    found: dict[str, set[str]] = {}
+    for clip_id, (_, split) in members(ctx, dataset_id).items():
+        found.setdefault(clip_id.split("-")[0], set()).add(split)
+    return found
+
+
+def test_splits_never_move_and_never_leak_across_versions(ctx: Context) -> None:
+    names = ["v-a", "v-b"]
+    for name in names:
+        add_video(ctx, name, n_clips=1, n_frames=1)
+    versions = [build_dataset(ctx)]
+    for i in range(5):  # the dataset grows one video at a time
+        names.append(f"v-new-{i}")
+        add_video(ctx, names[-1], n_clips=1, n_frames=1)
+        versions.append(build_dataset(ctx))
+
+    history: dict[str, set[str]] = {}
+    for ref in versions:
+        for video, splits in video_splits(ctx, ref.dataset_id).items():
+            assert len(splits) == 1  # never split inside a version
+            history.setdefault(video, set()).update(splits)
+    assert all(len(splits) == 1 for splits in history.values())  # never moved between versions
+    assert len(history) == len(names)
+    assert {"train", "val"} <= {s for splits in history.values() for s in splits}
+
+
+def test_the_held_out_set_stays_fixed_until_rebuilt(ctx: Context) -> None:
+    for name in ("h-1", "h-2", "h-3", "h-4"):
+        add_video(ctx, name, n_clips=2, n_frames=2)
+    first = build_dataset(ctx)
+    frozen = members(ctx, first.heldout_id or "")
+    val_clip = sorted(frozen)[0]
+    review_again(ctx, val_clip)  # a held-out clip is relabelled
+    add_video(ctx, "h-5", n_clips=2, n_frames=2)
+    second = build_dataset(ctx)
+    rebuilt = build_dataset(ctx, rebuild_heldout=True)
+
+    assert first.heldout_id == second.heldout_id == "default-heldout@1"
+    assert members(ctx, "default-heldout@1") == frozen  # the same clips at the same annotation versions
+    assert {split for _, split in frozen.values()} == {"val"}
+    assert frozen == {c: v for c, v in members(ctx, first.dataset_id).items() if v[1] == "val"}
+    assert members(ctx, second.dataset_id)[val_clip][0] == 2
+    assert frozen[val_clip][0] == 1
+    # Rebuilding is explicit: a new version with the same clips, and a new held-out set from today's val.
+    assert (rebuilt.created, rebuilt.heldout_id, rebuilt.diff["added"]) == (True, "default-heldout@2", 0)
+    assert members(ctx, "default-heldout@2") == {
+        c: v for c, v in members(ctx, rebuilt.dataset_id).items() if v[1] == "val"
+    }
+    held_out_videos = {c.split("-")[0] for c in frozen}
+    for ref in (first, second, rebuilt):
+        for video, splits in video_splits(ctx, ref.dataset_id).items():
+            if video in held_out_videos:
+                assert splits == {"val"}  # no held-out video is ever trained on
+
+
+def test_evaluation_reads_the_fixed_held_out_set(ctx: Context) -> None:
+    for name in ("e-1", "e-2", "e-3"):
+        add_video(ctx, name, n_clips=1, n_frames=2)
+    first = build_dataset(ctx)
+    add_video(ctx, "e-4", n_clips=1, n_frames=2)
+    second = build_dataset(ctx)
+
+    with ctx.db.session() as session:
+        row = repo.get_dataset(session, "default", second.version)
+    source, split, label = held_out_source(ctx, row)
+    entries = read_manifest(ctx.store, source.manifest_uri)
+
+    assert (source.id, split, label) == ("default-heldout@1", None, "default-heldout@1")
+    assert {e.clip_id for e in entries} == set(members(ctx, "default-heldout@1"))
+    assert first.heldout_id == second.heldout_id
+    assert HELDOUT == "heldout"
+
+
+def test_dataset_diff_prints_added_removed_and_relabelled(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("DATAENGINE_STORAGE_URL", ctx.settings.storage_url)
+    add_video(ctx, "d-1", n_clips=2, n_frames=1)
+    add_video(ctx, "d-2", n_clips=1, n_frames=1)
+    build_dataset(ctx)
+    edited = sorted(members(ctx, "default@1"))[0]
+    review_again(ctx, edited)
+    (added,) = add_video(ctx, "d-3", n_clips=1, n_frames=1)
+    build_dataset(ctx)
+
+    runner = CliRunner()
+    human = runner.invoke(app, ["dataset", "diff", "default@1", "default@2"])
+    as_json = runner.invoke(app, ["dataset", "diff", "default@1", "default", "--json"])
+    backwards = diff_datasets(ctx, "default@2", "default@1")
+
+    assert human.exit_code == 0, human.output
+    assert human.output.splitlines() == [
+        "default@1 → default@2: +1 added, -0 removed, ~1 relabelled",
+        f"+ {added} v1",
+        f"~ {edited} v1 -> v2",
+    ]
+    assert json.loads(as_json.output) == {
+        "base": "default@1", "target": "default@2", "added": [[added, 1]], "removed": [],
+        "relabelled": [[edited, 1, 2]],
+    }  # fmt: skip
+    assert backwards.removed == [(added, 1)]
+    assert backwards.relabelled == [(edited, 2, 1)]
+    assert ctx.store.read_json("datasets/default/v0002/diff.json") == json.loads(as_json.output)
+    assert video_id_of("d-3") == added.split("-")[0]
+
+
+def test_dataset_diff_of_an_unknown_version_fails_with_the_name(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("DATAENGINE_STORAGE_URL", ctx.settings.storage_url)
+    add_video(ctx, "u-1", n_clips=1, n_frames=1)
+    build_dataset(ctx)
+
+    result = CliRunner().invoke(app, ["dataset", "diff", "default@1", "default@9"])
+
+    assert result.exit_code != 0
+    assert "default@9" in result.output
+
+
+def test_splits_by_camera_keep_every_video_of_a_camera_together(ctx: Context) -> None:
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"split_by": "camera"}))
+    cameras = {f"cam-video-{i}": f"ward-{i % 2}" for i in range(6)}
+    for name, camera in cameras.items():
+        add_video(ctx, name, n_clips=1, n_frames=1)
+        with ctx.db.session() as session:
+            vid = video_id_of(name)
+            repo.register_video(
+                session, video_id=vid, uri=f"file:///landing/{name}.mp4", sha256=vid * 4, camera=camera
+            )
+
+    ref = build_dataset(ctx)
+
+    split_of_camera: dict[str, set[str]] = {}
+    for name, camera in cameras.items():
+        split_of_camera.setdefault(camera, set()).update(video_splits(ctx, ref.dataset_id)[video_id_of(name)])
+    assert sorted(map(sorted, split_of_camera.values())) == [["train"], ["val"]]
+    assert (ref.n_train, ref.n_val) == (3, 3)

@@ -1,0 +1,174 @@
+"""Pure logic of dataset snapshots: the per-video split rule, manifest diffs and the columnar manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import numpy as np
+import pytest
+
+from dataengine.errors import FormatError
+from dataengine.storage import ObjectStore
+from dataengine.training.columns import PackedStrings, read_manifest_columns
+from dataengine.training.diff import diff_members
+from dataengine.training.manifest import ManifestEntry, assign_splits
+
+
+def videos(n: int, salt: str = "") -> list[str]:
+    return [hashlib.sha256(f"{salt}video-{i}".encode()).hexdigest()[:16] for i in range(n)]
+
+
+# Splits ---------------------------------------------------------------------------------------
+
+
+def test_the_same_videos_give_the_same_split_in_any_order() -> None:
+    ids = videos(50)
+    shuffled = random.Random(3).sample(ids, len(ids))
+
+    first = assign_splits(ids, val_fraction=0.2)
+    again = assign_splits(shuffled, val_fraction=0.2)
+
+    assert first == again
+    assert set(first.values()) == {"train", "val"}
+    assert 3 <= list(first.values()).count("val") <= 20  # about a fifth of 50 videos
+
+
+def test_a_video_keeps_its_split_when_the_dataset_grows() -> None:
+    old = assign_splits(videos(40), val_fraction=0.2)
+    grown = assign_splits(videos(40) + videos(60, salt="new"), val_fraction=0.2, fixed=old)
+
+    assert {v: grown[v] for v in old} == old
+
+
+@pytest.mark.parametrize("names", [("one", "two"), ("alpha", "beta"), ("left", "right"), ("a", "b")])
+def test_a_tiny_dataset_gets_both_splits_and_keeps_them_as_it_grows(names: tuple[str, str]) -> None:
+    """The known weakness: the tiny-dataset move must not flip a video once it has a split."""
+    ids = [hashlib.sha256(n.encode()).hexdigest()[:16] for n in names]
+    first = assign_splits(ids, val_fraction=0.2)
+    # A third video arrives; without the fixed splits, the moved video would go back to its hash side.
+    grown = assign_splits([*ids, videos(1, salt="third")[0]], val_fraction=0.2, fixed=first)
+
+    assert sorted(first.values()) == ["train", "val"]
+    assert {v: grown[v] for v in ids} == first
+
+
+def test_without_fixed_splits_the_tiny_dataset_rule_would_move_a_video() -> None:
+    """Why ``fixed`` exists: find two videos that both hash to train, then add one that hashes to val."""
+    pool = videos(200, salt="pool")
+    by_hash = assign_splits(pool, val_fraction=0.2)
+    trains = [v for v in pool if by_hash[v] == "train"][:2]
+    val_video = next(v for v in pool if by_hash[v] == "val")
+    first = assign_splits(trains, val_fraction=0.2)
+    moved = next(v for v in trains if first[v] == "val")
+
+    unfixed = assign_splits([*trains, val_video], val_fraction=0.2)
+    fixed = assign_splits([*trains, val_video], val_fraction=0.2, fixed=first)
+
+    assert unfixed[moved] == "train"  # the old rule leaked this video from val into train
+    assert fixed[moved] == "val"
+
+
+def test_fixed_splits_never_leak_even_when_the_fraction_changes() -> None:
+    old = assign_splits(videos(30), val_fraction=0.5)
+    new = assign_splits(videos(30), val_fraction=0.05, fixed=old)
+
+    assert new == old
+
+
+def test_no_val_fraction_puts_everything_in_train() -> None:
+    assert set(assign_splits(videos(10), val_fraction=0.0).values()) == {"train"}
+
+
+# Diffs ----------------------------------------------------------------------------------------
+
+
+def test_a_diff_lists_added_removed_and_relabelled_clips() -> None:
+    before = {"a-1": 1, "b-1": 2, "c-1": 1}
+    after = {"a-1": 1, "b-1": 3, "d-1": 1, "e-1": 2}
+
+    diff = diff_members(before, after, base="default@1", target="default@2")
+
+    assert diff.added == [("d-1", 1), ("e-1", 2)]
+    assert diff.removed == [("c-1", 1)]
+    assert diff.relabelled == [("b-1", 2, 3)]
+    assert not diff.empty
+    assert diff.summary_line() == "default@1 → default@2: +2 added, -1 removed, ~1 relabelled"
+
+
+def test_the_diff_of_equal_versions_is_empty() -> None:
+    diff = diff_members({"a-1": 1}, {"a-1": 1}, base="x@1", target="x@2")
+
+    assert diff.empty
+    assert diff.to_dict() == {"base": "x@1", "target": "x@2", "added": [], "removed": [], "relabelled": []}
+
+
+# The columnar manifest ------------------------------------------------------------------------
+
+
+def entry(i: int, split: str, frames: tuple[int, ...]) -> ManifestEntry:
+    clip_id = f"{i:016x}-0000000"
+    return ManifestEntry(
+        clip_id=clip_id, video_id=clip_id[:16], annotation_version=i % 3 + 1,
+        uri=f"file:///data/annotations/{clip_id}/v0001.json",
+        sha256=hashlib.sha256(clip_id.encode()).hexdigest(), split=split, frames=frames,
+        width=64, height=48, n_boxes=i,
+    )  # fmt: skip
+
+
+ENTRIES = [
+    entry(0, "train", (0, 5, 10)),
+    entry(1, "val", (0,)),
+    entry(2, "train", ()),  # a clip with no labelled frame contributes no sample
+    entry(3, "train", (3, 4)),
+    entry(4, "val", (7, 8, 9)),
+]
+
+
+def test_packed_strings_round_trip() -> None:
+    items = ["a", "", "ünïcode", "clip-0000001"]
+    packed = PackedStrings.pack([s.encode() for s in items])
+
+    assert [packed[i] for i in range(len(packed))] == items
+    assert [packed.take(np.array([3, 0]))[i] for i in range(2)] == ["clip-0000001", "a"]
+
+
+@pytest.mark.parametrize("canonical", [True, False])
+def test_columns_equal_the_entries(store: ObjectStore, canonical: bool) -> None:
+    if canonical:
+        text = "".join(e.to_json_line() + "\n" for e in ENTRIES)
+    else:  # another writer's spacing and key order goes through json.loads
+        text = "".join(json.dumps(json.loads(e.to_json_line()), indent=None) + "\n" for e in ENTRIES)
+    store.write_text("m.jsonl", text)
+
+    columns = read_manifest_columns(store, "m.jsonl")
+    train = columns.select("train")
+
+    assert [columns.clip_ids[i] for i in range(len(columns))] == [e.clip_id for e in ENTRIES]
+    assert [columns.uris[i] for i in range(len(columns))] == [e.uri for e in ENTRIES]
+    assert [columns.sha256_hex(i) for i in range(len(columns))] == [e.sha256 for e in ENTRIES]
+    assert columns.annotation_versions.tolist() == [e.annotation_version for e in ENTRIES]
+    assert columns.frames.tolist() == [0, 5, 10, 0, 3, 4, 7, 8, 9]
+    assert [train.clip_ids[i] for i in range(len(train))] == [ENTRIES[i].clip_id for i in (0, 2, 3)]
+    assert train.frames.tolist() == [0, 5, 10, 3, 4]
+    assert train.frame_offsets.tolist() == [0, 3, 3, 5]
+    assert columns.select("val").frames.tolist() == [0, 7, 8, 9]
+
+
+def test_columns_hold_no_python_objects_per_clip(store: ObjectStore) -> None:
+    store.write_text("m.jsonl", "".join(entry(i, "train", (0, 1)).to_json_line() + "\n" for i in range(500)))
+
+    columns = read_manifest_columns(store, "m.jsonl")
+
+    arrays = [columns.clip_ids.data, columns.uris.data, columns.sha256, columns.frames, columns.frame_offsets]
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in arrays)
+    assert columns.nbytes < 500 * 200  # ids, URIs, hashes and frames: no per-clip object overhead
+
+
+def test_a_bad_split_in_a_canonical_manifest_is_refused(store: ObjectStore) -> None:
+    line = entry(0, "train", (0,)).to_json_line().replace('"split":"train"', '"split":"test"')
+    store.write_text("m.jsonl", line + "\n")
+
+    with pytest.raises(FormatError, match="split 'test' is not one of"):
+        read_manifest_columns(store, "m.jsonl")

@@ -1,0 +1,140 @@
+"""Image-heuristic triggers and the anomaly autoencoder on synthetic frames with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dataengine.errors import ConfigError, ModelError
+from dataengine.storage import ObjectStore
+from dataengine.synthetic import SyntheticScene
+from dataengine.synthetic.inject import InjectedEvent, inject
+from dataengine.triggers import (
+    ClipFrames,
+    blur_score,
+    brightness_score,
+    frame_stats,
+    frozen_score,
+    scene_cut_score,
+)
+from dataengine.triggers.anomaly import (
+    CURRENT_KEY,
+    current_anomaly_id,
+    load_anomaly_model,
+    save_anomaly_model,
+    train_autoencoder,
+)
+
+
+def scene_frames(seed: int, n: int = 10) -> list[np.ndarray]:
+    return [rgb for _, rgb, _ in SyntheticScene(seed=seed, width=96, height=72, n_frames=n).frames()]
+
+
+def gray(level: int) -> np.ndarray:
+    rng = np.random.default_rng(level)
+    noise = rng.normal(0, 30, (72, 96, 3))
+    return np.clip(level + noise, 0, 255).astype(np.uint8)
+
+
+INDICES = list(range(0, 20, 2))
+
+
+def test_ordinary_frames_fire_no_image_trigger() -> None:
+    stats = frame_stats(scene_frames(1))
+    for score in (brightness_score, blur_score, frozen_score, scene_cut_score):
+        result = score(stats, INDICES)
+        assert result.score < 0.2, (score.__name__, result.details)
+        assert result.frames == []
+
+
+def test_a_brightness_jump_and_a_dark_clip_fire_brightness() -> None:
+    jump = brightness_score(frame_stats([gray(60)] * 3 + [gray(160)] * 3), [0, 1, 2, 3, 4, 5])
+    assert jump.score == 1.0
+    assert jump.frames == [3]
+    dark = brightness_score(frame_stats([gray(12)] * 4), [0, 1, 2, 3])
+    assert dark.score == pytest.approx(dark.details["dark"], abs=1e-6)
+    assert dark.score > 0.6
+    assert dark.frames == [0, 1, 2, 3]
+
+
+def test_flat_contrast_fires_brightness() -> None:
+    flat = [np.full((72, 96, 3), 120, np.uint8) for _ in range(3)]
+    assert brightness_score(frame_stats(flat), [0, 1, 2]).details["flat"] == 1.0
+
+
+def test_blurred_frames_fire_blur_on_those_frames() -> None:
+    frames = inject(scene_frames(2), InjectedEvent("blur", 4, 7))
+    result = blur_score(frame_stats(frames), INDICES)
+    assert result.score == 1.0
+    assert result.frames == [8, 10, 12]
+
+
+def test_frozen_frames_fire_frozen() -> None:
+    frames = inject(scene_frames(3), InjectedEvent("freeze", 3, 7))
+    result = frozen_score(frame_stats(frames), INDICES)
+    assert result.details["frozen_transitions"] == 4
+    assert result.frames == [6, 8, 10, 12]
+    assert result.score == pytest.approx(min(1.0, 2 * 4 / 9))
+
+
+def test_a_cut_to_another_scene_fires_scene_cut_at_the_cut() -> None:
+    frames = inject(scene_frames(4), InjectedEvent("cut", 5, 10), other=scene_frames(40, 5))
+    result = scene_cut_score(frame_stats(frames), INDICES)
+    assert result.score > 0.5
+    assert result.frames == [10]
+
+
+def test_a_single_frame_clip_scores_zero_everywhere() -> None:
+    stats = frame_stats(scene_frames(5, 1))
+    for score in (brightness_score, blur_score, frozen_score, scene_cut_score):
+        assert score(stats, [0]).score == 0.0
+    empty = frame_stats([])
+    assert frozen_score(empty, []).score == 0.0
+
+
+def test_the_autoencoder_scores_an_unusual_clip_above_ordinary_ones() -> None:
+    clips = [ClipFrames(f"c{i}", list(range(6)), scene_frames(7, 60)[i * 6 : (i + 1) * 6]) for i in range(10)]
+    model = train_autoencoder(clips, epochs=30, seed=0)
+    odd = ClipFrames(
+        "odd", list(range(6)), inject(clips[0].frames, InjectedEvent("cut", 0, 6), other=[gray(230)] * 6)
+    )
+    ordinary = model.score(ClipFrames("more", list(range(6)), scene_frames(7, 66)[60:]))
+    unusual = model.score(odd)
+    assert unusual.score == 1.0
+    assert unusual.frames == [0, 1, 2, 3, 4, 5]
+    # Ten tiny clips leave a coarse reference, so compare the errors themselves too.
+    assert unusual.details["clip_error"] > 2 * ordinary.details["clip_error"]
+    assert model.score_many([odd])["odd"].score == unusual.score
+    assert model.model_id == train_autoencoder(clips, epochs=30, seed=0).model_id
+
+
+def test_an_anomaly_model_round_trips_through_the_store() -> None:
+    store = ObjectStore("memory://anomaly-roundtrip")
+    clips = [ClipFrames(f"c{i}", [0, 1], scene_frames(8, 8)[2 * i : 2 * i + 2]) for i in range(4)]
+    model = train_autoencoder(clips, epochs=2)
+    assert current_anomaly_id(store) is None
+    save_anomaly_model(store, model)
+    assert current_anomaly_id(store) == model.model_id
+    loaded = load_anomaly_model(store, model.model_id)
+    assert loaded.model.state_dict().keys() == model.model.state_dict().keys()
+    np.testing.assert_allclose(loaded.reference_errors, model.reference_errors)
+    assert loaded.score(clips[0]).score == pytest.approx(model.score(clips[0]).score)
+    store.write_bytes(f"models/{model.model_id}/model.pt", b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a usable anomaly autoencoder"):
+        load_anomaly_model(store, model.model_id)
+    store.write_json(CURRENT_KEY, {"nothing": 1})
+    with pytest.raises(ModelError, match="names no anomaly model"):
+        current_anomaly_id(store)
+    with pytest.raises(ModelError, match="at least one clip"):
+        train_autoencoder([])
+
+
+def test_injected_events_refuse_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="unknown injected event kind 'smear'"):
+        InjectedEvent("smear", 0, 2)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="start_frame < end_frame"):
+        InjectedEvent("blur", 3, 3)
+    with pytest.raises(ConfigError, match="needs as many other frames"):
+        inject(scene_frames(9, 4), InjectedEvent("cut", 0, 4), other=scene_frames(10, 2))
+    frozen = inject(scene_frames(9, 4), InjectedEvent("freeze", 1, 3))
+    assert all(np.array_equal(frozen[0], frozen[i]) for i in (1, 2))

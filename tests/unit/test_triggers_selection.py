@@ -1,0 +1,133 @@
+"""Selection: the weighted combination, the budget, the diversity rule, determinism; and the registry."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dataengine.errors import ConfigError
+from dataengine.triggers import (
+    TRIGGERS,
+    Candidate,
+    Trigger,
+    TriggerRegistry,
+    TriggerResult,
+    budget_size,
+    combine,
+    select,
+    strongest,
+)
+
+
+def cand(clip_id: str, video: str = "v", camera: str | None = None, **scores: float) -> Candidate:
+    return Candidate(clip_id, scores, video, camera)
+
+
+def picked(candidates: list[Candidate], **kwargs: object) -> list[str]:
+    decisions, _ = select(candidates, **kwargs)  # type: ignore[arg-type]
+    return [d.clip_id for d in decisions if d.selected]
+
+
+def test_budget_is_a_floor_of_the_fraction_with_one_clip_when_anything_fires() -> None:
+    assert budget_size(1000, fraction=0.001, count=None) == 1
+    assert budget_size(2500, fraction=0.001, count=None) == 2
+    assert budget_size(30, fraction=0.1, count=None) == 3  # float noise does not lose a clip
+    assert budget_size(200, fraction=0.001, count=None) == 0
+    assert budget_size(200, fraction=0.001, count=None, any_fired=True) == 1
+    assert budget_size(5, fraction=0.5, count=9) == 5
+    assert budget_size(0, fraction=0.5, count=None, any_fired=True) == 0
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        budget_size(5, fraction=None, count=-1)
+    with pytest.raises(ConfigError, match="must lie in"):
+        budget_size(5, fraction=1.5, count=None)
+    with pytest.raises(ConfigError, match="a budget is needed"):
+        budget_size(5, fraction=None, count=None)
+
+
+def test_combination_is_the_weighted_max_or_mean() -> None:
+    scores = {"flicker": 0.8, "blur": 0.2, "anomaly": 0.9}
+    combined, mean, weighted = combine(scores, {"anomaly": 0.5})
+    assert combined == pytest.approx(0.8)
+    assert weighted == {"flicker": 0.8, "blur": 0.2, "anomaly": 0.45}
+    assert mean == pytest.approx((0.8 + 0.2 + 0.45) / 2.5)
+    assert combine(scores, {"anomaly": 0.5}, mode="mean")[0] == pytest.approx(mean)
+    assert strongest(weighted) == ("flicker", 0.8)
+    assert strongest({"b": 0.5, "a": 0.5}, order=["b", "a"]) == ("b", 0.5)
+    assert combine({}, {}) == (0.0, 0.0, {})
+    with pytest.raises(ConfigError, match="weights must be >= 0"):
+        combine(scores, {"blur": -1.0})
+
+
+def test_the_budget_takes_the_best_and_every_decision_has_a_reason() -> None:
+    candidates = [cand(f"c{i}", video=f"v{i}", flicker=i / 10) for i in range(10)]
+    decisions, k = select(candidates, fraction=0.2, count=None)
+    assert k == 2
+    assert [d.clip_id for d in decisions if d.selected] == ["c9", "c8"]
+    assert [d.rank for d in decisions] == list(range(1, 11))
+    top, last = decisions[0], decisions[-1]
+    assert (top.trigger, top.trigger_score, top.combined) == ("flicker", 0.9, 0.9)
+    assert top.reason == "ranked within the budget of 2"
+    assert last.reason == "ranked 10, below the budget of 2"
+
+
+def test_nothing_fires_and_a_small_fraction_selects_nothing() -> None:
+    decisions, k = select([cand(f"c{i}", blur=0.4) for i in range(50)], fraction=0.01, count=None)
+    assert k == 0
+    assert not any(d.selected for d in decisions)
+    decisions, k = select(
+        [cand(f"c{i}", blur=0.4 + 0.2 * (i == 7)) for i in range(50)], fraction=0.01, count=None
+    )
+    assert (k, [d.clip_id for d in decisions if d.selected]) == (1, ["c7"])
+
+
+def test_diversity_spreads_picks_over_videos_then_fills_the_budget() -> None:
+    crowd = [cand(f"a{i}", video="A", flicker=0.9 - i / 100) for i in range(4)]
+    others = [cand("b0", video="B", flicker=0.5), cand("c0", video="C", flicker=0.4)]
+    assert picked(crowd + others, fraction=None, count=4, max_video_share=0.5) == ["a0", "a1", "b0", "c0"]
+    decisions, _ = select(crowd + others, fraction=None, count=4, max_video_share=0.5)
+    held = next(d for d in decisions if d.clip_id == "a2")
+    assert held.reason == "video A already had 2 pick(s) (diversity rule)"
+    # With too few other videos the rule gives way, best first, so the budget is still spent.
+    decisions, _ = select(crowd + others[:1], fraction=None, count=4, max_video_share=0.25)
+    assert [d.clip_id for d in decisions if d.selected] == ["a0", "a1", "a2", "b0"]  # in rank order
+    assert decisions[1].reason.endswith("after the diversity rule ran out of other clips")
+
+
+def test_diversity_caps_cameras_too() -> None:
+    candidates = [
+        cand("x1", video="1", camera="door", flicker=0.9),
+        cand("x2", video="2", camera="door", flicker=0.8),
+        cand("x3", video="3", camera="hall", flicker=0.1),
+    ]
+    assert picked(candidates, fraction=None, count=2, max_camera_share=0.5) == ["x1", "x3"]
+
+
+def test_the_same_input_gives_the_same_selection_in_any_order() -> None:
+    rng = random.Random(3)
+    candidates = [
+        cand(f"c{i:03d}", video=f"v{i % 7}", flicker=rng.choice([0.0, 0.5, 1.0]), blur=rng.random())
+        for i in range(200)
+    ]
+    first = select(candidates, fraction=0.05, count=None, max_video_share=0.3)
+    shuffled = list(candidates)
+    rng.shuffle(shuffled)
+    assert select(shuffled, fraction=0.05, count=None, max_video_share=0.3) == first
+    # Equal scores fall to the lower clip id.
+    assert picked([cand("b", flicker=1.0), cand("a", flicker=1.0)], fraction=None, count=1) == ["a"]
+
+
+def test_the_registry_refuses_duplicates_and_names_unknown_triggers() -> None:
+    registry = TriggerRegistry()
+    mine = Trigger(name="mine", needs_model=False, compute=lambda inputs: TriggerResult(0.5))
+    registry.register(mine)
+    with pytest.raises(ConfigError, match="registered already"):
+        registry.register(mine)
+    with pytest.raises(ConfigError, match="unknown trigger 'nope'; triggers are mine"):
+        registry.get("nope")
+    assert TRIGGERS.names() == [
+        "flicker", "temporal", "disagreement", "brightness", "blur", "frozen", "scene_cut", "anomaly",
+    ]  # fmt: skip
+    assert [t.name for t in TRIGGERS.select(["blur", "flicker"])] == ["flicker", "blur"]
+    with pytest.raises(ValueError, match=r"lies in \[0, 1\]"):
+        TriggerResult(1.5)
