@@ -6,7 +6,7 @@ import json
 import re
 import runpy
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -332,29 +332,34 @@ def test_funnel_lists_recent_quarantine(sqlite_client: TestClient, ctx: Context)
     assert '">quarantined</a></td><td>1</td>' in page  # the clip left the funnel
 
 
-def test_funnel_tally_folds_settled_events_and_counts_new_ones(
-    sqlite_client: TestClient, ctx: Context, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Settled events are tallied once; later events still count; every count matches the events."""
-    from dataengine.airflow.ui import funnel
+def test_funnel_counts_the_events_of_its_window_and_new_ones(sqlite_client: TestClient, ctx: Context) -> None:
+    """A new event shows on the next request; an old one only in a window that holds its day."""
 
-    monkeypatch.setattr(funnel, "SETTLE", timedelta(seconds=-60))  # every event counts as settled
-
-    def day_cells() -> list[str]:
-        row = re.search(
-            r'<table class="days">.*?</tr><tr><td>[\d-]+</td>(.*?)</tr>', sqlite_client.get("/").text
-        )
+    def day_cells(query: str = "") -> tuple[str, list[str]]:
+        page = sqlite_client.get("/" + query).text
+        row = re.search(r'<table class="days">.*?</tr><tr><td>([\d-]+)</td>(.*?)</tr>', page)
         assert row
-        return re.findall(r"<td>(?:<b>(\d+)</b>|<span class=\"muted\">0</span>)", row.group(1))
+        cells = re.findall(r"<td>(?:<b>(\d+)</b>|<span class=\"muted\">0</span>)", row.group(2))
+        return row.group(1), cells
 
-    first = day_cells()
-    assert first[:3] == ["6", "6", "3"]  # ingested, scored, selected
+    assert day_cells()[1][:3] == ["6", "6", "3"]  # ingested, scored, selected
     clip_id = f"{VIDEO_ID}-0000000"
     with ctx.db.session() as session:
         repo.set_stage(session, clip_id, "selected", run_id="detect_triggers/r9/select")
-    assert day_cells()[:3] == ["6", "6", "4"]
+    assert day_cells()[1][:3] == ["6", "6", "4"]
+    old_day = datetime.now(UTC).date() - timedelta(days=40)
     with ctx.db.session() as session:
-        total = session.scalar(
-            select(func.count()).select_from(ClipEvent).where(ClipEvent.stage == "selected")
+        session.add(
+            ClipEvent(
+                clip_id=clip_id,
+                stage="reviewed",
+                status="ok",
+                run_id="review_import/old/import",
+                details={},
+                at=datetime.combine(old_day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12),
+            )
         )
-    assert total == 4
+    assert day_cells()[0] != old_day.isoformat()  # 40 days back is outside the default 14 days
+    day, cells = day_cells(f"?until={old_day.isoformat()}&days=1")
+    assert day == old_day.isoformat()
+    assert cells.count("1") == 1  # only the reviewed column has an event that day

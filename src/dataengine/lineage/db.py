@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dataengine.errors import LineageError, RetryableLineageError
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -114,10 +114,11 @@ class ClipEvent(Base):
     clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)
     stage: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))  # ok, skipped, failed, quarantined
-    run_id: Mapped[str | None] = mapped_column(Text)
+    # Indexed for the monitoring UI: events of a time window (funnel) and of a run (budget line).
+    run_id: Mapped[str | None] = mapped_column(Text, index=True)
     actor: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class TriggerScore(Base):

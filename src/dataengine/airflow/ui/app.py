@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from dataengine.airflow.ui import pages, queries
 from dataengine.airflow.ui.charts import timeline_svg
 from dataengine.airflow.ui.clipview import ClipView, clip_page, default_panels
-from dataengine.airflow.ui.funnel import FunnelTally
+from dataengine.airflow.ui.funnel import funnel_days
 from dataengine.airflow.ui.stream import stream_html
 from dataengine.clips import frame_key, read_meta
 from dataengine.context import Context
@@ -106,7 +106,6 @@ def create_app(
     app.state.contexts = _Contexts(
         context_factory or (lambda: Context.create(run_id="ui/airflow", actor="airflow-ui"))
     )
-    app.state.funnel = FunnelTally()
     app.state.frames = FrameCache()
     app.include_router(router)
     return app
@@ -122,12 +121,11 @@ def funnel(
 ) -> str:
     from dataengine.lineage.reports import status_summary
 
-    tally: FunnelTally = request.app.state.funnel
     today = datetime.now(UTC).date()
     until = min(until or today, today)
     with ctx.db.session() as session:
         summary = status_summary(session)
-        rows = tally.days(session, until=until, days=days)
+        rows = funnel_days(session, until=until, days=days)
         quarantine = queries.latest_quarantine(session)
     newer = until + timedelta(days=days)
     return pages.funnel_page(
