@@ -142,6 +142,21 @@ def test_fingerprints_and_cache(tmp_path: Path) -> None:
     assert HashCache(store).get("landing/a/x.mp4", "3:1.5") is None  # a broken cache is only a miss
 
 
+def test_two_caches_saving_one_folder_keep_both_entries(tmp_path: Path) -> None:
+    """Mapped ingest tasks share a folder's shard: the second save must not drop the first's entries."""
+    store = ObjectStore(f"file://{tmp_path}")
+    first, second = HashCache(store), HashCache(store)
+    assert first.get("landing/a/x.mp4", "3:1") is None  # both loaded the (empty) shard
+    assert second.get("landing/a/y.mp4", "4:1") is None
+    first.put("landing/a/x.mp4", "3:1", "a" * 64)
+    second.put("landing/a/y.mp4", "4:1", "b" * 64)
+    first.save()
+    second.save()
+    merged = HashCache(store)
+    assert merged.get("landing/a/x.mp4", "3:1") == "a" * 64
+    assert merged.get("landing/a/y.mp4", "4:1") == "b" * 64
+
+
 def test_scaled_size() -> None:
     assert scaled_size(1920, 1080, None) == (1920, 1080)
     assert scaled_size(1920, 1080, 960) == (960, 540)

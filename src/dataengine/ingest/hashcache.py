@@ -62,7 +62,7 @@ class HashCache:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self._shards: dict[str, dict[str, dict[str, str]]] = {}
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, set[str]] = {}  # shard name -> keys put since the last save
 
     @staticmethod
     def shard_key(key: str) -> str:
@@ -100,10 +100,15 @@ class HashCache:
         if version is None:
             return
         self._shard(key)[key] = {"fingerprint": version, "sha256": sha256}
-        self._dirty.add(self.shard_key(key))
+        self._dirty.setdefault(self.shard_key(key), set()).add(key)
 
     def save(self) -> None:
-        """Write the folders that changed (each atomically)."""
+        """Write the folders that changed (each atomically), merged into what the store holds now."""
         for name in sorted(self._dirty):
-            self.store.write_json(name, {"schema": SCHEMA, "entries": self._shards[name]})
+            # Mapped ingest tasks share a folder's shard: re-read it so that a concurrent task's
+            # entries survive (a lost entry would only cost a re-hash, but need not be lost).
+            entries = self._load(name)
+            entries.update({key: self._shards[name][key] for key in self._dirty[name]})
+            self._shards[name] = entries
+            self.store.write_json(name, {"schema": SCHEMA, "entries": entries})
         self._dirty.clear()
