@@ -56,6 +56,8 @@ def thumbnails(frames: Sequence[NDArray[np.uint8]]) -> torch.Tensor:
     stride = max(1, min(height // THUMBNAIL[0], width // THUMBNAIL[1]))
     stack = np.stack([np.asarray(f)[::stride, ::stride] for f in frames])
     images = torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+    if tuple(images.shape[-2:]) == THUMBNAIL:
+        return images  # already the thumbnail's size: pooling would copy it unchanged
     return F.adaptive_avg_pool2d(images, THUMBNAIL)
 
 
@@ -132,23 +134,39 @@ class AnomalyModel:
         """:meth:`score` of many clips, with the frames of all of them in shared batches (much faster on
         a CPU than one small batch per clip)."""
         errors = self.frame_errors([frame for clip in clips for frame in clip.frames])
+        reference = self._reference_summary()
         results, start = {}, 0
         for clip in clips:
-            results[clip.clip_id] = self.score_errors(clip, errors[start : start + len(clip.frames)])
+            results[clip.clip_id] = self.score_errors(
+                clip, errors[start : start + len(clip.frames)], reference=reference
+            )
             start += len(clip.frames)
         return results
 
-    def score_errors(self, clip: ClipFrames, errors: NDArray[np.float64]) -> TriggerResult:
-        """The result on one clip whose per-frame errors are known."""
-        worst = float(errors.max(initial=0.0))
+    def _reference_summary(self) -> tuple[float, float | None]:
+        """The error at :data:`FIRE_PERCENTILE` of the reference clips, and their median (None if none)."""
         ref = self.reference_errors
-        cut = float(np.percentile(ref, FIRE_PERCENTILE)) if ref.size else np.inf
-        fired = [int(i) for i, e in zip(clip.indices, errors, strict=True) if e >= cut]
+        if not ref.size:
+            return np.inf, None
+        return float(np.percentile(ref, FIRE_PERCENTILE)), round(float(np.median(ref)), 8)
+
+    def score_errors(
+        self,
+        clip: ClipFrames,
+        errors: NDArray[np.float64],
+        *,
+        reference: tuple[float, float | None] | None = None,
+    ) -> TriggerResult:
+        """The result on one clip whose per-frame errors are known; ``reference`` is
+        :meth:`_reference_summary`, passed in when many clips are scored at once."""
+        worst = float(errors.max(initial=0.0))
+        cut, median = reference if reference is not None else self._reference_summary()
+        fired = [int(i) for i, e in zip(clip.indices, errors.tolist(), strict=True) if e >= cut]
         details: dict[str, Any] = {
             "anomaly_model_id": self.model_id,
             "clip_error": round(worst, 8),
-            "reference_median": round(float(np.median(ref)), 8) if ref.size else None,
-            "frame_errors": [round(float(e), 8) for e in errors],
+            "reference_median": median,
+            "frame_errors": [round(e, 8) for e in errors.tolist()],
         }
         return TriggerResult(
             score=self.percentile(worst) if errors.size else 0.0, frames=fired, details=details

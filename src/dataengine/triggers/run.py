@@ -25,7 +25,7 @@ from dataengine.triggers.base import (
     TriggerRegistry,
     TriggerResult,
 )
-from dataengine.triggers.builtin import TRIGGERS
+from dataengine.triggers.builtin import TRIGGERS, chunk_caches
 from dataengine.triggers.loading import RunModels, load_models
 from dataengine.triggers.selection import Candidate, Decision, select
 from dataengine.vision import Detections
@@ -278,7 +278,8 @@ def _score_all(
         promoted, reference = _detect(ctx, chunk, models, active, batch_size=batch_size)
         detected = time.perf_counter()
         anomaly = models.anomaly.score_many(chunk) if models.anomaly is not None else None
-        for frames in chunk:
+        caches = chunk_caches(chunk, active)
+        for frames, cache in zip(chunk, caches, strict=True):
             inputs = TriggerInputs(
                 clip=frames,
                 detections=promoted.get(frames.clip_id),
@@ -288,6 +289,7 @@ def _score_all(
                 score_threshold=ctx.settings.score_threshold,
                 candidate_threshold=ctx.settings.trigger_candidate_threshold,
                 anomaly=_lookup(anomaly) if anomaly is not None else None,
+                cache=cache,
             )
             results = score_clip(inputs, active)
             if _record_scores(ctx, frames.clip_id, results, active, models):

@@ -6,15 +6,21 @@ and the clip frame indices, and returns a :class:`TriggerResult` whose ``frames`
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence, Sized
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dataengine.triggers.base import TriggerResult
-from dataengine.triggers.tracks import Track, consecutive_iou, link_tracks
-from dataengine.vision.boxes import greedy_match, pairwise_iou
+from dataengine.triggers.tracks import (
+    Track,
+    TrackArrays,
+    consecutive_iou,
+    greedy_pairs,
+    iou_matrix,
+    link_track_arrays,
+)
 from dataengine.vision.inference import Detections
 
 #: A never-confident track counts as a near miss at most this much, below a real flicker.
@@ -33,24 +39,12 @@ def unit(value: float) -> float:
     return float(min(1.0, max(0.0, value)))
 
 
-def _gaps(track: Track, threshold: float, max_gap: int) -> list[int]:
-    """Frame positions at which a shown track had vanished for 1..max_gap frames before returning."""
-    shown = [track.t[i] for i in track.confident(threshold)]
-    return [p for a, b in itertools.pairwise(shown) if 1 < b - a <= max_gap + 1 for p in range(a + 1, b)]
-
-
-def _single_frame(track: Track, threshold: float, n_frames: int) -> list[int]:
-    """The frame position of a track shown on exactly one frame that is not at the clip's edge."""
-    shown = [track.t[i] for i in track.confident(threshold)]
-    # At an edge the object may simply be entering or leaving the view.
-    return shown if len(shown) == 1 and 0 < shown[0] < n_frames - 1 else []
-
-
-def _near_miss(track: Track, threshold: float, floor: float, n_frames: int) -> float:
-    """How much a never-shown track looks like an object the detector is unsure of, in [0, 1]."""
-    span = max(threshold - floor, 1e-6)
-    closeness = sum(min(1.0, max(0.0, (score - floor) / span)) for score in track.scores)
-    return closeness / n_frames
+def _as_arrays(
+    detections: Sequence[Detections], max_gap: int, tracks: Sequence[Track] | TrackArrays | None
+) -> TrackArrays:
+    if tracks is None:
+        return link_track_arrays(detections, max_gap=max_gap)
+    return tracks if isinstance(tracks, TrackArrays) else TrackArrays.from_tracks(tracks)
 
 
 def flicker_score(
@@ -60,7 +54,7 @@ def flicker_score(
     score_threshold: float = 0.5,
     candidate_threshold: float = 0.05,
     max_gap: int = 3,
-    tracks: Sequence[Track] | None = None,
+    tracks: Sequence[Track] | TrackArrays | None = None,
 ) -> TriggerResult:
     """Objects that vanish for a few frames and return, or show up in a single frame.
 
@@ -73,23 +67,37 @@ def flicker_score(
     """
     check_lengths(frame_indices, detections)
     n = len(detections)
-    if tracks is None:
-        tracks = link_tracks(detections, max_gap=max_gap)
-    shown = [tr for tr in tracks if tr.confident(score_threshold)]
-    gaps = {tr.track_id: _gaps(tr, score_threshold, max_gap) for tr in shown}
-    singles = {tr.track_id: _single_frame(tr, score_threshold, n) for tr in shown}
-    flickering = [tid for tid in gaps if gaps[tid] or singles[tid]]
-    unsure = [tr for tr in tracks if not tr.confident(score_threshold)]
-    near = max((_near_miss(tr, score_threshold, candidate_threshold, n) for tr in unsure), default=0.0)
-    fraction = len(flickering) / len(shown) if shown else 0.0
-    positions = sorted({p for tid in flickering for p in gaps[tid] + singles[tid]})
+    arrays = _as_arrays(detections, max_gap, tracks)
+    confident = arrays.scores >= score_threshold
+    track, t = arrays.track[confident], arrays.t[confident]
+    n_shown = np.bincount(track, minlength=arrays.n_tracks)
+    # Gaps: consecutive shown observations of one track 2..max_gap+1 frames apart.
+    step = t[1:] - t[:-1]
+    gap = (track[1:] == track[:-1]) & (step > 1) & (step <= max_gap + 1)
+    gap_positions = [
+        p for a, b in zip(t[:-1][gap].tolist(), t[1:][gap].tolist(), strict=True) for p in range(a + 1, b)
+    ]
+    gap_tracks = set(track[1:][gap].tolist())
+    # At an edge the object may simply be entering or leaving the view.
+    single = (n_shown[track] == 1) & (t > 0) & (t < n - 1)
+    single_tracks = set(track[single].tolist())
+    flickering = gap_tracks | single_tracks
+    shown = int((n_shown > 0).sum())
+    # Near misses: a never-shown track's summed closeness to the threshold, per frame of the clip.
+    unsure = n_shown == 0  # every track has at least one observation
+    span = max(score_threshold - candidate_threshold, 1e-6)
+    closeness = np.clip((arrays.scores - candidate_threshold) / span, 0.0, 1.0)
+    summed = np.bincount(arrays.track, weights=closeness, minlength=arrays.n_tracks)
+    near = float(summed[unsure].max()) / n if unsure.any() else 0.0
+    fraction = len(flickering) / shown if shown else 0.0
+    positions = sorted(set(gap_positions) | set(t[single].tolist()))
     details: dict[str, Any] = {
-        "tracks": len(shown),
+        "tracks": shown,
         "flickering_tracks": len(flickering),
-        "vanish_and_return": sum(1 for ps in gaps.values() if ps),
-        "single_frame": sum(1 for ps in singles.values() if ps),
+        "vanish_and_return": len(gap_tracks),
+        "single_frame": len(single_tracks),
         "near_miss": round(near, 6),
-        "unsure_tracks": len(unsure),
+        "unsure_tracks": int(unsure.sum()),
         "detections_per_frame": [int((d.scores >= score_threshold).sum()) for d in detections],
     }
     score = max(fraction, NEAR_MISS_CAP * near)
@@ -98,26 +106,22 @@ def flicker_score(
     )
 
 
-def _track_inconsistency(
-    track: Track, *, jump_iou: float, smooth_iou: float, oscillation: float
-) -> dict[str, list[int]]:
-    """Frame positions of class flips, box jumps and score swings within one track."""
-    labels, scores, t = track.labels, np.asarray(track.scores), track.t
-    flips = [t[i] for i in range(1, len(track)) if labels[i] != labels[i - 1]]
-    ious = consecutive_iou(np.stack(track.boxes_xyxy)) if len(track) else np.zeros(0)
-    jumps: list[int] = []
-    # A jump counts only where the track otherwise moves smoothly: an erratic track is not "a jump".
-    if ious.size >= 2 and float(np.median(ious)) >= smooth_iou:
-        jumps = [t[i + 1] for i in np.flatnonzero(ious < jump_iou).tolist()]
-    steps = np.diff(scores)
-    big = np.abs(steps) >= oscillation
-    # A swing is a large step followed by a large step the other way: up-down or down-up.
-    swings = [
-        t[i + 1]
-        for i in range(len(steps) - 1)
-        if big[i] and big[i + 1] and np.sign(steps[i]) != np.sign(steps[i + 1])
-    ]
-    return {"class_flips": flips, "box_jumps": jumps, "score_swings": swings}
+def _group_median(
+    groups: NDArray[np.int64], values: NDArray[np.float64], n_groups: int
+) -> NDArray[np.float64]:
+    """The median of ``values`` per group id (NaN for a group without values), like ``np.median``."""
+    out = np.full(n_groups, np.nan)
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, groups))
+    ordered = values[order]
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    has = counts > 0
+    low = starts[has] + (counts[has] - 1) // 2
+    high = starts[has] + counts[has] // 2
+    out[has] = (ordered[low] + ordered[high]) / 2.0
+    return out
 
 
 def temporal_score(
@@ -129,44 +133,54 @@ def temporal_score(
     jump_iou: float = 0.3,
     smooth_iou: float = 0.5,
     oscillation: float = 0.25,
-    tracks: Sequence[Track] | None = None,
+    tracks: Sequence[Track] | TrackArrays | None = None,
 ) -> TriggerResult:
     """Inconsistency within tracks: class flips, box jumps and score oscillation.
 
     Tracks are linked class-agnostically; only tracks shown (score >= ``score_threshold``) on at least two
     frames count, and class flips only between shown observations. A *box jump* is a consecutive IoU
-    under ``jump_iou`` in a track whose median consecutive IoU is at least ``smooth_iou``; a *swing* is a
-    score change of at least ``oscillation`` followed by one as large the other way. The score is the
-    fraction of counted tracks with any of the three. ``tracks`` may be given, already linked.
+    under ``jump_iou`` in a track whose median consecutive IoU is at least ``smooth_iou`` (and that has
+    at least two of them); a *swing* is a score change of at least ``oscillation`` followed by one as
+    large the other way. The score is the fraction of counted tracks with any of the three. ``tracks``
+    may be given, already linked. Every step is an array operation over all tracks of the clip.
     """
     check_lengths(frame_indices, detections)
-    linked = link_tracks(detections, max_gap=max_gap) if tracks is None else tracks
-    counted = [tr for tr in linked if len(tr.confident(score_threshold)) >= 2]
-    totals = {"class_flips": 0, "box_jumps": 0, "score_swings": 0}
-    positions: set[int] = set()
-    inconsistent = 0
-    for track in counted:
-        shown = _subtrack(track, track.confident(score_threshold))
-        found = _track_inconsistency(track, jump_iou=jump_iou, smooth_iou=smooth_iou, oscillation=oscillation)
-        found["class_flips"] = [
-            shown.t[i] for i in range(1, len(shown)) if shown.labels[i] != shown.labels[i - 1]
-        ]
-        for kind, where in found.items():
-            totals[kind] += len(where)
-            positions.update(where)
-        inconsistent += any(found.values())
-    score = inconsistent / len(counted) if counted else 0.0
-    details: dict[str, Any] = {"tracks": len(counted), "inconsistent_tracks": inconsistent, **totals}
+    arrays = _as_arrays(detections, max_gap, tracks)
+    confident = arrays.scores >= score_threshold
+    n_shown = np.bincount(arrays.track[confident], minlength=arrays.n_tracks)
+    counted = n_shown >= 2
+    # Class flips, between consecutive shown observations of a counted track.
+    track_c, t_c, labels_c = arrays.track[confident], arrays.t[confident], arrays.labels[confident]
+    flip = (track_c[1:] == track_c[:-1]) & (labels_c[1:] != labels_c[:-1])
+    flip_track, flip_t = track_c[1:][flip], t_c[1:][flip]
+    # Box jumps and swings, between consecutive observations (shown or not) of a counted track.
+    pair = (arrays.track[1:] == arrays.track[:-1]) & counted[arrays.track[1:]]
+    pair_track = arrays.track[1:][pair]
+    ious = consecutive_iou(arrays.boxes_xyxy)[pair]
+    n_pairs = np.bincount(pair_track, minlength=arrays.n_tracks)
+    median = _group_median(pair_track, ious, arrays.n_tracks)
+    # A jump counts only where the track otherwise moves smoothly: an erratic track is not "a jump".
+    smooth = (n_pairs >= 2) & (np.nan_to_num(median, nan=-1.0) >= smooth_iou)
+    jump = smooth[pair_track] & (ious < jump_iou)
+    jump_track, jump_t = pair_track[jump], arrays.t[1:][pair][jump]
+    steps = np.diff(arrays.scores)
+    big = pair & (np.abs(steps) >= oscillation)
+    # A swing is a large step followed by a large step the other way, within one track: at the middle.
+    swing = big[:-1] & big[1:] & (np.sign(steps[:-1]) != np.sign(steps[1:]))
+    swing_track, swing_t = arrays.track[1:-1][swing], arrays.t[1:-1][swing]
+    totals = {
+        "class_flips": int(flip_t.size),
+        "box_jumps": int(jump_t.size),
+        "score_swings": int(swing_t.size),
+    }
+    inconsistent = len(set(flip_track.tolist()) | set(jump_track.tolist()) | set(swing_track.tolist()))
+    n_counted = int(counted.sum())
+    positions = set(flip_t.tolist()) | set(jump_t.tolist()) | set(swing_t.tolist())
+    score = inconsistent / n_counted if n_counted else 0.0
+    details: dict[str, Any] = {"tracks": n_counted, "inconsistent_tracks": inconsistent, **totals}
     return TriggerResult(
         score=unit(score), frames=[int(frame_indices[p]) for p in sorted(positions)], details=details
     )
-
-
-def _subtrack(track: Track, keep: list[int]) -> Track:
-    sub = Track(track_id=track.track_id)
-    for i in keep:
-        sub.add(track.t[i], track.boxes_xyxy[i], track.scores[i], track.labels[i])
-    return sub
 
 
 def compare_frame(a: Detections, b: Detections, *, iou_threshold: float = 0.5) -> tuple[int, int, int, int]:
@@ -175,11 +189,39 @@ def compare_frame(a: Detections, b: Detections, *, iou_threshold: float = 0.5) -
     Boxes pair one-to-one, class-agnostically, at IoU >= ``iou_threshold``; a pair whose labels differ is
     a class conflict (and still matched).
     """
-    if len(a) == 0 or len(b) == 0:
-        return 0, len(a), len(b), 0
-    rows, cols = greedy_match(pairwise_iou(a.boxes_xyxy, b.boxes_xyxy), iou_threshold=iou_threshold)
-    conflicts = int((a.labels[rows] != b.labels[cols]).sum())
-    return int(rows.size), len(a) - int(rows.size), len(b) - int(cols.size), conflicts
+    return _compare(a.boxes_xyxy, a.labels, b.boxes_xyxy, b.labels, iou_threshold)
+
+
+def _compare(
+    boxes_a: NDArray[np.floating],
+    labels_a: NDArray[np.int64],
+    boxes_b: NDArray[np.floating],
+    labels_b: NDArray[np.int64],
+    iou_threshold: float,
+) -> tuple[int, int, int, int]:
+    n_a, n_b = len(labels_a), len(labels_b)
+    if n_a == 0 or n_b == 0:
+        return 0, n_a, n_b, 0
+    iou = iou_matrix(
+        np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4),
+        np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4),
+    )
+    rows, cols = greedy_pairs(iou, iou_threshold)
+    conflicts = int((labels_a[rows] != labels_b[cols]).sum())
+    return int(rows.size), n_a - int(rows.size), n_b - int(cols.size), conflicts
+
+
+def _stacked(
+    detections: Sequence[Detections], keep: Sequence[NDArray[np.bool_]]
+) -> tuple[NDArray[np.float64], NDArray[np.int64], list[int]]:
+    """The kept boxes (float64) and labels of all frames, stacked, and where each frame's rows start."""
+    counts = [int(k.sum()) for k in keep]
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
+    if not detections:
+        return np.zeros((0, 4)), np.zeros(0, dtype=np.int64), starts
+    boxes = np.concatenate([d.boxes_xyxy[k] for d, k in zip(detections, keep, strict=True)])
+    labels = np.concatenate([d.labels[k] for d, k in zip(detections, keep, strict=True)])
+    return boxes.astype(np.float64).reshape(-1, 4), labels.astype(np.int64), starts
 
 
 def disagreement_score(
@@ -198,23 +240,47 @@ def disagreement_score(
     score is the mean over frames; ``frames`` are those at or above ``fire_disagreement``.
     """
     check_lengths(frame_indices, detections, other_detections)
-    per_frame: list[float] = []
-    totals = np.zeros(4, dtype=np.int64)
-    for a, b in zip(detections, other_detections, strict=True):
-        counts = compare_frame(
-            a.above(score_threshold), b.above(score_threshold), iou_threshold=iou_threshold
-        )
-        matched, only_a, only_b, conflicts = counts
-        union = matched + only_a + only_b
-        per_frame.append((only_a + only_b + conflicts) / union if union else 0.0)
-        totals += counts
-    score = float(np.mean(per_frame)) if per_frame else 0.0
-    fired = [int(i) for i, d in zip(frame_indices, per_frame, strict=True) if d >= fire_disagreement]
+    n = len(frame_indices)
+    # The confident boxes of every frame, stacked, and one IoU matrix between both models' stacks: a
+    # frame's comparison is its block of it (one small matrix per frame costs more in overhead).
+    kept_a = [a.scores >= score_threshold for a in detections]
+    kept_b = [b.scores >= score_threshold for b in other_detections]
+    boxes_a, labels_a, starts_a = _stacked(detections, kept_a)
+    boxes_b, labels_b, starts_b = _stacked(other_detections, kept_b)
+    count_a, count_b = np.diff(starts_a).astype(np.int64), np.diff(starts_b).astype(np.int64)
+    matched = np.zeros(n, dtype=np.int64)
+    conflicts = np.zeros(n, dtype=np.int64)
+    if boxes_a.size and boxes_b.size:
+        every = iou_matrix(boxes_a, boxes_b)
+        frame_a, frame_b = np.repeat(np.arange(n), count_a), np.repeat(np.arange(n), count_b)
+        same_frame = frame_a[:, None] == frame_b[None, :]
+        rows, cols = np.nonzero(same_frame & (every >= iou_threshold) & (every > 0))
+        # Where no box has two candidates, every candidate pair is a match; frames with a crowded box
+        # are matched greedily, block by block.
+        crowded_rows = np.bincount(rows, minlength=len(boxes_a))[rows] > 1
+        crowded_cols = np.bincount(cols, minlength=len(boxes_b))[cols] > 1
+        crowded = np.unique(frame_a[rows[crowded_rows | crowded_cols]])
+        simple = ~np.isin(frame_a[rows], crowded)
+        differ = labels_a[rows[simple]] != labels_b[cols[simple]]
+        matched += np.bincount(frame_a[rows[simple]], minlength=n)
+        conflicts += np.bincount(frame_a[rows[simple]][differ], minlength=n)
+        for f in crowded.tolist():
+            a0, a1, b0, b1 = starts_a[f], starts_a[f + 1], starts_b[f], starts_b[f + 1]
+            pick_rows, pick_cols = greedy_pairs(every[a0:a1, b0:b1], iou_threshold)
+            matched[f] = pick_rows.size
+            conflicts[f] = int((labels_a[a0 + pick_rows] != labels_b[b0 + pick_cols]).sum())
+    only_a, only_b = count_a - matched, count_b - matched
+    union = matched + only_a + only_b
+    per_frame = np.zeros(n)
+    np.divide(only_a + only_b + conflicts, union, out=per_frame, where=union > 0)
+    totals = [int(matched.sum()), int(only_a.sum()), int(only_b.sum()), int(conflicts.sum())]
+    score = float(per_frame.mean()) if n else 0.0
+    fired = [int(frame_indices[i]) for i in np.flatnonzero(per_frame >= fire_disagreement).tolist()]
     details: dict[str, Any] = {
         "matched": int(totals[0]),
         "unmatched": int(totals[1]),
         "unmatched_other": int(totals[2]),
         "class_conflicts": int(totals[3]),
-        "max_frame_disagreement": round(max(per_frame, default=0.0), 6),
+        "max_frame_disagreement": round(float(per_frame.max(initial=0.0)), 6),
     }
     return TriggerResult(score=unit(score), frames=fired, details=details)
