@@ -210,8 +210,12 @@ def test_build_dataset_versions_follow_the_members(ctx: Context) -> None:
     assert members(ctx, third.dataset_id)[edited][0] == 2
     assert members(ctx, second.dataset_id)[edited][0] == 1  # older versions never change
     assert ctx.store.list("datasets") == [
-        "datasets/default-heldout/v0001/manifest.jsonl",
-        *(f"datasets/default/v{v:04d}/{f}" for v in (1, 2, 3) for f in ("diff.json", "manifest.jsonl")),
+        *(f"datasets/default-heldout/v0001/{f}" for f in ("manifest.index.npz", "manifest.jsonl")),
+        *(
+            f"datasets/default/v{v:04d}/{f}"
+            for v in (1, 2, 3)
+            for f in ("diff.json", "manifest.index.npz", "manifest.jsonl")
+        ),
     ]
     assert ctx.store.read_json("datasets/default/v0003/diff.json") == {
         "base": "default@2", "target": "default@3", "added": [], "removed": [],

@@ -1,18 +1,25 @@
-"""Dataset versions over time: stable splits, the fixed held-out set, diffs and `dataengine dataset diff`."""
+"""Dataset versions over time: stable splits, the fixed held-out set, diffs, `dataengine dataset diff`,
+and the columnar index beside each manifest (local and S3).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from test_training import add_video, members, review_again, video_id_of
 from typer.testing import CliRunner
 
 from dataengine.cli import app
 from dataengine.context import Context
+from dataengine.formats import sha256_hex
 from dataengine.lineage import repository as repo
-from dataengine.training import build_dataset, diff_datasets, read_manifest
+from dataengine.storage import ObjectStore
+from dataengine.training import ClipFrameDataset, build_dataset, diff_datasets, read_manifest
+from dataengine.training import columns as columns_module
+from dataengine.training.columns import ManifestColumns, index_key, load_index, parse_manifest_columns
 from dataengine.training.evaluation import HELDOUT, held_out_source
 
 pytestmark = pytest.mark.slow
@@ -159,3 +166,99 @@ def test_splits_by_camera_keep_every_video_of_a_camera_together(ctx: Context) ->
         split_of_camera.setdefault(camera, set()).update(video_splits(ctx, ref.dataset_id)[video_id_of(name)])
     assert sorted(map(sorted, split_of_camera.values())) == [["train"], ["val"]]
     assert (ref.n_train, ref.n_val) == (3, 3)
+
+
+# The columnar index beside each manifest -------------------------------------------------------
+
+
+def forbid_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any parse of a manifest fail, so whatever still loads came from the index."""
+
+    def refuse(data: bytes, source: str) -> ManifestColumns:
+        raise AssertionError(f"{source} was parsed")
+
+    monkeypatch.setattr(columns_module, "parse_manifest_columns", refuse)
+
+
+def assert_index_matches_manifest(store: ObjectStore, manifest_uri: str, manifest_sha256: str) -> None:
+    """The index beside the manifest is tagged with its bytes and holds exactly what parsing it gives."""
+    key = store.key_of(manifest_uri)
+    data = store.read_bytes(key)
+    assert sha256_hex(data) == manifest_sha256  # the lineage row and the bytes agree
+    indexed = load_index(store, key, manifest_sha256=bytes.fromhex(manifest_sha256))
+    parsed = parse_manifest_columns(data, manifest_uri)
+    assert indexed is not None
+    pairs: list[tuple[np.ndarray, np.ndarray]] = [
+        (indexed.clip_ids.data, parsed.clip_ids.data), (indexed.clip_ids.offsets, parsed.clip_ids.offsets),
+        (indexed.uris.data, parsed.uris.data), (indexed.uris.offsets, parsed.uris.offsets),
+        (indexed.sha256, parsed.sha256), (indexed.annotation_versions, parsed.annotation_versions),
+        (indexed.splits, parsed.splits), (indexed.frame_offsets, parsed.frame_offsets),
+        (indexed.frames, parsed.frames),
+    ]  # fmt: skip
+    for got, expected in pairs:
+        assert got.dtype == expected.dtype
+        assert np.array_equal(got, expected)
+    assert [indexed.clip_ids[i] for i in range(len(indexed))] == [
+        e.clip_id for e in read_manifest(store, key)
+    ]
+
+
+def build_and_check_index(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build two versions; every manifest has a matching index, and the Dataset loads without parsing."""
+    for name in ("i-1", "i-2", "i-3"):
+        add_video(ctx, name, n_clips=2, n_frames=2)
+    first = build_dataset(ctx)
+    add_video(ctx, "i-4", n_clips=1, n_frames=2)
+    second = build_dataset(ctx)
+
+    for dataset_id in (first.dataset_id, second.dataset_id, first.heldout_id or ""):
+        with ctx.db.session() as session:
+            name, version = dataset_id.split("@")
+            row = repo.get_dataset(session, name, int(version))
+            manifest_uri, manifest_sha256 = row.manifest_uri, row.manifest_sha256
+        assert ctx.store.exists(index_key(ctx.store.key_of(manifest_uri)))
+        assert_index_matches_manifest(ctx.store, manifest_uri, manifest_sha256)
+
+    forbid_parsing(monkeypatch)
+    train = ClipFrameDataset(ctx.store, second.manifest_uri, split="train", classes=ctx.settings.classes)
+    val = ClipFrameDataset(ctx.store, second.manifest_uri, split="val", classes=ctx.settings.classes)
+    assert (train.n_clips, val.n_clips) == (second.n_train, second.n_val)
+    assert len(train) + len(val) == second.n_frames
+    image, target = train[0]
+    assert image.shape == (3, 240, 320)
+    assert target["boxes"].shape[1] == 4
+
+
+def test_a_build_writes_an_index_equal_to_its_manifest(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_and_check_index(ctx, monkeypatch)
+
+
+def test_on_s3_the_build_writes_the_index_and_the_dataset_reads_it(
+    ctx: Context, s3_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_ctx = Context(settings=ctx.settings, store=s3_store, db=ctx.db, run_id="test/s3", actor="tester")
+
+    build_and_check_index(s3_ctx, monkeypatch)
+
+    assert s3_store.uri("datasets/default/v0002/manifest.index.npz").startswith("s3://")
+
+
+def test_on_s3_a_stale_index_is_ignored_and_replaced(
+    ctx: Context, s3_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_ctx = Context(settings=ctx.settings, store=s3_store, db=ctx.db, run_id="test/s3", actor="tester")
+    for name in ("s-1", "s-2"):
+        add_video(s3_ctx, name, n_clips=2, n_frames=2)
+    first = build_dataset(s3_ctx)
+    add_video(s3_ctx, "s-3", n_clips=2, n_frames=2)
+    second = build_dataset(s3_ctx)
+    key1, key2 = (s3_store.key_of(ref.manifest_uri) for ref in (first, second))
+    s3_store.write_bytes(index_key(key2), s3_store.read_bytes(index_key(key1)))  # v1's index under v2
+
+    dataset = ClipFrameDataset(s3_store, second.manifest_uri, split=None, classes=ctx.settings.classes)
+
+    assert (dataset.n_clips, len(dataset)) == (second.n_clips, second.n_frames)  # v2, not v1's 4 clips
+    assert (first.n_clips, second.n_clips) == (4, 6)
+    with ctx.db.session() as session:
+        row = repo.get_dataset(session, "default", 2)
+    assert_index_matches_manifest(s3_store, row.manifest_uri, row.manifest_sha256)  # rewritten for v2

@@ -18,6 +18,7 @@ from dataengine.errors import FormatError, ObjectNotFoundError
 from dataengine.formats import Box, ClipAnnotations, Frame, sha256_hex
 from dataengine.storage import ObjectStore
 from dataengine.training import ClipFrameDataset, ManifestEntry, collate, manifest_key, read_manifest
+from dataengine.training import columns as columns_module
 
 CLASSES = ["person", "bed", "wheelchair"]
 WIDTH, HEIGHT = 64, 48
@@ -292,6 +293,28 @@ def test_init_reads_the_manifest_and_no_annotation_file(
     assert len(train) == 5
     train[0]
     assert reads[1:] == [store.key_of(hand_clips[0].saved.uri), clips.frame_key(hand_clips[0].clip_id, 0)]
+
+
+def test_a_second_dataset_is_served_from_the_index_the_first_wrote(
+    store: ObjectStore, hand_clips: list[HandClip], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = dataset(store)
+
+    def refuse(data: bytes, source: str) -> columns_module.ManifestColumns:
+        raise AssertionError(f"{source} was parsed")
+
+    monkeypatch.setattr(columns_module, "parse_manifest_columns", refuse)
+    second, val = dataset(store), dataset(store, "val")
+
+    assert store.exists(columns_module.index_key(MANIFEST))
+    assert [second.sample(i) for i in range(len(second))] == [first.sample(i) for i in range(len(first))]
+    assert [val.sample(i) for i in range(len(val))] == [
+        (hand_clips[2].clip_id, 0),
+        (hand_clips[2].clip_id, 5),
+    ]
+    for i in range(len(first)):
+        assert torch.equal(second[i][1]["boxes"], first[i][1]["boxes"])
+        assert torch.equal(second[i][1]["labels"], first[i][1]["labels"])
 
 
 def test_annotation_files_are_read_in_getitem_not_init(

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from dataengine.errors import FormatError
+from dataengine.errors import FormatError, StorageError
 from dataengine.storage import ObjectStore
-from dataengine.training.columns import PackedStrings, read_manifest_columns
+from dataengine.training import columns as columns_module
+from dataengine.training.columns import (
+    ManifestColumns,
+    PackedStrings,
+    index_key,
+    parse_manifest_columns,
+    read_manifest_columns,
+)
 from dataengine.training.diff import diff_members
 from dataengine.training.manifest import ManifestEntry, assign_splits
 
@@ -172,3 +181,174 @@ def test_a_bad_split_in_a_canonical_manifest_is_refused(store: ObjectStore) -> N
 
     with pytest.raises(FormatError, match="split 'test' is not one of"):
         read_manifest_columns(store, "m.jsonl")
+
+
+# The columnar index beside the manifest --------------------------------------------------------
+
+
+def manifest_text(entries: list[ManifestEntry]) -> str:
+    return "".join(e.to_json_line() + "\n" for e in entries)
+
+
+def column_arrays(columns: ManifestColumns) -> dict[str, np.ndarray]:
+    return {
+        "clip_ids_data": columns.clip_ids.data, "clip_ids_offsets": columns.clip_ids.offsets,
+        "uris_data": columns.uris.data, "uris_offsets": columns.uris.offsets, "sha256": columns.sha256,
+        "annotation_versions": columns.annotation_versions, "splits": columns.splits,
+        "frame_offsets": columns.frame_offsets, "frames": columns.frames,
+    }  # fmt: skip
+
+
+def assert_same_columns(got: ManifestColumns, expected: ManifestColumns) -> None:
+    got_arrays, expected_arrays = column_arrays(got), column_arrays(expected)
+    for name, array in expected_arrays.items():
+        assert got_arrays[name].dtype == array.dtype, name
+        assert got_arrays[name].shape == array.shape, name
+        assert np.array_equal(got_arrays[name], array), name
+
+
+def forbid_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any parse of a manifest fail, so a read that succeeds came from the index."""
+
+    def refuse(data: bytes, source: str) -> ManifestColumns:
+        raise AssertionError(f"{source} was parsed")
+
+    monkeypatch.setattr(columns_module, "parse_manifest_columns", refuse)
+
+
+def test_the_index_key_sits_beside_the_manifest() -> None:
+    assert index_key("datasets/default/v0003/manifest.jsonl") == "datasets/default/v0003/manifest.index.npz"
+    assert index_key("m") == "m.index.npz"
+
+
+@pytest.mark.parametrize("canonical", [True, False])
+def test_the_first_read_writes_an_index_equal_to_the_parse(
+    store: ObjectStore, canonical: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if canonical:
+        text = manifest_text(ENTRIES)
+    else:
+        text = "".join(json.dumps(json.loads(e.to_json_line()), indent=None) + "\n" for e in ENTRIES)
+    store.write_text("m.jsonl", text)
+    parsed = parse_manifest_columns(text.encode(), "m.jsonl")
+
+    first = read_manifest_columns(store, "m.jsonl")
+    assert store.exists("m.index.npz")
+    forbid_parsing(monkeypatch)
+    second = read_manifest_columns(store, "m.jsonl")
+
+    assert_same_columns(first, parsed)
+    assert_same_columns(second, parsed)
+    assert [second.clip_ids[i] for i in range(len(second))] == [e.clip_id for e in ENTRIES]
+    assert [second.uris[i] for i in range(len(second))] == [e.uri for e in ENTRIES]
+    assert [second.sha256_hex(i) for i in range(len(second))] == [e.sha256 for e in ENTRIES]
+    assert second.select("train").frames.tolist() == [0, 5, 10, 3, 4]
+    with np.load(io.BytesIO(store.read_bytes("m.index.npz"))) as npz:
+        assert npz["manifest_sha256"].tobytes() == hashlib.sha256(text.encode()).digest()
+
+
+def test_an_index_equals_the_parse_of_a_large_manifest(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(7)
+    entries = [
+        entry(i, rng.choice(["train", "val"]), tuple(sorted(rng.sample(range(300), rng.randint(0, 12)))))
+        for i in range(2000)
+    ]
+    store.write_text("big.jsonl", manifest_text(entries))
+    read_manifest_columns(store, "big.jsonl")
+    forbid_parsing(monkeypatch)
+
+    from_index = read_manifest_columns(store, "big.jsonl")
+
+    assert_same_columns(from_index, parse_manifest_columns(manifest_text(entries).encode(), "big.jsonl"))
+    assert from_index.frames.tolist() == [f for e in entries for f in e.frames]
+
+
+def test_a_stale_index_is_ignored_and_replaced(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.write_text("m.jsonl", manifest_text(ENTRIES))
+    read_manifest_columns(store, "m.jsonl")  # writes the index of the first manifest
+    relabelled = [replace(e, split="val", frames=(1, 2)) for e in ENTRIES[:3]]
+    store.write_text("m.jsonl", manifest_text(relabelled))  # same key, other bytes: the index is stale
+
+    columns = read_manifest_columns(store, "m.jsonl")
+    forbid_parsing(monkeypatch)
+    again = read_manifest_columns(store, "m.jsonl")
+
+    assert len(columns) == 3
+    assert columns.splits.tolist() == [1, 1, 1]
+    assert columns.frames.tolist() == [1, 2, 1, 2, 1, 2]
+    assert_same_columns(again, columns)  # the index now belongs to the new manifest
+
+
+def test_an_index_copied_from_another_manifest_is_ignored(store: ObjectStore) -> None:
+    store.write_text("a.jsonl", manifest_text(ENTRIES[:2]))
+    store.write_text("b.jsonl", manifest_text(ENTRIES[2:]))
+    read_manifest_columns(store, "a.jsonl")
+    store.write_bytes("b.index.npz", store.read_bytes("a.index.npz"))
+
+    columns = read_manifest_columns(store, "b.jsonl")
+
+    assert [columns.clip_ids[i] for i in range(len(columns))] == [e.clip_id for e in ENTRIES[2:]]
+
+
+def broken_indexes(good: bytes) -> dict[str, bytes]:
+    """Damaged copies of a good index: truncated, garbage, a bit flipped, inconsistent arrays, old format."""
+    with np.load(io.BytesIO(good)) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+
+    def saved(*, without: str = "", **changes: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: v for k, v in {**arrays, **changes}.items() if k != without})
+        return buffer.getvalue()
+
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    return {
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "garbage": b"not an index at all",
+        "bit flipped": bytes(flipped),
+        "frames short": saved(frames=arrays["frames"][:-1]),
+        "offsets decreasing": saved(frame_offsets=arrays["frame_offsets"][::-1].copy()),
+        "split code out of range": saved(splits=np.full_like(arrays["splits"], 7)),
+        "wrong dtype": saved(frames=arrays["frames"].astype(np.int64)),
+        "sha256 shape": saved(sha256=np.zeros((0, 32), np.uint8)),
+        "array missing": saved(without="uris_data"),
+        "other format": saved(format=np.array([99], dtype=np.int64)),
+    }
+
+
+def test_a_broken_index_is_ignored_and_rewritten(store: ObjectStore) -> None:
+    text = manifest_text(ENTRIES)
+    store.write_text("m.jsonl", text)
+    read_manifest_columns(store, "m.jsonl")
+    good = store.read_bytes("m.index.npz")
+    expected = parse_manifest_columns(text.encode(), "m.jsonl")
+
+    for name, damaged in broken_indexes(good).items():
+        store.write_bytes("m.index.npz", damaged)
+        assert_same_columns(read_manifest_columns(store, "m.jsonl"), expected)
+        assert store.read_bytes("m.index.npz") == good, name  # written again from the parse
+
+
+def test_a_store_that_refuses_the_index_still_gives_the_columns(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write_text("m.jsonl", manifest_text(ENTRIES))
+
+    def refuse(key: str, data: bytes, *, exclusive: bool = False) -> bool:
+        raise StorageError(f"{key}: read-only credentials")
+
+    monkeypatch.setattr(store, "write_bytes", refuse)
+    columns = read_manifest_columns(store, "m.jsonl")
+
+    assert [columns.clip_ids[i] for i in range(len(columns))] == [e.clip_id for e in ENTRIES]
+    assert not store.exists("m.index.npz")
+
+
+def test_reading_without_write_index_leaves_no_index(store: ObjectStore) -> None:
+    store.write_text("m.jsonl", manifest_text(ENTRIES))
+
+    assert len(read_manifest_columns(store, "m.jsonl", write_index=False)) == len(ENTRIES)
+    assert not store.exists("m.index.npz")

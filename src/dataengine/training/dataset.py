@@ -1,7 +1,8 @@
 """The per-clip training Dataset: one sample per labelled frame, labels read from each clip's own file.
 
 ``__init__`` reads only the manifest, into a few flat numpy arrays (``columns``): no per-clip Python
-objects, so every rank starts fast and forked DataLoader workers keep sharing its pages.
+objects, so every rank starts fast and forked DataLoader workers keep sharing its pages. The arrays come
+from the manifest's columnar index when it matches the manifest's bytes, else from parsing it.
 ``__getitem__`` loads the clip's annotation file on demand, checks its sha256 against the manifest and
 keeps the last few clips in a small per-worker cache.
 """

@@ -1,8 +1,9 @@
 """``build_dataset``: snapshot the reviewed clips as a dataset version, with its held-out set and diff.
 
-A version is a manifest plus lineage rows (``datasets``, ``dataset_clips``). Splits are per video and
-never change once given; the held-out evaluation set (``NAME-heldout``) is frozen from the val split the
-first time one exists and is only replaced on request; each version records what changed since the last.
+A version is a manifest (with its columnar index, ``columns``) plus lineage rows (``datasets``,
+``dataset_clips``). Splits are per video and never change once given; the held-out evaluation set
+(``NAME-heldout``) is frozen from the val split the first time one exists and is only replaced on
+request; each version records what changed since the last.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
 from dataengine.lineage import repository as repo
 from dataengine.lineage.models import AnnotationVersion, Clip, Dataset, DatasetClip, Video
 from dataengine.storage import ObjectStore
+from dataengine.training.columns import index_manifest
 from dataengine.training.diff import diff_members, diff_summary, write_diff
 from dataengine.training.manifest import (
     DEFAULT_NAME,
@@ -218,6 +220,8 @@ def _create(
     version = repo.next_dataset_version(session, name)
     data = _manifest_bytes(entries)
     _write_manifest(session, ctx.store, manifest_key(name, version), data)
+    # The columnar index beside it makes every training rank's start-up a load instead of a parse.
+    index_manifest(ctx.store, manifest_key(name, version), data)
     return repo.create_dataset(
         session,
         name=name,
