@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     trigger_weights: dict[str, float] = Field(default_factory=lambda: {"anomaly": 0.5})
     # "max": the strongest weighted trigger decides (rare events fire one trigger); "mean": the average.
     trigger_combine: Literal["max", "mean"] = "max"
+    # "rank": before combining, each trigger's score becomes its surprise among the run's candidates
+    # (log of one over the share of clips scoring at least as high), so a score many ordinary clips reach
+    # cannot crowd out one that no other clip reaches; "none": combine the raw scores. Firing (the
+    # threshold above) always reads the raw scores.
+    trigger_calibration: Literal["rank", "none"] = "rank"
     # Triggers to run (all registered ones when empty).
     triggers: list[str] = Field(default_factory=list)
     # The disagreement trigger's second model (e.g. another architecture); default: the previous promoted.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -18,6 +19,7 @@ from dataengine.triggers import (
     select,
     strongest,
 )
+from dataengine.triggers.selection import surprises
 
 
 def cand(clip_id: str, video: str = "v", camera: str | None = None, **scores: float) -> Candidate:
@@ -117,6 +119,73 @@ def test_the_same_input_gives_the_same_selection_in_any_order() -> None:
     assert picked([cand("b", flicker=1.0), cand("a", flicker=1.0)], fraction=None, count=1) == ["a"]
 
 
+def test_surprise_is_the_tail_share_on_a_log_scale() -> None:
+    # 100 clips: flicker 1.0 on 10, 0 on the rest; frozen 0.3 on exactly one clip and 0.1 on another.
+    candidates = [
+        cand(f"c{i:03d}", flicker=1.0 if i < 10 else 0.0, frozen=0.3 if i == 50 else 0.1 if i == 51 else 0.0)
+        for i in range(100)
+    ]
+    tails = surprises(candidates)
+    # Ten clips share flicker 1.0: p = 0.1, log(10) / log(100) = 0.5.
+    assert tails[0]["flicker"] == pytest.approx(0.5)
+    assert tails[50]["frozen"] == pytest.approx(1.0)  # no other clip reaches 0.3
+    assert tails[51]["frozen"] == pytest.approx(math.log(50) / math.log(100))  # two clips reach 0.1
+    assert tails[20] == {"flicker": 0.0, "frozen": 0.0}  # a zero score says nothing
+    # A lone candidate has nothing to compare with; a trigger only some clips ran is ranked among those.
+    assert surprises([cand("a", blur=0.9)]) == [{"blur": 0.0}]
+    assert surprises([cand("a", blur=0.9), cand("b"), cand("c", blur=0.1)]) == [
+        {"blur": pytest.approx(1.0)}, {}, {"blur": 0.0}
+    ]  # fmt: skip
+
+
+def test_rank_calibration_puts_a_unique_outlier_above_a_common_high_score() -> None:
+    # Twenty ordinary clips score flicker 1.0 (a detector that drops a box now and then); one clip is the
+    # only one whose frames froze, with a modest raw score.
+    crowd = [cand(f"f{i:02d}", video=f"v{i}", flicker=1.0, frozen=0.0) for i in range(20)]
+    quiet = [cand(f"q{i:02d}", video=f"w{i}", flicker=0.0, frozen=0.0) for i in range(180)]
+    stuck = cand("stuck", video="s", flicker=0.0, frozen=0.4)
+    pool = crowd + quiet + [stuck]
+    assert "stuck" not in picked(pool, fraction=None, count=5, calibration="none")
+    decisions, k = select(pool, fraction=None, count=5, calibration="rank")
+    top = decisions[0]
+    assert (k, top.clip_id, top.trigger, top.trigger_score) == (5, "stuck", "frozen", 0.4)
+    assert top.calibrated == pytest.approx(1.0)
+    assert top.surprise == {"flicker": 0.0, "frozen": 1.0}
+    # The raw scores stay what they were; the common flicker clips follow, with their surprise.
+    assert top.combined == 0.4
+    assert top.weighted == {"flicker": 0.0, "frozen": 0.4}
+    assert decisions[1].calibrated == pytest.approx(math.log(201 / 20) / math.log(201), abs=1e-6)
+    assert decisions[1].combined == 1.0
+    # Weights apply to the surprises: frozen at weight 0.3 falls below the flicker crowd.
+    weighted, _ = select(pool, fraction=None, count=5, calibration="rank", weights={"frozen": 0.3})
+    assert (weighted[0].clip_id, weighted[20].clip_id) == ("f00", "stuck")
+    assert weighted[20].calibrated == pytest.approx(0.3)
+
+
+def test_firing_reads_the_raw_scores_when_calibrated() -> None:
+    # Some clip is always the day's most surprising, but only a raw score at the threshold fires.
+    calm = [cand(f"c{i}", blur=0.1 + i / 1000) for i in range(50)]
+    decisions, k = select(calm, fraction=0.01, count=None, calibration="rank")
+    assert k == 0
+    assert decisions[0].calibrated == pytest.approx(1.0)
+    _, k = select([*calm, cand("x", blur=0.6)], fraction=0.01, count=None, calibration="rank")
+    assert k == 1
+    with pytest.raises(ConfigError, match="unknown trigger calibration"):
+        select(calm, fraction=0.1, count=None, calibration="zscore")  # type: ignore[arg-type]
+
+
+def test_rank_calibration_is_deterministic_in_any_order() -> None:
+    rng = random.Random(5)
+    candidates = [
+        cand(f"c{i:03d}", video=f"v{i % 7}", flicker=rng.choice([0.0, 0.5, 1.0]), blur=rng.random())
+        for i in range(200)
+    ]
+    first = select(candidates, fraction=0.05, count=None, max_video_share=0.3, calibration="rank")
+    shuffled = list(candidates)
+    rng.shuffle(shuffled)
+    assert select(shuffled, fraction=0.05, count=None, max_video_share=0.3, calibration="rank") == first
+
+
 def test_the_registry_refuses_duplicates_and_names_unknown_triggers() -> None:
     registry = TriggerRegistry()
     mine = Trigger(name="mine", needs_model=False, compute=lambda inputs: TriggerResult(0.5))
@@ -131,3 +200,15 @@ def test_the_registry_refuses_duplicates_and_names_unknown_triggers() -> None:
     assert [t.name for t in TRIGGERS.select(["blur", "flicker"])] == ["flicker", "blur"]
     with pytest.raises(ValueError, match=r"lies in \[0, 1\]"):
         TriggerResult(1.5)
+
+
+def test_the_report_reason_names_the_surprise_when_calibrated() -> None:
+    from dataengine.triggers.run import _reason
+
+    pool = [cand(f"c{i}", video=f"v{i}", blur=0.0) for i in range(9)] + [cand("x", video="x", blur=0.7)]
+    calibrated, _ = select(pool, fraction=None, count=1, calibration="rank")
+    assert _reason(calibrated[0]) == (
+        "ranked within the budget of 1; strongest trigger blur 0.700 (surprise 1.00 among the candidates)"
+    )
+    raw, _ = select(pool, fraction=None, count=1, calibration="none")
+    assert _reason(raw[0]) == "ranked within the budget of 1; strongest trigger blur 0.700"

@@ -208,7 +208,19 @@ def _decision_details(decision: Decision, *, k: int, n: int, ctx: Context) -> di
         "budget": k,
         "candidates": n,
         "combine": ctx.settings.trigger_combine,
+        "calibration": ctx.settings.trigger_calibration,
+        "calibrated_score": decision.calibrated,
+        "surprise": decision.surprise,
     }
+
+
+def _reason(decision: Decision) -> str:
+    """The one-line reason of a decision: the budget's verdict, then the trigger that weighed most."""
+    text = f"{decision.reason}; strongest trigger {decision.trigger} {decision.trigger_score:.3f}"
+    if decision.calibrated is not None and decision.trigger is not None:
+        surprise = decision.surprise.get(decision.trigger, 0.0)
+        text += f" (surprise {surprise:.2f} among the candidates)"
+    return text
 
 
 def _select(
@@ -240,6 +252,7 @@ def _select(
             candidates, fraction=fraction, count=count, weights=s.trigger_weights, mode=s.trigger_combine,
             max_video_share=s.selection_max_video_share, max_camera_share=s.selection_max_camera_share,
             trigger_order=order, fire_threshold=s.trigger_score_threshold,
+            calibration=s.trigger_calibration,
         )  # fmt: skip
         for decision in decisions:
             details = _decision_details(decision, k=k, n=len(candidates), ctx=ctx)
@@ -337,8 +350,6 @@ def run_triggers(
     )
     report.selected = [d.clip_id for d in decisions if d.selected]
     report.rejected = [d.clip_id for d in decisions if not d.selected]
-    report.reasons = {
-        d.clip_id: f"{d.reason}; strongest trigger {d.trigger} {d.trigger_score:.3f}" for d in decisions
-    }
+    report.reasons = {d.clip_id: _reason(d) for d in decisions}
     logger.info("%s", report.summary())
     return report

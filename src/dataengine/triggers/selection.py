@@ -9,9 +9,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from dataengine.errors import ConfigError
 
 CombineMode = Literal["max", "mean"]
+#: "rank": each trigger's score becomes its surprise over the run's candidates before combining;
+#: "none": the raw scores are combined.
+Calibration = Literal["rank", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +35,21 @@ class Decision:
 
     clip_id: str
     selected: bool
+    #: The weighted combination of the raw scores (whether the clip *fired*).
     combined: float
-    #: The weighted mean of the scores: breaks ties of ``combined`` in "max" mode.
+    #: What breaks ties of the ranking score in "max" mode: the weighted mean of the raw scores, or of
+    #: the surprises when calibrated.
     tie_break: float
+    #: The strongest trigger (by weighted surprise when calibrated) and its raw score.
     trigger: str | None
     trigger_score: float
     rank: int
     reason: str
     weighted: dict[str, float] = field(default_factory=dict)
+    #: The weighted combination of the surprises that the ranking used; None when not calibrated.
+    calibrated: float | None = None
+    #: Each trigger's surprise over the candidates (unweighted, in [0, 1]); empty when not calibrated.
+    surprise: dict[str, float] = field(default_factory=dict)
 
 
 def budget_size(
@@ -78,6 +90,31 @@ def combine(
     if mode == "mean":
         return mean, mean, weighted
     raise ConfigError(f"unknown trigger combination {mode!r}; use 'max' or 'mean'")
+
+
+def surprises(candidates: Sequence[Candidate]) -> list[dict[str, float]]:
+    """Per candidate, each trigger's *surprise* over the candidates that have that trigger's score.
+
+    With ``p`` the share of those ``N`` candidates scoring at least this clip's score, the surprise is
+    ``log(1/p) / log(N)``: 1 for a clip no other clip matches, 0 for a score every clip reaches, and 0 for
+    a zero score (a trigger that did not fire says nothing) or when ``N`` is 1 (nothing to compare with).
+    A raw score that many ordinary clips reach is not surprising, however high it is.
+    """
+    names = sorted({name for cand in candidates for name in cand.scores})
+    out: list[dict[str, float]] = [{} for _ in candidates]
+    for name in names:
+        rows = [i for i, cand in enumerate(candidates) if name in cand.scores]
+        values = np.array([float(candidates[i].scores[name]) for i in rows])
+        n = len(values)
+        ordered = np.sort(values)
+        # How many candidates score >= each value: ties share their tail.
+        at_least = n - np.searchsorted(ordered, values, side="left")
+        for i, value, count in zip(rows, values.tolist(), at_least.tolist(), strict=True):
+            if value <= 0.0 or n < 2:
+                out[i][name] = 0.0
+            else:
+                out[i][name] = math.log(n / count) / math.log(n)
+    return out
 
 
 def strongest(weighted: Mapping[str, float], order: Sequence[str] = ()) -> tuple[str | None, float]:
@@ -132,29 +169,42 @@ def select(
     max_camera_share: float = 1.0,
     trigger_order: Sequence[str] = (),
     fire_threshold: float = 0.5,
+    calibration: Calibration = "none",
 ) -> tuple[list[Decision], int]:
     """A decision for every candidate, best-ranked first, and the budget ``k``.
 
-    A clip *fires* when its combined score reaches ``fire_threshold``; then a fractional budget selects
-    at least one clip. Clips are ranked by combined score, then weighted mean, then clip id. Walking
+    A clip *fires* when its combined raw score reaches ``fire_threshold``; then a fractional budget
+    selects at least one clip. With ``calibration`` "none", clips are ranked by the combined raw score,
+    then its tie-break, then clip id. With "rank", each score is first replaced by its
+    :func:`surprises` over the candidates, and the weighted surprises are combined and ranked the same
+    way; firing still reads the raw scores, because a surprise is relative to the day. Walking
     down the ranking, a clip is picked unless its video already has ``ceil(max_video_share * k)``
     picks or its camera ``ceil(max_camera_share * k)``; when the budget is not spent after the walk, the
     clips the diversity
     rule held back fill it, best first.
     """
+    if calibration not in ("rank", "none"):
+        raise ConfigError(f"unknown trigger calibration {calibration!r}; use 'rank' or 'none'")
     weights = weights or {}
+    calibrated = calibration == "rank"
+    tails = surprises(candidates) if calibrated else [{} for _ in candidates]
     rows = []
-    for cand in candidates:
+    for cand, tail in zip(candidates, tails, strict=True):
         combined, mean, weighted = combine(cand.scores, weights, mode=mode)
-        rows.append((cand, combined, mean, weighted))
-    rows.sort(key=lambda r: (-r[1], -r[2], r[0].clip_id))
+        # The ranking key: the combination of the surprises when calibrating, else of the raw scores.
+        if calibrated:
+            key, tie, by = combine(tail, weights, mode=mode)
+        else:
+            key, tie, by = combined, mean, weighted
+        rows.append((cand, combined, weighted, tail, key, tie, by))
+    rows.sort(key=lambda r: (-r[4], -r[5], r[0].clip_id))
     k = budget_size(
         len(rows), fraction=fraction, count=count, any_fired=any(r[1] >= fire_threshold for r in rows)
     )
     picked, held = _walk([r[0] for r in rows], k, _cap(max_video_share, k), _cap(max_camera_share, k))
     decisions = []
-    for rank, (cand, combined, mean, weighted) in enumerate(rows, start=1):
-        name, _ = strongest(weighted, trigger_order)
+    for rank, (cand, combined, weighted, tail, key, tie, by) in enumerate(rows, start=1):
+        name, _ = strongest(by, trigger_order)
         reason = (
             picked.get(cand.clip_id) or held.get(cand.clip_id) or f"ranked {rank}, below the budget of {k}"
         )
@@ -163,12 +213,14 @@ def select(
                 clip_id=cand.clip_id,
                 selected=cand.clip_id in picked,
                 combined=round(combined, 6),
-                tie_break=round(mean, 6),
+                tie_break=round(tie, 6),
                 trigger=name,
                 trigger_score=round(float(cand.scores.get(name, 0.0)) if name else 0.0, 6),
                 rank=rank,
                 reason=reason,
                 weighted={n: round(v, 6) for n, v in weighted.items()},
+                calibrated=round(key, 6) if calibrated else None,
+                surprise={n: round(v, 6) for n, v in tail.items()},
             )
         )
     return decisions, k
