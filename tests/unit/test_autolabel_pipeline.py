@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dataengine.autolabel.ensemble import FusionParams, class_thresholds, fuse_frame
 from dataengine.autolabel.hindsight import HindsightParams, apply_hindsight, fill_gaps, majority_label, smooth
 from dataengine.autolabel.labelling import FrameSize
 from dataengine.autolabel.pipeline import AutolabelParams, label_clip
+from dataengine.autolabel.run import frame_workers
 from dataengine.autolabel.tracks import Track, TrackerParams, track_detections
 from dataengine.config import Settings
 from dataengine.formats import ClipAnnotations
@@ -247,3 +249,15 @@ def test_params_come_from_the_settings() -> None:
     assert got.to_producer()["class_thresholds"] == {"person": 0.5, "bed": 0.8, "wheelchair": 0.5}
     with pytest.raises(ValueError, match="2 weight\\(s\\) for 3 autolabel model\\(s\\)"):
         AutolabelParams.from_settings(settings, classes=CLASSES, n_models=3)
+
+
+def test_frame_workers_leave_a_busy_cpu_to_the_forward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATAENGINE_AUTOLABEL_WORKERS", raising=False)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert frame_workers(Settings(), cpu) == 0  # the default, with no core to spare
+    assert frame_workers(Settings(), cuda) == 1  # the GPU runs the model: decode alongside
+    assert frame_workers(Settings(autolabel_workers=2), cpu) == 2  # set explicitly: as asked
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert frame_workers(Settings(), cpu) == 1  # spare cores: the default worker

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+import torch
 
 from dataengine import clips, formats
 from dataengine.autolabel.frames import FrameItem, stream_frames
 from dataengine.autolabel.labelling import FrameSize, count_tracks
 from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, fuse, label_clip
+from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
 from dataengine.formats import ClipAnnotations, SavedAnnotation
@@ -344,6 +348,21 @@ def _load_ensemble(ctx: Context, model_ids: Sequence[str]) -> list[FrameDetector
     return detectors
 
 
+def frame_workers(settings: Settings, device: torch.device) -> int:
+    """DataLoader workers that read and decode the frames: ``autolabel_workers``, except on the CPU
+    when that setting was left at its default and PyTorch's threads already take every core.
+
+    Then a worker process only competes with the forward pass for the same cores: on 2 cores it made
+    the pipeline's overhead over the bare forward passes 51% against 19% when the frames were decoded in
+    the calling process (docs/performance.md, "Autolabel"). A JPEG decodes in under 1 ms, far less
+    than a forward pass, so nothing is gained by decoding it elsewhere when no core is free.
+    """
+    if "autolabel_workers" in settings.model_fields_set or device.type != "cpu":
+        return settings.autolabel_workers
+    spare = (os.cpu_count() or 1) - torch.get_num_threads()
+    return min(settings.autolabel_workers, max(spare, 0))
+
+
 def autolabel(
     ctx: Context,
     *,
@@ -380,7 +399,7 @@ def autolabel(
             params,
             report,
             batch_size or settings.autolabel_batch_size,
-            settings.autolabel_workers if workers is None else workers,
+            frame_workers(settings, detectors[0].device) if workers is None else workers,
         )
         labeller.label_all(todo)
     logger.info("%s", report.summary())
