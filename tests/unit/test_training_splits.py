@@ -265,6 +265,41 @@ def test_an_index_equals_the_parse_of_a_large_manifest(
     assert from_index.frames.tolist() == [f for e in entries for f in e.frames]
 
 
+def test_a_local_index_is_memory_mapped_and_equals_the_parse(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked DataLoader workers share a mapped file's pages instead of copying the arrays' page tables."""
+    text = manifest_text(ENTRIES)
+    store.write_text("m.jsonl", text)
+    read_manifest_columns(store, "m.jsonl")
+    forbid_parsing(monkeypatch)
+
+    mapped = read_manifest_columns(store, "m.jsonl")
+
+    assert isinstance(mapped.frames, np.memmap)
+    assert isinstance(mapped.clip_ids.data, np.memmap)
+    assert not mapped.frames.flags.writeable
+    assert_same_columns(mapped, parse_manifest_columns(text.encode(), "m.jsonl"))
+
+
+def test_a_compressed_index_is_read_whole(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index that cannot be mapped (here: compressed by another writer) is still used, read in full."""
+    text = manifest_text(ENTRIES)
+    store.write_text("m.jsonl", text)
+    read_manifest_columns(store, "m.jsonl")
+    with np.load(io.BytesIO(store.read_bytes("m.index.npz"))) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    store.write_bytes("m.index.npz", buffer.getvalue())
+    forbid_parsing(monkeypatch)
+
+    columns = read_manifest_columns(store, "m.jsonl")
+
+    assert not isinstance(columns.frames, np.memmap)
+    assert_same_columns(columns, parse_manifest_columns(text.encode(), "m.jsonl"))
+
+
 def test_a_stale_index_is_ignored_and_replaced(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.write_text("m.jsonl", manifest_text(ENTRIES))
     read_manifest_columns(store, "m.jsonl")  # writes the index of the first manifest

@@ -13,6 +13,10 @@ next to it, ``manifest.index.npz`` (:func:`index_key`), tagged with the SHA-256 
 :func:`read_manifest_columns` hashes the manifest (about 0.1 s for 60 MB) and loads the index only when
 the tags match and the arrays are consistent; otherwise it parses the manifest and writes the index again.
 A stale, foreign or broken index is therefore never used, only ignored.
+
+On a local store the index's arrays are memory-mapped from the file rather than read: forked workers
+then share the file's pages without each carrying a copy of the main process's page tables, so the
+arrays count once, not once per worker (the index is uncompressed for this reason).
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ import hashlib
 import io
 import logging
 import re
+import struct
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -199,8 +207,10 @@ def load_index(store: ObjectStore, key: str, *, manifest_sha256: bytes) -> Manif
     belong to a manifest with the bytes hashing to ``manifest_sha256``, or is not a consistent index.
     """
     try:
-        with store.open_read(index_key(key)) as handle, np.load(handle, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = _mapped_npz(Path(store.root) / index_key(key)) if store.protocol == "file" else None
+        if arrays is None:
+            with store.open_read(index_key(key)) as handle, np.load(handle, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
     except ObjectNotFoundError:
         return None
     except Exception as exc:  # the index is a cache: whatever is wrong with it, parse instead
@@ -229,6 +239,42 @@ def load_index(store: ObjectStore, key: str, *, manifest_sha256: bytes) -> Manif
         log.warning("ignoring the index of %s: %s", key, problem)
         return None
     return columns
+
+
+def _mapped_npz(path: Path) -> dict[str, NDArray[Any]] | None:
+    """The arrays of the uncompressed ``.npz`` at ``path`` as read-only memory maps; None when the file is
+    missing or not a plain uncompressed archive of ``.npy`` members (the caller then reads it whole)."""
+    if not path.is_file():
+        return None
+    arrays: dict[str, NDArray[Any]] = {}
+    with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            raw.seek(info.header_offset)
+            local = raw.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            raw.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(raw)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
+            else:
+                return None
+            if dtype.hasobject:
+                return None
+            name = info.filename.removesuffix(".npy")
+            if int(np.prod(shape)) == 0:  # mmap cannot map zero bytes
+                arrays[name] = np.empty(shape, dtype=dtype)
+                continue
+            order: Literal["C", "F"] = "F" if fortran else "C"
+            arrays[name] = np.memmap(
+                str(path), dtype=dtype, mode="r", offset=raw.tell(), shape=tuple(shape), order=order
+            )
+    return arrays
 
 
 def _offsets_problem(offsets: NDArray[np.int64], n: int, total: int) -> bool:
