@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,7 +204,7 @@ def assert_index_matches_manifest(store: ObjectStore, manifest_uri: str, manifes
     ]
 
 
-def build_and_check_index(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+def build_and_check_index(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> str:
     """Build two versions; every manifest has a matching index, and the Dataset loads without parsing."""
     for name in ("i-1", "i-2", "i-3"):
         add_video(ctx, name, n_clips=2, n_frames=2)
@@ -227,10 +228,14 @@ def build_and_check_index(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None
     image, target = train[0]
     assert image.shape == (3, 240, 320)
     assert target["boxes"].shape[1] == 4
+    return index_key(ctx.store.key_of(second.manifest_uri))
 
 
 def test_a_build_writes_an_index_equal_to_its_manifest(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    build_and_check_index(ctx, monkeypatch)
+    key = build_and_check_index(ctx, monkeypatch)
+
+    assert key == "datasets/default/v0002/manifest.index.npz"
+    assert (Path(ctx.store.root) / key).is_file()  # a local file, which readers memory-map
 
 
 def test_on_s3_the_build_writes_the_index_and_the_dataset_reads_it(
