@@ -172,7 +172,9 @@ def measure(*, videos: int, clips_per_video: int, cache: Path | None, seed: int 
         started = time.perf_counter()
         decoded = [decode(c.path) for c in clips]
         seconds["decode"] = time.perf_counter() - started
-    frames = [ClipFrames(c.clip_id, *sampled(d)) for c, d in zip(clips, decoded, strict=True)]
+    frames = [
+        ClipFrames(c.clip_id, *sampled(d), video_id=c.video_id) for c, d in zip(clips, decoded, strict=True)
+    ]
     promoted, previous, seconds["detector_training"] = train_detectors(cache=cache)
     quality = {"promoted_map50": detector_map50(promoted), "previous_map50": detector_map50(previous)}
     started = time.perf_counter()

@@ -7,13 +7,14 @@ import pytest
 
 from dataengine.errors import ConfigError, ModelError
 from dataengine.storage import ObjectStore
-from dataengine.synthetic import SyntheticScene
+from dataengine.synthetic import SyntheticEvent, SyntheticScene
 from dataengine.synthetic.inject import InjectedEvent, inject
 from dataengine.triggers import (
     ClipFrames,
     blur_score,
     brightness_score,
     frame_stats,
+    frame_stats_many,
     frozen_score,
     scene_cut_score,
 )
@@ -75,6 +76,54 @@ def test_frozen_frames_fire_frozen() -> None:
     assert result.details["frozen_transitions"] == 4
     assert result.frames == [6, 8, 10, 12]
     assert result.score == pytest.approx(min(1.0, 2 * 4 / 9))
+
+
+def video_clips(seed: int, event: SyntheticEvent | None, *, n_clips: int = 4) -> list[list[np.ndarray]]:
+    """One video's clips of 5 frames (sampled every 2nd frame), the second holding ``event``."""
+    events = [event] if event is not None else []
+    scene = SyntheticScene(seed=seed, width=96, height=72, n_frames=10 * n_clips, events=events)
+    frames = [rgb for i, rgb, _ in scene.frames() if i % 2 == 0]
+    return [frames[5 * c : 5 * c + 5] for c in range(n_clips)]
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["with-its-video", "alone"])
+def test_a_lighting_change_or_a_cut_is_not_a_frozen_camera(grouped: bool) -> None:
+    lighting = video_clips(11, SyntheticEvent("lighting", 13, 20))
+    cut = video_clips(12, None)
+    cut[1] = inject(cut[1], InjectedEvent("cut", 2, 5), other=scene_frames(41, 3))
+    for clips in (lighting, cut):
+        stats = frame_stats_many(clips, ["v"] * len(clips) if grouped else None)
+        result = frozen_score(stats[1], [0, 2, 4, 6, 8])
+        # Two or three of the clip's four transitions are large; the others are ordinary motion.
+        assert max(stats[1].frame_change) > 4 * min(stats[1].frame_change)
+        assert result.score == 0.0, result.details
+        assert result.frames == []
+
+
+def test_a_frozen_clip_is_judged_against_its_video() -> None:
+    clips = video_clips(13, None)
+    clips[1] = inject(clips[1], InjectedEvent("freeze", 2, 5))
+    stats = frame_stats_many(clips, ["v"] * len(clips))
+    # The video's typical change is the median over all its clips' transitions.
+    pooled = np.concatenate([s.frame_change for s in stats])
+    assert [s.typical_change for s in stats] == [pytest.approx(float(np.median(pooled)))] * len(stats)
+    result = frozen_score(stats[1], [0, 2, 4, 6, 8])
+    # Frames 2-4 repeat frame 1: three still transitions, named by the frame after each.
+    assert result.details["frozen_transitions"] == 3
+    assert result.frames == [4, 6, 8]
+    assert result.score == 1.0
+    assert all(frozen_score(s, [0, 2, 4, 6, 8]).score == 0.0 for i, s in enumerate(stats) if i != 1)
+
+
+def test_typical_change_is_pooled_per_video_only() -> None:
+    clips = video_clips(14, None, n_clips=2) + video_clips(15, None, n_clips=2)
+    stats = frame_stats_many(clips, ["a", "a", "b", None])
+    a = float(np.median(np.concatenate([stats[0].frame_change, stats[1].frame_change])))
+    typical = [s.typical_change for s in stats]
+    assert typical == [pytest.approx(a), pytest.approx(a), stats[2].typical_change, None]
+    assert stats[2].typical_change == pytest.approx(float(np.median(stats[2].frame_change)))
+    with pytest.raises(ValueError, match="2 group names for 4 clips"):
+        frame_stats_many(clips, ["a", "b"])
 
 
 def test_a_cut_to_another_scene_fires_scene_cut_at_the_cut() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dataengine.triggers import disagreement_score, flicker_score, frame_stats, link_tracks, temporal_score
-from dataengine.triggers.image_signals import _percentile_75, frame_stats_many, luma_stack
+from dataengine.triggers.image_signals import frame_stats_many, luma_stack
 from dataengine.triggers.tracks import (
     Track,
     TrackArrays,
@@ -179,11 +179,3 @@ def test_fixed_point_luma_is_within_half_a_level_of_rec601() -> None:
     rgb = np.random.default_rng(2).integers(0, 256, (4, 60, 80, 3), dtype=np.uint8)
     exact = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     assert np.abs(luma_stack(list(rgb)) - exact).max() < 0.5
-
-
-def test_percentile_75_is_numpys() -> None:
-    rng = np.random.default_rng(4)
-    for n in range(1, 40):
-        values = rng.random(n)
-        assert _percentile_75(values) == pytest.approx(float(np.percentile(values, 75)), abs=1e-12)
-    assert _percentile_75(np.zeros(0)) == 0.0

@@ -19,6 +19,7 @@ from dataengine.triggers.image_signals import (
     blur_score,
     brightness_score,
     frame_stats,
+    frame_stats_many,
     frozen_score,
     scene_cut_score,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "disagreement_score",
     "flicker_score",
     "frame_stats",
+    "frame_stats_many",
     "frozen_score",
     "link_tracks",
     "load_clip_frames",

@@ -28,11 +28,15 @@ class TriggerResult:
 
 @dataclass(frozen=True, slots=True)
 class ClipFrames:
-    """The sampled frames of a clip: RGB ``uint8`` arrays and their clip frame indices, in order."""
+    """The sampled frames of a clip: RGB ``uint8`` arrays and their clip frame indices, in order.
+
+    ``video_id`` groups clips of one camera, for statistics that compare a clip with its neighbours.
+    """
 
     clip_id: str
     indices: list[int]
     frames: list[NDArray[np.uint8]]
+    video_id: str | None = None
 
 
 AnomalyFunction = Callable[["ClipFrames"], TriggerResult]

@@ -104,10 +104,12 @@ IMAGE_TRIGGERS = frozenset({"brightness", "blur", "frozen", "scene_cut"})
 
 def chunk_caches(clips: Sequence[ClipFrames], triggers: Sequence[Trigger]) -> list[dict[str, Any]]:
     """Per clip, the :attr:`TriggerInputs.cache` to start from: when an image trigger runs, the image
-    statistics of all ``clips`` computed in one stacked pass (cheaper than one pass per clip)."""
+    statistics of all ``clips`` computed in one stacked pass (cheaper than one pass per clip), with the
+    typical change between frames of each video among them (see :func:`frozen_score`)."""
     if not any(t.name in IMAGE_TRIGGERS for t in triggers):
         return [{} for _ in clips]
-    return [{"frame_stats": stats} for stats in frame_stats_many([c.frames for c in clips])]
+    stats = frame_stats_many([c.frames for c in clips], [c.video_id for c in clips])
+    return [{"frame_stats": s} for s in stats]
 
 
 def _anomaly(inputs: TriggerInputs) -> TriggerResult:

@@ -8,7 +8,7 @@ those numbers only, so the four cost about one pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,9 @@ class FrameStats:
     sharpness: NDArray[np.float64]
     frame_change: NDArray[np.float64]
     histogram_change: NDArray[np.float64]
+    #: How much this camera's frames typically change between samples: the median ``frame_change`` of
+    #: every clip of the same video scored together (None when the clip was measured alone).
+    typical_change: float | None = None
 
 
 def luma_stack(frames: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
@@ -109,12 +112,39 @@ def frame_stats(frames: Sequence[NDArray[np.uint8]]) -> FrameStats:
     return frame_stats_many([frames])[0]
 
 
-def frame_stats_many(clips: Sequence[Sequence[NDArray[np.uint8]]]) -> list[FrameStats]:
+def frame_stats_many(
+    clips: Sequence[Sequence[NDArray[np.uint8]]], groups: Sequence[str | None] | None = None
+) -> list[FrameStats]:
     """:func:`frame_stats` of many clips: frames of one size are converted in one stacked pass (per-call
-    overhead dominates on small frames), and the numbers are then split per clip."""
+    overhead dominates on small frames), and the numbers are then split per clip.
+
+    ``groups`` names each clip's video (or camera): clips of one group share a
+    :attr:`FrameStats.typical_change`, the median change between samples over all of them.
+    """
+    stats = _frame_stats_many(clips)
+    return stats if groups is None else with_typical_change(stats, groups)
+
+
+def with_typical_change(stats: Sequence[FrameStats], groups: Sequence[str | None]) -> list[FrameStats]:
+    """``stats`` with :attr:`FrameStats.typical_change` set per group (a None group stays alone)."""
+    if len(groups) != len(stats):
+        raise ValueError(f"{len(groups)} group names for {len(stats)} clips")
+    pooled: dict[str, list[NDArray[np.float64]]] = {}
+    for group, clip_stats in zip(groups, stats, strict=True):
+        if group is not None:
+            pooled.setdefault(group, []).append(clip_stats.frame_change)
+    changes = {group: np.concatenate(parts) for group, parts in pooled.items()}
+    typical = {group: float(np.median(values)) for group, values in changes.items() if values.size}
+    return [
+        replace(s, typical_change=typical.get(g)) if g is not None else s
+        for s, g in zip(stats, groups, strict=True)
+    ]
+
+
+def _frame_stats_many(clips: Sequence[Sequence[NDArray[np.uint8]]]) -> list[FrameStats]:
     sizes = {np.shape(f) for frames in clips for f in frames}
     if len(sizes) > 1:
-        return [frame_stats_many([frames])[0] for frames in clips]
+        return [_frame_stats_many([frames])[0] for frames in clips]
     lengths = [len(frames) for frames in clips]
     if not sizes:
         return _split_stats(
@@ -241,35 +271,31 @@ def blur_score(
     return TriggerResult(score=unit(score), frames=_fired(frame_indices, relative), details=details)
 
 
-def _percentile_75(values: NDArray[np.float64]) -> float:
-    """``np.percentile(values, 75)`` (linear interpolation), 0 for none: without its overhead per call."""
-    if not values.size:
-        return 0.0
-    ordered = np.sort(values)
-    position = 0.75 * (ordered.size - 1)
-    low = int(position)
-    high = min(low + 1, ordered.size - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
-
-
 def frozen_score(
     stats: FrameStats, frame_indices: Sequence[int], *, still: float = 0.5, relative: float = 0.4
 ) -> TriggerResult:
     """Consecutive frames that are (almost) identical: a stuck camera or a repeating encoder.
 
     A transition is frozen when its mean absolute luma difference is under ``still`` levels, or under
-    ``relative`` times the clip's 75th-percentile difference (an encoder keeps refining a repeated frame,
-    so the copy never differs by exactly 0, but by far less than sensor noise moves live frames). The
-    score is twice the frozen share of transitions, capped at 1.
+    ``relative`` times the camera's typical difference (an encoder keeps refining a repeated frame, so
+    the copy never differs by exactly 0, but by far less than sensor noise moves live frames). The
+    typical difference is :attr:`FrameStats.typical_change`, the median over the same video's clips
+    scored together, else the clip's own median. The score is twice the frozen share of transitions,
+    capped at 1.
     """
     check_lengths(frame_indices[1:] if frame_indices else [], stats.frame_change)
     change = stats.frame_change
-    typical = _percentile_75(change)
+    # Why not the clip's own changes alone: a lighting change or a cut makes two or three of a clip's
+    # few transitions large, and every ordinary transition then looks still beside them.
+    typical = stats.typical_change
+    if typical is None:
+        typical = float(np.median(change)) if change.size else 0.0
     frozen = change < max(still, relative * typical)
     share = float(frozen.mean()) if frozen.size else 0.0
     details: dict[str, Any] = {
         "frozen_transitions": int(frozen.sum()),
         "frame_change": [round(float(v), 3) for v in change],
+        "typical_change": round(typical, 3),
     }
     fired = _fired(frame_indices, frozen.astype(np.float64), offset=1)
     return TriggerResult(score=unit(2.0 * share), frames=fired, details=details)

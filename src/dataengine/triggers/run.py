@@ -74,10 +74,10 @@ class TriggerReport:
         return "\n".join(lines)
 
 
-def load_clip_frames(store: ObjectStore, clip_id: str) -> ClipFrames:
+def load_clip_frames(store: ObjectStore, clip_id: str, video_id: str | None = None) -> ClipFrames:
     """A clip's sampled frames; an unreadable ``meta.json`` or frame is an :class:`InputRejectedError`."""
     indices, frames = clips.read_sampled_frames(store, clip_id)
-    return ClipFrames(clip_id=clip_id, indices=indices, frames=frames)
+    return ClipFrames(clip_id=clip_id, indices=indices, frames=frames, video_id=video_id)
 
 
 def remap_labels(detections: Detections, source: Sequence[str], target: Sequence[str]) -> Detections:
@@ -267,7 +267,7 @@ def _read_chunk(ctx: Context, chunk: Sequence[Clip], report: TriggerReport) -> l
     frames = []
     for clip in chunk:
         try:
-            frames.append(load_clip_frames(ctx.store, clip.id))
+            frames.append(load_clip_frames(ctx.store, clip.id, clip.video_id))
         except InputRejectedError as exc:
             _quarantine(ctx, clip, exc)
             report.quarantined[clip.id] = exc.reason
