@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from dataengine.cli import app
 from dataengine.context import Context
-from dataengine.formats import sha256_hex
+from dataengine.formats import load_annotations, sha256_hex
 from dataengine.lineage import repository as repo
 from dataengine.storage import ObjectStore
 from dataengine.training import ClipFrameDataset, build_dataset, diff_datasets, read_manifest
@@ -52,6 +52,26 @@ def test_splits_never_move_and_never_leak_across_versions(ctx: Context) -> None:
     assert all(len(splits) == 1 for splits in history.values())  # never moved between versions
     assert len(history) == len(names)
     assert {"train", "val"} <= {s for splits in history.values() for s in splits}
+
+
+def test_a_version_records_its_boxes_per_class_and_split(ctx: Context) -> None:
+    for name in ("c-1", "c-2", "c-3", "c-4"):
+        add_video(ctx, name, n_clips=2, n_frames=2)
+    ref = build_dataset(ctx)
+    expected: dict[str, dict[str, int]] = {
+        split: dict.fromkeys(ctx.settings.classes, 0) for split in ("train", "val")
+    }
+    for clip_id, (version, split) in members(ctx, ref.dataset_id).items():
+        for frame in load_annotations(ctx.store, clip_id, version).frames:
+            for box in frame.boxes:
+                expected[split][box.label] += 1
+    with ctx.db.session() as session:
+        row = repo.get_dataset(session, "default", ref.version)
+        heldout = repo.get_dataset(session, "default-heldout")
+    assert row.counts["class_boxes"] == expected
+    assert sum(expected["train"].values()) + sum(expected["val"].values()) == ref.n_boxes > 0
+    assert heldout.counts["class_boxes"]["val"] == expected["val"]
+    assert set(heldout.counts["class_boxes"]["train"].values()) == {0}
 
 
 def test_the_held_out_set_stays_fixed_until_rebuilt(ctx: Context) -> None:

@@ -67,15 +67,24 @@ def engine(tmp_path: Path) -> Iterator[Context]:
     ctx.close()
 
 
-def add_model(ctx: Context, model_id: str, *, seed: int) -> None:
+def add_model(ctx: Context, model_id: str, *, seed: int, class_boxes: dict[str, int] | None = None) -> None:
+    """A promoted tiny detector; with ``class_boxes``, trained on a dataset of that class balance."""
     torch.manual_seed(seed)
     model = build_detector("tiny_fasterrcnn", num_classes=len(CLASSES), min_size=64, max_size=96)
     uri = save_checkpoint(
         ctx.store, model_id, model=model, arch="tiny_fasterrcnn", classes=CLASSES, min_size=64, max_size=96
     )
+    dataset_id = None
     with ctx.db.session() as session:
+        if class_boxes is not None:
+            counts = {"class_boxes": {"train": class_boxes, "val": dict.fromkeys(class_boxes, 0)}}
+            dataset = repository.create_dataset(
+                session, name=f"for-{model_id}", version=1, manifest_uri="file:///none",
+                manifest_sha256="0" * 64, counts=counts, members=[],
+            )  # fmt: skip
+            dataset_id = dataset.id
         repository.register_model(
-            session, model_id=model_id, checkpoint_uri=uri, dataset_id=None, parent_model_id=None
+            session, model_id=model_id, checkpoint_uri=uri, dataset_id=dataset_id, parent_model_id=None
         )
         repository.set_model_status(session, model_id, "promoted")
 
@@ -93,7 +102,7 @@ def test_cli_scores_explains_and_plots(cli_env: Path) -> None:
     assert call("triggers", "train-anomaly", "--epochs", "2", "--json")["trained"] is False
 
     report = call("triggers", "--budget-count", "2", "--json")
-    assert set(report["skipped_triggers"]) == {"flicker", "temporal", "disagreement"}
+    assert set(report["skipped_triggers"]) == {"flicker", "temporal", "disagreement", "rare_class"}
     assert set(report["skipped_triggers"].values()) == {NO_MODEL_MESSAGE}
     assert len(report["selected"]) == 2
     first = report["scored"][0]
@@ -119,7 +128,7 @@ def test_cli_scores_explains_and_plots(cli_env: Path) -> None:
 def test_every_trigger_runs_and_detections_are_cached_for_reuse(
     engine: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    add_model(engine, "m-1", seed=1)
+    add_model(engine, "m-1", seed=1, class_boxes={"person": 50, "bed": 46, "wheelchair": 4})
     train_anomaly(engine, epochs=2)
     calls: list[int] = []
     real = Detector.predict
@@ -158,6 +167,45 @@ def test_every_trigger_runs_and_detections_are_cached_for_reuse(
     assert load_detections(engine.store, clip_id, "m-1", indices=indices[:1], min_score=0.5) is None
     engine.store.write_bytes(detections_key(clip_id, "m-1"), b"garbage")
     assert load_detections(engine.store, clip_id, "m-1", indices=indices, min_score=0.5) is None
+
+
+def test_rare_class_reads_the_class_balance_the_promoted_model_was_trained_on(
+    engine: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chair = Detections(np.array([[20, 20, 50, 60]], np.float32), np.array([0.9], np.float32), np.array([2]))
+    # One batch of 4 clips x 5 frames: only the first clip's frames show a wheelchair.
+    monkeypatch.setattr(
+        Detector,
+        "predict",
+        lambda self, frames, **kw: [chair if i < 5 else Detections.empty() for i in range(20)],
+    )
+    add_model(engine, "m-1", seed=1, class_boxes={"person": 50, "bed": 46, "wheelchair": 4})
+    report = run_triggers(engine, budget_count=1, triggers=["rare_class", "temporal"])
+    assert report.skipped_triggers == {}
+    # Five sampled frames at 0.9, and wheelchairs are 4% of the training boxes (rarity 1 - 3 x 0.04).
+    first = report.scored[0]
+    assert report.scores[first]["rare_class"] == pytest.approx(0.88 * (1 - 0.1**5))
+    assert [report.scores[c]["rare_class"] for c in report.scored[1:]] == [0.0] * 3
+    assert report.selected == [first]
+    with engine.db.session() as session:
+        row = next(r for r in repository.trigger_scores(session, first) if r.trigger == "rare_class")
+    assert (row.model_id, row.details["class"], row.details["prior_share"]) == ("m-1", "wheelchair", 0.04)
+    assert len(row.frames) == 5
+    assert "strongest trigger rare_class" in report.reasons[report.selected[0]]
+
+
+def test_rare_class_is_skipped_with_the_reason_when_the_class_balance_is_unknown(engine: Context) -> None:
+    add_model(engine, "m-1", seed=1)
+    report = run_triggers(engine, budget_count=1, triggers=["rare_class", "blur"])
+    assert report.skipped_triggers == {
+        "rare_class": "the promoted model m-1 names no dataset, so its class balance is unknown"
+    }
+    assert all(set(s) == {"blur"} for s in report.scores.values())
+    add_model(engine, "m-2", seed=2, class_boxes={"person": 0, "bed": 0, "wheelchair": 0})
+    with engine.db.session() as session:
+        repository.set_model_status(session, "m-1", "retired")
+    why = run_triggers(engine, budget_count=1, triggers=["rare_class"]).skipped_triggers["rare_class"]
+    assert why.startswith("dataset for-m-2@1 of the promoted model m-2 records no boxes per class")
 
 
 def test_zero_detections_and_a_single_frame_clip_score_cleanly(

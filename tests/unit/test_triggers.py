@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from dataengine.triggers import (
+    class_rarity,
     compare_frame,
     disagreement_score,
     flicker_score,
     link_tracks,
+    rare_class_score,
     temporal_score,
 )
 from dataengine.vision import Detections
@@ -170,3 +172,59 @@ def test_matching_needs_iou_half_and_ignores_low_confidence_boxes() -> None:
     assert compare_frame(dets(PERSON), dets(shifted), iou_threshold=0.3) == (1, 0, 0, 0)
     faint = [dets(PERSON, score=0.2)]
     assert disagreement_score(faint, [dets()], [0], score_threshold=0.5).score == 0.0
+
+
+# Rare class -------------------------------------------------------------------------------------
+
+NAMES = ["person", "bed", "wheelchair"]
+#: Training boxes per class: wheelchairs are 4% of them.
+PRIOR = [500.0, 460.0, 40.0]
+CHAIR = (60.0, 50.0, 95.0, 95.0)
+
+
+def test_class_rarity_is_how_far_a_class_lies_under_its_fair_share() -> None:
+    assert class_rarity(PRIOR) == pytest.approx([0.0, 0.0, 1 - 3 * 0.04])
+    assert class_rarity([10.0, 0.0]) == pytest.approx([0.0, 1.0])  # never labelled: as rare as it gets
+    assert class_rarity([1.0, 1.0, 1.0]) == pytest.approx([0.0, 0.0, 0.0])
+    assert class_rarity([0.0, 0.0]).tolist() == [0.0, 0.0]  # nothing known
+    assert class_rarity([]).size == 0
+
+
+def test_a_persistent_rare_class_track_fires_on_its_frames() -> None:
+    frames = [dets(PERSON, BED, labels=[0, 1])] * 2 + [dets(PERSON, BED, CHAIR, labels=[0, 1, 2])] * 3
+    result = rare_class_score(frames, [0, 4, 8, 12, 16], class_prior=PRIOR, class_names=NAMES)
+    # Three shown frames at 0.9: evidence 1 - 0.1^3, times the class's rarity 0.88.
+    assert result.score == pytest.approx(0.88 * (1 - 0.1**3))
+    assert result.frames == [8, 12, 16]
+    assert result.details["class"] == "wheelchair"
+    assert result.details["prior_share"] == pytest.approx(0.04)
+    assert (result.details["observations"], result.details["rare_tracks"]) == (3, 1)
+
+
+def test_a_single_unsure_or_flipping_sighting_weighs_less_than_a_steady_one() -> None:
+    once = rare_class_score(
+        [dets(PERSON), dets(PERSON, CHAIR, labels=[0, 2], score=0.6), dets(PERSON)],
+        [0, 1, 2], class_prior=PRIOR,
+    )  # fmt: skip
+    assert once.score == pytest.approx(0.88 * 0.6)
+    # A person track labelled wheelchair on one of its three shown frames: a third of the evidence.
+    flip = rare_class_score(
+        [dets(PERSON, labels=[label]) for label in (0, 2, 0)], [0, 1, 2], class_prior=PRIOR
+    )
+    assert flip.score == pytest.approx(0.88 * 0.9 / 3)
+    assert flip.score < once.score
+    # Under the score threshold it is not a sighting at all.
+    unsure = rare_class_score([dets(CHAIR, labels=[2], score=0.3)] * 4, [0, 1, 2, 3], class_prior=PRIOR)
+    assert (unsure.score, unsure.frames) == (0.0, [])
+
+
+def test_common_classes_zero_detections_and_a_single_frame() -> None:
+    common = [dets(PERSON, BED, labels=[0, 1]) for _ in range(4)]
+    assert rare_class_score(common, [0, 1, 2, 3], class_prior=PRIOR).score == 0.0
+    assert rare_class_score([dets() for _ in range(3)], [0, 1, 2], class_prior=PRIOR).score == 0.0
+    single = rare_class_score([dets(CHAIR, labels=[2], score=0.8)], [7], class_prior=PRIOR)
+    assert single.score == pytest.approx(0.88 * 0.8)
+    assert single.frames == [7]
+    assert rare_class_score([], [], class_prior=PRIOR).score == 0.0
+    # No class balance known (no training boxes): nothing can be called rare.
+    assert rare_class_score([dets(CHAIR, labels=[2])], [0], class_prior=[0.0, 0.0, 0.0]).score == 0.0

@@ -195,7 +195,8 @@ def test_the_registry_refuses_duplicates_and_names_unknown_triggers() -> None:
     with pytest.raises(ConfigError, match="unknown trigger 'nope'; triggers are mine"):
         registry.get("nope")
     assert TRIGGERS.names() == [
-        "flicker", "temporal", "disagreement", "brightness", "blur", "frozen", "scene_cut", "anomaly",
+        "flicker", "temporal", "disagreement", "rare_class", "brightness", "blur", "frozen", "scene_cut",
+        "anomaly",
     ]  # fmt: skip
     assert [t.name for t in TRIGGERS.select(["blur", "flicker"])] == ["flicker", "blur"]
     with pytest.raises(ValueError, match=r"lies in \[0, 1\]"):

@@ -8,6 +8,7 @@ request; each version records what changed since the last.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from dataengine.training.columns import index_manifest
 from dataengine.training.diff import diff_members, diff_summary, write_diff
 from dataengine.training.manifest import (
     DEFAULT_NAME,
+    SPLITS,
     DatasetRef,
     ManifestEntry,
     assign_splits,
@@ -107,8 +109,15 @@ def fixed_splits(session: Session, name: str, *, split_by: str = "video") -> dic
     return splits
 
 
-def _entry(store: ObjectStore, item: _Candidate, split: str, classes: Sequence[str]) -> ManifestEntry:
-    """The manifest entry of one clip, after checking its annotation file against the lineage row."""
+#: Per clip id, its annotation file's box count per class name.
+ClassBoxes = Mapping[str, Counter[str]]
+
+
+def _entry(
+    store: ObjectStore, item: _Candidate, split: str, classes: Sequence[str]
+) -> tuple[ManifestEntry, Counter[str]]:
+    """The manifest entry of one clip, after checking its annotation file against the lineage row, and
+    its box count per class."""
     data = store.read_bytes(store.key_of(item.uri))
     digest = sha256_hex(data)
     if digest != item.sha256:
@@ -123,7 +132,7 @@ def _entry(store: ObjectStore, item: _Candidate, split: str, classes: Sequence[s
             f"{item.uri}: labels {unknown} are not among the configured classes {list(classes)}"
         )
     frames = sorted(annotations.frames, key=lambda f: f.index)
-    return ManifestEntry(
+    entry = ManifestEntry(
         clip_id=item.clip_id,
         video_id=item.video_id,
         annotation_version=item.version,
@@ -135,6 +144,17 @@ def _entry(store: ObjectStore, item: _Candidate, split: str, classes: Sequence[s
         height=frames[0].height if frames else 0,
         n_boxes=annotations.n_boxes,
     )
+    return entry, Counter(b.label for f in annotations.frames for b in f.boxes)
+
+
+def _class_boxes(
+    entries: Sequence[ManifestEntry], boxes: ClassBoxes, classes: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Boxes per class name in each split: the class balance a model trained on the version sees."""
+    totals: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+    for entry in entries:
+        totals[entry.split].update(boxes.get(entry.clip_id, Counter()))
+    return {split: {name: int(total[name]) for name in classes} for split, total in totals.items()}
 
 
 def _counts(entries: Sequence[ManifestEntry], classes: Sequence[str]) -> dict[str, Any]:
@@ -191,18 +211,23 @@ def _manifest_bytes(entries: Sequence[ManifestEntry]) -> bytes:
 
 def _collect_entries(
     ctx: Context, candidates: Sequence[_Candidate], fixed: Mapping[str, str]
-) -> tuple[list[ManifestEntry], list[tuple[_Candidate, str]]]:
+) -> tuple[list[ManifestEntry], list[tuple[_Candidate, str]], dict[str, Counter[str]]]:
     split_by = ctx.settings.split_by
     groups = {c.clip_id: split_group(c.video_id, c.camera, split_by) for c in candidates}
     splits = assign_splits(groups.values(), val_fraction=ctx.settings.val_fraction, fixed=fixed)
     entries: list[ManifestEntry] = []
     refused: list[tuple[_Candidate, str]] = []
+    boxes: dict[str, Counter[str]] = {}
     for item in candidates:
         try:
-            entries.append(_entry(ctx.store, item, splits[groups[item.clip_id]], ctx.settings.classes))
+            entry, boxes[item.clip_id] = _entry(
+                ctx.store, item, splits[groups[item.clip_id]], ctx.settings.classes
+            )
         except DataEngineError as exc:
             refused.append((item, str(exc)))
-    return entries, refused
+        else:
+            entries.append(entry)
+    return entries, refused, boxes
 
 
 def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[_Candidate, str]]) -> None:
@@ -214,7 +239,12 @@ def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[_Candida
 
 
 def _create(
-    session: Session, ctx: Context, name: str, entries: Sequence[ManifestEntry], extra: dict[str, Any]
+    session: Session,
+    ctx: Context,
+    name: str,
+    entries: Sequence[ManifestEntry],
+    boxes: ClassBoxes,
+    extra: dict[str, Any],
 ) -> Dataset:
     """Write the manifest of the next version of ``name`` and register it with its members."""
     version = repo.next_dataset_version(session, name)
@@ -228,13 +258,23 @@ def _create(
         version=version,
         manifest_uri=ctx.store.uri(manifest_key(name, version)),
         manifest_sha256=sha256_hex(data),
-        counts={**_counts(entries, ctx.settings.classes), **extra},
+        counts={
+            **_counts(entries, ctx.settings.classes),
+            "class_boxes": _class_boxes(entries, boxes, ctx.settings.classes),
+            **extra,
+        },
         members=[(e.clip_id, e.annotation_version, e.split) for e in entries],
     )
 
 
 def _heldout(
-    session: Session, ctx: Context, name: str, entries: Sequence[ManifestEntry], *, rebuild: bool
+    session: Session,
+    ctx: Context,
+    name: str,
+    entries: Sequence[ManifestEntry],
+    boxes: ClassBoxes,
+    *,
+    rebuild: bool,
 ) -> str | None:
     """The id of the held-out set: the newest one, or a new one frozen from this version's val split."""
     existing = _latest(session, heldout_name(name))
@@ -244,7 +284,7 @@ def _heldout(
     if not val:
         # Nothing to freeze (val_fraction 0, or one video): keep the old set rather than lose it.
         return existing.id if existing is not None else None
-    return _create(session, ctx, heldout_name(name), val, {"heldout_of": name}).id
+    return _create(session, ctx, heldout_name(name), val, boxes, {"heldout_of": name}).id
 
 
 def _mark_members(session: Session, ctx: Context, row: Dataset, entries: Sequence[ManifestEntry]) -> None:
@@ -263,18 +303,24 @@ def _mark_members(session: Session, ctx: Context, row: Dataset, entries: Sequenc
 
 
 def _register(
-    session: Session, ctx: Context, name: str, entries: Sequence[ManifestEntry], *, rebuild_heldout: bool
+    session: Session,
+    ctx: Context,
+    name: str,
+    entries: Sequence[ManifestEntry],
+    boxes: ClassBoxes,
+    *,
+    rebuild_heldout: bool,
 ) -> Dataset:
     previous = _latest(session, name)
     before = _members(session, previous.id) if previous is not None else {}
-    heldout = _heldout(session, ctx, name, entries, rebuild=rebuild_heldout)
+    heldout = _heldout(session, ctx, name, entries, boxes, rebuild=rebuild_heldout)
     version = repo.next_dataset_version(session, name)
     diff = diff_members(
         before, {e.clip_id: e.annotation_version for e in entries},
         base=previous.id if previous else None, target=repo.dataset_id(name, version),
     )  # fmt: skip
     write_diff(ctx.store, name, version, diff)
-    row = _create(session, ctx, name, entries, {"heldout": heldout, "diff": diff_summary(diff)})
+    row = _create(session, ctx, name, entries, boxes, {"heldout": heldout, "diff": diff_summary(diff)})
     _mark_members(session, ctx, row, entries)
     return row
 
@@ -297,7 +343,7 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
             "nothing reviewed yet: no clip in stage reviewed or in_dataset has a trusted annotation "
             f"(source in {list(TRUSTED_SOURCES)}); review some clips, then build the dataset"
         )
-    entries, refused = _collect_entries(ctx, candidates, fixed)
+    entries, refused, boxes = _collect_entries(ctx, candidates, fixed)
     with ctx.db.session() as session:
         _quarantine(session, ctx, refused)
         same = _unchanged(session, name, {e.clip_id: e.annotation_version for e in entries})
@@ -306,5 +352,5 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
     if not entries:
         raise EmptyDatasetError(f"every candidate clip of dataset {name!r} was quarantined: {refused[0][1]}")
     with ctx.db.session() as session:
-        row = _register(session, ctx, name, entries, rebuild_heldout=rebuild_heldout)
+        row = _register(session, ctx, name, entries, boxes, rebuild_heldout=rebuild_heldout)
         return dataset_ref(row, created=True)

@@ -9,6 +9,7 @@ from dataengine.triggers.builtin import (
     DISAGREEMENT,
     FLICKER,
     FROZEN,
+    RARE_CLASS,
     SCENE_CUT,
     TEMPORAL,
     TRIGGERS,
@@ -26,7 +27,14 @@ from dataengine.triggers.image_signals import (
 from dataengine.triggers.loading import NO_ANOMALY_MESSAGE, NO_MODEL_MESSAGE
 from dataengine.triggers.run import TriggerReport, load_clip_frames, run_triggers, score_clip
 from dataengine.triggers.selection import Candidate, Decision, budget_size, combine, select, strongest
-from dataengine.triggers.signals import compare_frame, disagreement_score, flicker_score, temporal_score
+from dataengine.triggers.signals import (
+    class_rarity,
+    compare_frame,
+    disagreement_score,
+    flicker_score,
+    rare_class_score,
+    temporal_score,
+)
 from dataengine.triggers.tracks import Track, link_tracks
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "FROZEN",
     "NO_ANOMALY_MESSAGE",
     "NO_MODEL_MESSAGE",
+    "RARE_CLASS",
     "SCENE_CUT",
     "TEMPORAL",
     "TRIGGERS",
@@ -54,6 +63,7 @@ __all__ = [
     "blur_score",
     "brightness_score",
     "budget_size",
+    "class_rarity",
     "combine",
     "compare_frame",
     "default_registry",
@@ -64,6 +74,7 @@ __all__ = [
     "frozen_score",
     "link_tracks",
     "load_clip_frames",
+    "rare_class_score",
     "run_triggers",
     "scene_cut_score",
     "score_clip",

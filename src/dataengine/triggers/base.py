@@ -50,7 +50,9 @@ class TriggerInputs:
     *confident* at ``score_threshold``. ``reference_detections`` come from the reference model (the model
     promoted before, or a second architecture), labels already mapped to the promoted model's classes.
     Each is None when its model is not available. ``anomaly`` scores a clip with the anomaly
-    autoencoder. ``cache`` lets triggers share work on the same clip (the image statistics).
+    autoencoder. ``class_prior`` is the promoted model's training box count per class, indexed like its
+    labels and named by ``class_names``. ``cache`` lets triggers share work on the same clip (the image
+    statistics, the tracks).
     """
 
     clip: ClipFrames
@@ -61,6 +63,8 @@ class TriggerInputs:
     score_threshold: float = 0.5
     candidate_threshold: float = 0.05
     anomaly: AnomalyFunction | None = None
+    class_prior: Sequence[float] | None = None
+    class_names: Sequence[str] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -79,6 +83,8 @@ class Trigger:
     description: str = ""
     #: Needs the anomaly autoencoder (`dataengine triggers train-anomaly`).
     needs_anomaly_model: bool = False
+    #: Needs the class balance of the promoted model's training labels (its dataset's ``class_boxes``).
+    needs_class_prior: bool = False
 
 
 class TriggerRegistry:

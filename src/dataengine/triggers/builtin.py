@@ -18,7 +18,7 @@ from dataengine.triggers.image_signals import (
     frozen_score,
     scene_cut_score,
 )
-from dataengine.triggers.signals import disagreement_score, flicker_score, temporal_score
+from dataengine.triggers.signals import disagreement_score, flicker_score, rare_class_score, temporal_score
 from dataengine.triggers.tracks import TrackArrays, link_track_arrays
 from dataengine.vision.inference import Detections
 
@@ -90,6 +90,22 @@ def _disagreement(inputs: TriggerInputs) -> TriggerResult:
     return result
 
 
+def _rare_class(inputs: TriggerInputs) -> TriggerResult:
+    if inputs.class_prior is None:
+        raise ModelError(
+            f"clip {inputs.clip.clip_id}: the rare_class trigger needs the class balance of the promoted "
+            "model's training labels"
+        )
+    return rare_class_score(
+        _detections(inputs, "rare_class"),
+        inputs.clip.indices,
+        class_prior=inputs.class_prior,
+        class_names=inputs.class_names,
+        score_threshold=inputs.score_threshold,
+        tracks=_tracks(inputs, "rare_class"),
+    )
+
+
 def _stats(inputs: TriggerInputs) -> FrameStats:
     """The clip's image statistics, computed once and shared by the image triggers."""
     if "frame_stats" not in inputs.cache:
@@ -139,6 +155,13 @@ DISAGREEMENT = Trigger(
     compute=_disagreement,
     description="the promoted and the reference model leave boxes unmatched at IoU 0.5 or disagree on class",
 )
+RARE_CLASS = Trigger(
+    name="rare_class",
+    needs_model=True,
+    needs_class_prior=True,
+    compute=_rare_class,
+    description="a confident track of a class that is rare in the promoted model's training labels",
+)
 BRIGHTNESS = Trigger(
     name="brightness",
     needs_model=False,
@@ -170,7 +193,7 @@ ANOMALY = Trigger(
     compute=_anomaly,
     description="the clip's reconstruction-error percentile under an autoencoder trained on recent frames",
 )
-BUILTIN = (FLICKER, TEMPORAL, DISAGREEMENT, BRIGHTNESS, BLUR, FROZEN, SCENE_CUT, ANOMALY)
+BUILTIN = (FLICKER, TEMPORAL, DISAGREEMENT, RARE_CLASS, BRIGHTNESS, BLUR, FROZEN, SCENE_CUT, ANOMALY)
 
 
 def default_registry() -> TriggerRegistry:

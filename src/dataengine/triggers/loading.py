@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from dataengine.context import Context
 from dataengine.errors import ModelError, NotFoundError
 from dataengine.lineage import repository
+from dataengine.lineage.models import Dataset, Model
 from dataengine.triggers.anomaly import AnomalyModel, current_anomaly_id, load_anomaly_model
 from dataengine.triggers.base import Trigger
 from dataengine.vision import FrameDetector, load_any_detector
@@ -29,6 +30,8 @@ class RunModels:
     promoted: FrameDetector | None = None
     reference: FrameDetector | None = None
     anomaly: AnomalyModel | None = None
+    #: Boxes per class name in the promoted model's training split (its dataset's ``class_boxes``).
+    class_prior: dict[str, int] | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -43,6 +46,22 @@ def _model_exists(session: Session, model_id: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+def _class_prior(session: Session, promoted: Model) -> tuple[dict[str, int] | None, str]:
+    """The promoted model's training boxes per class name, or None and why they are unknown."""
+    if promoted.dataset_id is None:
+        return None, f"the promoted model {promoted.id} names no dataset, so its class balance is unknown"
+    dataset = session.get(Dataset, promoted.dataset_id)
+    boxes = ((dataset.counts or {}).get("class_boxes") or {}) if dataset is not None else {}
+    # The training split is what the model learnt from; a version without one (all val) uses val.
+    counts = boxes.get("train") if any((boxes.get("train") or {}).values()) else boxes.get("val")
+    if not counts or not any(counts.values()):
+        return None, (
+            f"dataset {promoted.dataset_id} of the promoted model {promoted.id} records no boxes per "
+            "class (built before they were counted, or empty); the next dataset version records them"
+        )
+    return {str(name): int(n) for name, n in counts.items()}, ""
 
 
 def _reference_id(
@@ -96,6 +115,10 @@ def load_models(ctx: Context, triggers: Sequence[Trigger], *, load: bool) -> Run
             return models
         models.model_id = promoted.id
         reference_id, why = _reference_id(ctx, session, promoted.id, promoted.parent_model_id)
+        if any(t.needs_class_prior for t in triggers):
+            models.class_prior, no_prior = _class_prior(session, promoted)
+            if models.class_prior is None:
+                models.skipped.update({t.name: no_prior for t in triggers if t.needs_class_prior})
     if not load:
         return models
     models.promoted = load_any_detector(ctx.store, promoted.id, device=ctx.settings.device)

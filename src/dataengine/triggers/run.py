@@ -279,11 +279,20 @@ def _lookup(results: dict[str, TriggerResult]) -> AnomalyFunction:
     return lambda clip: results[clip.clip_id]
 
 
+def class_prior_of(classes: Sequence[str], boxes: dict[str, int] | None) -> list[float] | None:
+    """The training box counts of a detector's ``classes``, by label index (0 for a class not counted)."""
+    if boxes is None:
+        return None
+    return [float(boxes.get(name, 0)) for name in classes]
+
+
 def _score_all(
     ctx: Context, todo: Sequence[Clip], active: Sequence[Trigger], models: RunModels, report: TriggerReport,
     *, batch_size: int,
 ) -> None:  # fmt: skip
     timings = {"read_frames": 0.0, "detector": 0.0, "triggers": 0.0}
+    classes = list(models.promoted.classes) if models.promoted is not None else None
+    prior = class_prior_of(classes, models.class_prior) if classes is not None else None
     for start in range(0, len(todo), CLIPS_PER_CHUNK):
         began = time.perf_counter()
         chunk = _read_chunk(ctx, todo[start : start + CLIPS_PER_CHUNK], report)
@@ -302,6 +311,8 @@ def _score_all(
                 score_threshold=ctx.settings.score_threshold,
                 candidate_threshold=ctx.settings.trigger_candidate_threshold,
                 anomaly=_lookup(anomaly) if anomaly is not None else None,
+                class_prior=prior,
+                class_names=classes,
                 cache=cache,
             )
             results = score_clip(inputs, active)

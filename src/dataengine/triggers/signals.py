@@ -183,6 +183,80 @@ def temporal_score(
     )
 
 
+def class_rarity(class_prior: Sequence[float]) -> NDArray[np.float64]:
+    """Per class, how rare it is in the training labels: ``1 - K * share`` clamped to [0, 1].
+
+    ``class_prior`` holds each class's box count (or share) in the data the model learnt from; with
+    ``K`` classes, a class at its fair share ``1 / K`` or above is not rare (0), one never labelled is
+    as rare as it gets (1). All zero (nothing known) gives 0 for every class.
+    """
+    prior = np.asarray(class_prior, dtype=np.float64)
+    total = prior.sum()
+    if prior.size == 0 or total <= 0:
+        return np.zeros(prior.size)
+    rarity: NDArray[np.float64] = np.clip(1.0 - prior.size * prior / total, 0.0, 1.0)
+    return rarity
+
+
+def rare_class_score(
+    detections: Sequence[Detections],
+    frame_indices: Sequence[int],
+    *,
+    class_prior: Sequence[float],
+    class_names: Sequence[str] | None = None,
+    score_threshold: float = 0.5,
+    max_gap: int = 3,
+    tracks: Sequence[Track] | TrackArrays | None = None,
+) -> TriggerResult:
+    """Objects of a class that is rare in the promoted model's training labels.
+
+    Per track and class, over the track's shown observations (score >= ``score_threshold``): the
+    *evidence* is the share of them with that class times ``1 - prod(1 - score)`` over those with it, so
+    one shown frame at 0.6 gives 0.6, three give 0.94, and a track that is mostly another class weighs
+    little (its flip is the temporal trigger's business). The score is the largest
+    ``class_rarity * evidence`` over the clip's tracks; ``frames`` are that track's observations of the
+    class. ``class_prior`` is indexed by label, as :func:`class_rarity` reads it.
+    """
+    check_lengths(frame_indices, detections)
+    rarity = class_rarity(class_prior)
+    arrays = _as_arrays(detections, max_gap, tracks)
+    n_classes = rarity.size
+    shown = (arrays.scores >= score_threshold) & (arrays.labels >= 0) & (arrays.labels < n_classes)
+    track, labels, t = arrays.track[shown], arrays.labels[shown], arrays.t[shown]
+    details: dict[str, Any] = {"rare_tracks": 0}
+    if track.size == 0 or not rarity.any():
+        return TriggerResult(score=0.0, details=details)
+    key = track * n_classes + labels
+    size = arrays.n_tracks * n_classes
+    n_key = np.bincount(key, minlength=size)
+    n_track = np.bincount(track, minlength=arrays.n_tracks)
+    # Noisy-or of the observations' scores, as a sum of logs (clipped so a score of 1 stays finite).
+    log_miss = np.bincount(
+        key, weights=np.log1p(-np.minimum(arrays.scores[shown], 1.0 - 1e-9)), minlength=size
+    )
+    evidence = (1.0 - np.exp(log_miss)) * n_key / np.maximum(np.repeat(n_track, n_classes), 1)
+    value = evidence * np.tile(rarity, arrays.n_tracks)
+    best = int(np.argmax(value))
+    score = float(value[best])
+    if score <= 0.0:
+        return TriggerResult(score=0.0, details=details)
+    best_class = best % n_classes
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    total = float(np.sum(class_prior))
+    details = {
+        "rare_tracks": int((value > 0).sum()),
+        "class": names[best_class],
+        "rarity": round(float(rarity[best_class]), 4),
+        "prior_share": round(float(class_prior[best_class]) / total, 6),
+        "evidence": round(float(evidence[best]), 4),
+        "observations": int(n_key[best]),
+    }
+    positions = t[key == best]
+    return TriggerResult(
+        score=unit(score), frames=[int(frame_indices[p]) for p in positions], details=details
+    )
+
+
 def compare_frame(a: Detections, b: Detections, *, iou_threshold: float = 0.5) -> tuple[int, int, int, int]:
     """``(matched, unmatched_a, unmatched_b, class_conflicts)`` of two detection sets of one frame.
 
