@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.trigger_data import (
+    CLASSES,
     BenchClip,
     decode,
     detector_map50,
     make_clips,
     sampled,
     train_detectors,
+    training_class_boxes,
 )
 from dataengine.config import Settings
 from dataengine.triggers import (
@@ -86,6 +88,7 @@ def score_all(
     anomaly: AnomalyModel,
     settings: Settings,
     *,
+    class_prior: Sequence[float],
     chunk: int = 16,
 ) -> dict[str, dict[str, float]]:
     """Every trigger's score on every clip (detections already computed), in chunks as run_triggers does."""
@@ -102,6 +105,8 @@ def score_all(
                 score_threshold=settings.score_threshold,
                 candidate_threshold=settings.trigger_candidate_threshold,
                 anomaly=_lookup(anomalies),
+                class_prior=class_prior,
+                class_names=CLASSES,
                 cache=cache,
             )
             scores[clip.clip_id] = {n: r.score for n, r in score_clip(inputs, triggers).items()}
@@ -159,19 +164,32 @@ class Measured:
     quality: dict[str, float]
 
 
-def measure(*, videos: int, clips_per_video: int, cache: Path | None, seed: int = 0) -> Measured:
+def _best_of(repeat: int, work: Callable[[], object]) -> float:
+    """The fastest of ``repeat`` timed runs of ``work`` (seconds): on a shared machine the slower runs
+    measure the neighbours' load, not the code."""
+    best = math.inf
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def measure(
+    *, videos: int, clips_per_video: int, cache: Path | None, seed: int = 0, repeat: int = 3
+) -> Measured:
     """Render, decode (timed), train, detect (timed), score (timed) and select, all in this run.
 
-    ``seed`` picks the videos and the event clips; the detectors do not depend on it."""
+    ``seed`` picks the videos and the event clips; the detectors do not depend on it. The decode and
+    the trigger pass are each timed as the best of ``repeat`` runs, back to back."""
     settings = Settings()
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dataengine-bench-triggers-") as tmp:
         clips = make_clips(Path(tmp), n_videos=videos, clips_per_video=clips_per_video, seed=seed)
         seconds["render"] = time.perf_counter() - started
-        started = time.perf_counter()
         decoded = [decode(c.path) for c in clips]
-        seconds["decode"] = time.perf_counter() - started
+        seconds["decode"] = _best_of(repeat, lambda: [decode(c.path) for c in clips])
     frames = [
         ClipFrames(c.clip_id, *sampled(d), video_id=c.video_id) for c, d in zip(clips, decoded, strict=True)
     ]
@@ -190,9 +208,12 @@ def measure(*, videos: int, clips_per_video: int, cache: Path | None, seed: int 
     dets = detect_clips(None, promoted, items, batch_size=16, min_score=floor)
     prev = detect_clips(None, previous, items, batch_size=16, min_score=floor)
     seconds["detector"] = time.perf_counter() - started
-    started = time.perf_counter()
-    scores = score_all(frames, dets, prev, anomaly, settings)
-    seconds["triggers"] = time.perf_counter() - started
+    boxes = training_class_boxes()
+    prior = [float(boxes[name]) for name in CLASSES]
+    scores = score_all(frames, dets, prev, anomaly, settings, class_prior=prior)
+    seconds["triggers"] = _best_of(
+        repeat, lambda: score_all(frames, dets, prev, anomaly, settings, class_prior=prior)
+    )
     confidence = {cid: _mean_confidence(d) for cid, d in dets.items()}
     quality["mean_detection_score"] = _mean_confidence([d for clip in dets.values() for d in clip])
     rows, found = quality_rows(clips, scores, confidence, settings)
@@ -222,7 +243,10 @@ def rows(
 
 
 def run(args: argparse.Namespace) -> None:
-    m = measure(videos=args.videos, clips_per_video=args.clips_per_video, cache=args.cache, seed=args.seed)
+    m = measure(
+        videos=args.videos, clips_per_video=args.clips_per_video, cache=args.cache, seed=args.seed,
+        repeat=args.repeat,
+    )  # fmt: skip
     if args.dump:
         events = {c.clip_id: c.event for c in m.clips}
         dump = {
@@ -280,6 +304,9 @@ def main() -> None:
     parser.add_argument("--dump", help="write every clip's scores to this JSON file")
     parser.add_argument(
         "--seed", type=int, default=0, help="videos and event clips (0: the reported run; others: fitting)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="time the decode and the trigger pass as the best of N runs"
     )
     run(parser.parse_args())
 

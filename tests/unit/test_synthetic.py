@@ -165,6 +165,26 @@ def test_rare_class_is_rare_without_events() -> None:
     assert labels.count("bed") > 0.3 * len(labels)
 
 
+def test_rare_probability_sets_how_often_ordinary_objects_are_rare() -> None:
+    def labels(p: float) -> list[str]:
+        return [
+            m.label
+            for seed in range(100)
+            for m in SyntheticScene(seed=seed, n_frames=1, rare_probability=p)._movers
+        ]
+
+    assert "wheelchair" not in labels(0.0)
+    assert set(labels(1.0)) == {"wheelchair"}
+    # A rare_class event still brings one in when ordinary objects never are.
+    event = SyntheticScene(
+        seed=3, n_frames=6, rare_probability=0.0, events=[SyntheticEvent("rare_class", 2, 4)]
+    )
+    seen = [{b.label for b in boxes} for _, _, boxes in event.frames()]
+    assert ["wheelchair" in s for s in seen] == [False, False, True, True, False, False]
+    with pytest.raises(ConfigError, match=r"rare_probability must lie in \[0, 1\], got 1.5"):
+        SyntheticScene(seed=1, rare_probability=1.5)
+
+
 def test_custom_classes_use_generic_shapes() -> None:
     scene = SyntheticScene(seed=1, n_frames=3, classes=("car", "dog"), n_objects=4)
     labels = {box.label for _, _, boxes in scene.frames() for box in boxes}

@@ -25,7 +25,7 @@ EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 MIN_VISIBLE_FRACTION = 0.3
 #: The class that appears only rarely, unless a ``rare_class`` event brings it in.
 RARE_CLASS = "wheelchair"
-#: Chance that an ordinary scene object is of the rare class.
+#: Chance that an ordinary scene object is of the rare class (the default of ``rare_probability``).
 RARE_PROBABILITY = 0.04
 #: Width of the occluding panel as a fraction of the frame width.
 OCCLUDER_WIDTH_FRACTION = 0.45
@@ -100,6 +100,9 @@ def _bounce(position: float, velocity: float, bounds: tuple[float, float]) -> tu
 class SyntheticScene:
     """A seeded room with moving people, beds and (rarely) wheelchairs, with exact ground truth.
 
+    Each object present from the start is of the rare class with probability ``rare_probability``;
+    a ``rare_class`` event adds one for its frames whatever that probability.
+
     The same arguments always give the same pixels and boxes. ``frames()`` may be called many times.
     """
 
@@ -114,8 +117,12 @@ class SyntheticScene:
         classes: Sequence[str] = ("person", "bed", "wheelchair"),
         events: Sequence[SyntheticEvent] = (),
         n_objects: int | None = None,
+        rare_probability: float = RARE_PROBABILITY,
     ) -> None:
         _check_arguments(seed=seed, width=width, height=height, fps=fps, n_frames=n_frames, classes=classes)
+        if not 0.0 <= rare_probability <= 1.0:
+            raise ConfigError(f"synthetic rare_probability must lie in [0, 1], got {rare_probability}")
+        self.rare_probability = rare_probability
         self.seed = seed
         self.width = width
         self.height = height
@@ -157,7 +164,7 @@ class SyntheticScene:
     def _base_mover(self, track: int) -> _Mover:
         rng = np.random.default_rng([self.seed, _OBJECT, track])
         common = [name for name in self.classes if name != self.rare_class] or [self.rare_class]
-        rare = rng.random() < RARE_PROBABILITY
+        rare = rng.random() < self.rare_probability
         label = self.rare_class if rare else common[int(rng.integers(len(common)))]
         return self._mover(track, label, rng)
 
