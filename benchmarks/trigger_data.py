@@ -173,13 +173,13 @@ def _training_set(recipe: DetectorRecipe) -> tuple[list[torch.Tensor], list[dict
 class DetectorRecipe:
     """How the benchmark's detector is trained: docs/training.md's default recipe (SGD 0.02, momentum
     0.9, weight decay 1e-4, linear warm-up over min(50, steps / 4) steps then cosine decay, gradients
-    clipped to norm 10, horizontal flips with probability 0.5, batch 4, 16 epochs) on 240 frames.
+    clipped to norm 10, horizontal flips with probability 0.5, batch 4, 16 epochs) on 960 frames.
     The "previous" model is the same run's snapshot after ``previous_epoch`` epochs. Every
     ``rare_video_every``-th training video holds a wheelchair throughout, so the rare class is in the
-    training labels, rarely (9% of their boxes): a detector never shown a class cannot report it."""
+    training labels, rarely (11% of their boxes): a detector never shown a class cannot report it."""
 
     arch: str = "tiny_fasterrcnn"
-    frames: int = 240
+    frames: int = 960
     epochs: int = 16
     previous_epoch: int = 8
     batch: int = 4
