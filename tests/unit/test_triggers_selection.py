@@ -122,9 +122,12 @@ def test_the_same_input_gives_the_same_selection_in_any_order() -> None:
 def test_surprise_is_the_tail_share_on_a_log_scale() -> None:
     # 100 clips: flicker 1.0 on 10, 0 on the rest; frozen 0.3 on exactly one clip and 0.1 on another.
     candidates = [
-        cand(f"c{i:03d}", flicker=1.0 if i < 10 else 0.0, frozen=0.3 if i == 50 else 0.1 if i == 51 else 0.0)
+        cand(
+            f"c{i:03d}", video=f"v{i}", flicker=1.0 if i < 10 else 0.0,
+            frozen=0.3 if i == 50 else 0.1 if i == 51 else 0.0,
+        )
         for i in range(100)
-    ]
+    ]  # fmt: skip
     tails = surprises(candidates)
     # Ten clips share flicker 1.0: p = 0.1, log(10) / log(100) = 0.5.
     assert tails[0]["flicker"] == pytest.approx(0.5)
@@ -133,9 +136,48 @@ def test_surprise_is_the_tail_share_on_a_log_scale() -> None:
     assert tails[20] == {"flicker": 0.0, "frozen": 0.0}  # a zero score says nothing
     # A lone candidate has nothing to compare with; a trigger only some clips ran is ranked among those.
     assert surprises([cand("a", blur=0.9)]) == [{"blur": 0.0}]
-    assert surprises([cand("a", blur=0.9), cand("b"), cand("c", blur=0.1)]) == [
+    assert surprises([cand("a", "x", blur=0.9), cand("b", "y"), cand("c", "z", blur=0.1)]) == [
         {"blur": pytest.approx(1.0)}, {}, {"blur": 0.0}
     ]  # fmt: skip
+
+
+def test_a_score_a_camera_reaches_on_most_of_its_clips_is_that_cameras_normal() -> None:
+    # One video's 20 clips all show the same false wheelchair; one clip of a quiet video shows a real
+    # one, a little weaker; 200 other clips show none.
+    # The detector's confidence in the fixture wobbles a little from clip to clip.
+    fixture = [cand(f"f{i:02d}", video="fixture", rare_class=0.67 + 0.0002 * i) for i in range(20)]
+    event = cand("event", video="quiet", rare_class=0.66)
+    quiet = [cand(f"q{i:02d}", video="quiet", rare_class=0.0) for i in range(19)]
+    others = [cand(f"o{i:03d}", video=f"o{i % 10}", rare_class=0.0) for i in range(200)]
+    pool = [*fixture, event, *quiet, *others]
+    tails = surprises(pool)
+    # The fixture clips hold the top of the run, but their video's other clips all score about as high:
+    # the best of them stands 0.0020 above its baseline (the lower median of the other 19), 0.3% of its score.
+    assert max(t["rare_class"] for t in tails[:20]) < 0.003
+    # The event stands 0.66 above its quiet video's baseline of 0: no clip stands further out.
+    assert tails[20]["rare_class"] == pytest.approx(1.0)
+    assert picked(pool, fraction=None, count=1, calibration="rank") == ["event"]
+    assert "event" not in picked(pool, fraction=None, count=1, calibration="none")
+    # The camera, when known, is the group: two videos of one camera share their normal.
+    same_camera = [
+        cand("a", "v1", "door", blur=0.5),
+        cand("b", "v2", "door", blur=0.5),
+        cand("c", "v3", blur=0.0),
+    ]
+    assert [t["blur"] for t in surprises(same_camera)] == [0.0, 0.0, 0.0]
+    # The baseline is the lower median of the camera's other clips (0.3 of 0.0, 0.3, 0.3); a clip keeps
+    # the share of its score above it, and the two clips at 0.3 stand above nothing.
+    lifted = [
+        cand("a", "v", blur=0.9),
+        cand("b", "v", blur=0.3),
+        cand("c", "v", blur=0.3),
+        cand("d", "v", blur=0.0),
+    ]
+    lifted += [cand(f"z{i}", f"z{i}", blur=0.0) for i in range(6)]
+    assert [t.get("blur") for t in surprises(lifted)[:4]] == [pytest.approx(0.6 / 0.9), 0.0, 0.0, 0.0]
+    # With few clips, one event does not lift its neighbours' baseline: 0.25 stands above 0.02, not 0.51.
+    few = [cand("s", "v", blur=0.02), cand("j", "v", blur=1.0), cand("m", "v", blur=0.25)]
+    assert surprises(few)[2]["blur"] == pytest.approx(math.log(3 / 2) / math.log(3) * 0.23 / 0.25)
 
 
 def test_rank_calibration_puts_a_unique_outlier_above_a_common_high_score() -> None:
@@ -164,7 +206,7 @@ def test_rank_calibration_puts_a_unique_outlier_above_a_common_high_score() -> N
 
 def test_firing_reads_the_raw_scores_when_calibrated() -> None:
     # Some clip is always the day's most surprising, but only a raw score at the threshold fires.
-    calm = [cand(f"c{i}", blur=0.1 + i / 1000) for i in range(50)]
+    calm = [cand(f"c{i}", video=f"v{i}", blur=0.1 + i / 1000) for i in range(50)]
     decisions, k = select(calm, fraction=0.01, count=None, calibration="rank")
     assert k == 0
     assert decisions[0].calibrated == pytest.approx(1.0)

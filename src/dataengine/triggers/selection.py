@@ -92,6 +92,11 @@ def combine(
     raise ConfigError(f"unknown trigger combination {mode!r}; use 'max' or 'mean'")
 
 
+def _source(candidate: Candidate) -> str:
+    """The camera a clip comes from, else its video ("" when neither is known)."""
+    return candidate.camera or candidate.video_id
+
+
 def surprises(candidates: Sequence[Candidate]) -> list[dict[str, float]]:
     """Per candidate, each trigger's *surprise* over the candidates that have that trigger's score.
 
@@ -99,22 +104,52 @@ def surprises(candidates: Sequence[Candidate]) -> list[dict[str, float]]:
     ``log(1/p) / log(N)``: 1 for a clip no other clip matches, 0 for a score every clip reaches, and 0 for
     a zero score (a trigger that did not fire says nothing) or when ``N`` is 1 (nothing to compare with).
     A raw score that many ordinary clips reach is not surprising, however high it is.
+
+    Scores are first measured against their *camera's baseline*: the lower median score of the same
+    camera's other candidates (the same video's, when the camera is unknown; 0 for a clip alone), so
+    a baseline is only as high as a score that at least half of those clips reach. The tail share
+    ``p`` ranks the excess ``score - baseline``, and the surprise is scaled by ``excess / score``. A score
+    that a camera reaches on most of its clips is that camera's normal (a fixture the detector always
+    mistakes, a lens that is always soft), not an event, and it no longer crowds the tail of a clip
+    whose camera is otherwise quiet, which keeps its whole surprise.
     """
     names = sorted({name for cand in candidates for name in cand.scores})
+    sources = [_source(cand) for cand in candidates]
     out: list[dict[str, float]] = [{} for _ in candidates]
     for name in names:
         rows = [i for i, cand in enumerate(candidates) if name in cand.scores]
         values = np.array([float(candidates[i].scores[name]) for i in rows])
         n = len(values)
-        ordered = np.sort(values)
-        # How many candidates score >= each value: ties share their tail.
-        at_least = n - np.searchsorted(ordered, values, side="left")
-        for i, value, count in zip(rows, values.tolist(), at_least.tolist(), strict=True):
-            if value <= 0.0 or n < 2:
+        excess = np.maximum(values - np.array(_source_baselines(values, [sources[i] for i in rows])), 0.0)
+        ordered = np.sort(excess)
+        # How many candidates stand at least as far above their baseline: ties share their tail.
+        at_least = n - np.searchsorted(ordered, excess, side="left")
+        for i, value, above, count in zip(
+            rows, values.tolist(), excess.tolist(), at_least.tolist(), strict=True
+        ):
+            if value <= 0.0 or above <= 0.0 or n < 2:
                 out[i][name] = 0.0
             else:
-                out[i][name] = math.log(n / count) / math.log(n)
+                out[i][name] = math.log(n / count) / math.log(n) * above / value
     return out
+
+
+def _source_baselines(values: np.ndarray, sources: Sequence[str]) -> list[float]:
+    """Per value, the lower median of the other values from the same (known) source; 0 when none."""
+    groups: dict[str, list[int]] = {}
+    for position, source in enumerate(sources):
+        if source:
+            groups.setdefault(source, []).append(position)
+    baselines = [0.0] * len(values)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        mine = values[members]
+        # The lower median: with few clips a camera's one event must not lift its neighbours' baseline.
+        middle = (len(members) - 2) // 2
+        for k, position in enumerate(members):
+            baselines[position] = float(np.partition(np.delete(mine, k), middle)[middle])
+    return baselines
 
 
 def strongest(weighted: Mapping[str, float], order: Sequence[str] = ()) -> tuple[str | None, float]:
