@@ -50,6 +50,7 @@ from dataengine.triggers import (
 )
 from dataengine.triggers.anomaly import AnomalyModel, train_autoencoder
 from dataengine.triggers.builtin import chunk_caches
+from dataengine.triggers.run import chunked, frame_bytes
 from dataengine.vision import Detections
 from dataengine.vision.detection_cache import ClipBatchItem, detect_clips
 
@@ -89,13 +90,11 @@ def score_all(
     settings: Settings,
     *,
     class_prior: Sequence[float],
-    chunk: int = 16,
 ) -> dict[str, dict[str, float]]:
     """Every trigger's score on every clip (detections already computed), in chunks as run_triggers does."""
     scores = {}
     triggers = list(TRIGGERS)
-    for start in range(0, len(frames), chunk):
-        part = frames[start : start + chunk]
+    for part in chunked(frames, frame_bytes):
         anomalies = anomaly.score_many(part)
         for clip, cache in zip(part, chunk_caches(part, triggers), strict=True):
             inputs = TriggerInputs(

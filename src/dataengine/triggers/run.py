@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -32,11 +32,16 @@ from dataengine.vision import Detections
 from dataengine.vision.detection_cache import ClipBatchItem, detect_clips
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The stage name recorded on quarantine rows this package writes.
 QUARANTINE_STAGE = "triggers"
-#: Clips whose frames go through the detector together (bounds the frames held in memory).
-CLIPS_PER_CHUNK = 16
+#: Clips are scored in chunks of at most this many bytes of sampled frames (the frames held in memory):
+#: small frames go many clips to a chunk, so per-chunk work (stacked statistics, the autoencoder's
+#: batches) is shared widely; large frames go few.
+CHUNK_BYTES = 256 * 2**20
+#: ... and of at most this many clips.
+MAX_CLIPS_PER_CHUNK = 256
 
 
 @dataclass
@@ -78,6 +83,32 @@ def load_clip_frames(store: ObjectStore, clip_id: str, video_id: str | None = No
     """A clip's sampled frames; an unreadable ``meta.json`` or frame is an :class:`InputRejectedError`."""
     indices, frames = clips.read_sampled_frames(store, clip_id)
     return ClipFrames(clip_id=clip_id, indices=indices, frames=frames, video_id=video_id)
+
+
+def frame_bytes(clip: ClipFrames) -> int:
+    """The memory a clip's sampled frames take."""
+    return sum(int(frame.nbytes) for frame in clip.frames)
+
+
+def chunked(
+    items: Iterable[T],
+    size: Callable[[T], int],
+    *,
+    max_bytes: int = CHUNK_BYTES,
+    max_items: int = MAX_CLIPS_PER_CHUNK,
+) -> Iterator[list[T]]:
+    """``items`` in order, in lists that end once they reach ``max_bytes`` (by ``size``) or hold
+    ``max_items``; every list holds at least one item."""
+    chunk: list[T] = []
+    total = 0
+    for item in items:
+        chunk.append(item)
+        total += size(item)
+        if total >= max_bytes or len(chunk) >= max_items:
+            yield chunk
+            chunk, total = [], 0
+    if chunk:
+        yield chunk
 
 
 def remap_labels(detections: Detections, source: Sequence[str], target: Sequence[str]) -> Detections:
@@ -263,15 +294,21 @@ def _select(
     return decisions, k
 
 
-def _read_chunk(ctx: Context, chunk: Sequence[Clip], report: TriggerReport) -> list[ClipFrames]:
-    frames = []
-    for clip in chunk:
+def _read_clips(
+    ctx: Context, clips_: Sequence[Clip], report: TriggerReport, timings: dict[str, float]
+) -> Iterator[ClipFrames]:
+    """Each readable clip's sampled frames, in order; an unreadable clip is quarantined and skipped."""
+    for clip in clips_:
+        began = time.perf_counter()
         try:
-            frames.append(load_clip_frames(ctx.store, clip.id, clip.video_id))
+            frames = load_clip_frames(ctx.store, clip.id, clip.video_id)
         except InputRejectedError as exc:
             _quarantine(ctx, clip, exc)
             report.quarantined[clip.id] = exc.reason
-    return frames
+            continue
+        finally:
+            timings["read_frames"] += time.perf_counter() - began
+        yield frames
 
 
 def _lookup(results: dict[str, TriggerResult]) -> AnomalyFunction:
@@ -293,9 +330,7 @@ def _score_all(
     timings = {"read_frames": 0.0, "detector": 0.0, "triggers": 0.0}
     classes = list(models.promoted.classes) if models.promoted is not None else None
     prior = class_prior_of(classes, models.class_prior) if classes is not None else None
-    for start in range(0, len(todo), CLIPS_PER_CHUNK):
-        began = time.perf_counter()
-        chunk = _read_chunk(ctx, todo[start : start + CLIPS_PER_CHUNK], report)
+    for chunk in chunked(_read_clips(ctx, todo, report, timings), frame_bytes):
         read = time.perf_counter()
         promoted, reference = _detect(ctx, chunk, models, active, batch_size=batch_size)
         detected = time.perf_counter()
@@ -319,7 +354,6 @@ def _score_all(
             if _record_scores(ctx, frames.clip_id, results, active, models):
                 report.scored.append(frames.clip_id)
                 report.scores[frames.clip_id] = {name: result.score for name, result in results.items()}
-        timings["read_frames"] += read - began
         timings["detector"] += detected - read
         timings["triggers"] += time.perf_counter() - detected
     report.timings = {k: round(v, 4) for k, v in timings.items()}
