@@ -175,6 +175,19 @@ def test_stacked_image_statistics_equal_per_clip_ones() -> None:
     assert np.array_equal(mixed[0].mean_luma, frame_stats(clips[0]).mean_luma)
 
 
+def test_statistics_across_conversion_blocks_equal_whole_stack_ones() -> None:
+    # 7 clips of 6 frames: the 32-frame conversion blocks split the fifth clip.
+    rng = np.random.default_rng(4)
+    clips = [[rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) for _ in range(6)] for _ in range(7)]
+    luma = luma_stack([f for clip in clips for f in clip]).reshape(42, -1).astype(np.float64)
+    for c, stats in enumerate(frame_stats_many(clips)):
+        mine = luma[6 * c : 6 * c + 6]
+        np.testing.assert_allclose(stats.mean_luma, mine.mean(axis=1), rtol=1e-5)
+        np.testing.assert_allclose(stats.contrast, mine.std(axis=1), rtol=1e-4)
+        np.testing.assert_allclose(stats.frame_change, np.abs(np.diff(mine, axis=0)).mean(axis=1), rtol=1e-4)
+        assert stats.histogram_change.shape == (5,)
+
+
 def test_fixed_point_luma_is_within_half_a_level_of_rec601() -> None:
     rgb = np.random.default_rng(2).integers(0, 256, (4, 60, 80, 3), dtype=np.uint8)
     exact = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])

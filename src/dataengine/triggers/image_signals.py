@@ -76,22 +76,6 @@ def _luma_256(stack: NDArray[np.uint8], stride: int) -> NDArray[np.uint16]:
 LUMA_BLOCK = 32
 
 
-def _luma_256_blocked(frames: Sequence[NDArray[np.uint8]], stride: int) -> NDArray[np.uint16]:
-    """:func:`_luma_256` of same-sized frames, converted :data:`LUMA_BLOCK` frames at a time."""
-    parts = [
-        _luma_256(np.stack(frames[start : start + LUMA_BLOCK]), stride)
-        for start in range(0, len(frames), LUMA_BLOCK)
-    ]
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-def _laplacian_variance_blocked(luma: NDArray[np.float32]) -> NDArray[np.float64]:
-    """:func:`_laplacian_variance`, :data:`LUMA_BLOCK` frames at a time (for the same cache reason)."""
-    return np.concatenate(
-        [_laplacian_variance(luma[start : start + LUMA_BLOCK]) for start in range(0, len(luma), LUMA_BLOCK)]
-    )
-
-
 def _to_float(luma_256: NDArray[np.uint16]) -> NDArray[np.float32]:
     luma: NDArray[np.float32] = luma_256.astype(np.float32) * np.float32(1.0 / 256.0)
     return luma
@@ -167,51 +151,45 @@ def _frame_stats_many(clips: Sequence[Sequence[NDArray[np.uint8]]]) -> list[Fram
     if len(sizes) > 1:
         return [_frame_stats_many([frames])[0] for frames in clips]
     lengths = [len(frames) for frames in clips]
-    if not sizes:
-        return _split_stats(
-            np.zeros((0, 1, 1), np.float32), np.zeros((0, 1), np.uint16), np.zeros(0), lengths
-        )
-    shape = sizes.pop()
     frames = [f for clip in clips for f in clip]
-    stride = _stats_stride(shape)
-    luma_256 = _luma_256_blocked(frames, stride)
-    luma = _to_float(luma_256)
-    rows, cols = _sharpness_crop(shape)
-    whole = (rows.stop - rows.start, cols.stop - cols.start) == tuple(shape[:2])
-    if whole and stride == SHARPNESS_STRIDE:
-        # The statistics' luma is already the crop at the sharpness stride: no second conversion.
-        sharp = _laplacian_variance_blocked(luma)
-    else:
-        crops = [f[rows, cols] for f in frames]
-        sharp = _laplacian_variance_blocked(_to_float(_luma_256_blocked(crops, SHARPNESS_STRIDE)))
-    # Luma / 8 (32 bins of 8 levels) is the fixed-point luma shifted right by 8 + 3 bits.
-    bins = (luma_256 >> 11).reshape(luma_256.shape[0], -1)
-    return _split_stats(luma, bins, sharp, lengths)
-
-
-def _split_stats(
-    luma: NDArray[np.float32],
-    bins: NDArray[np.integer[Any]],
-    sharp: NDArray[np.float64],
-    lengths: Sequence[int],
-) -> list[FrameStats]:
-    """Per-clip :class:`FrameStats` from the stacked luma, histogram bins (T, pixels) and sharpness of
-    clips of ``lengths`` frames."""
-    n = luma.shape[0]
-    flat = luma.reshape(n, luma.shape[1] * luma.shape[2])
-    index = bins.astype(np.intp)
-    index += (np.arange(n, dtype=np.intp) * _HIST_BINS)[:, None]
-    counts = np.bincount(index.ravel(), minlength=n * _HIST_BINS).reshape(n, _HIST_BINS)
-    hist = counts / max(flat.shape[1], 1)
-    # float32 reductions are pairwise sums (accurate to ~1e-6 here) and far faster than dtype=float64.
-    mean = flat.mean(axis=1).astype(np.float64)
-    contrast = flat.std(axis=1).astype(np.float64)
-    # Changes between each frame and the next; those across two clips' boundary are dropped below.
-    change = np.abs(np.diff(flat, axis=0)).mean(axis=1).astype(np.float64)
+    n = len(frames)
+    mean, contrast, sharp = np.zeros(n), np.zeros(n), np.zeros(n)
+    hist = np.zeros((n, _HIST_BINS))
+    change = np.zeros(max(n - 1, 0))
+    if n:
+        shape = sizes.pop()
+        stride = _stats_stride(shape)
+        rows, cols = _sharpness_crop(shape)
+        whole = (rows.stop - rows.start, cols.stop - cols.start) == tuple(shape[:2])
+        previous: NDArray[np.float32] | None = None
+        # Every number of a block of frames is taken while its pixels are still in the CPU cache.
+        for start in range(0, n, LUMA_BLOCK):
+            block = frames[start : start + LUMA_BLOCK]
+            done = slice(start, start + len(block))
+            luma_256 = _luma_256(np.stack(block), stride)
+            luma = _to_float(luma_256)
+            flat = luma.reshape(len(block), -1)
+            # float32 reductions are pairwise sums (accurate to ~1e-6 here), far faster than float64.
+            mean[done] = flat.mean(axis=1)
+            contrast[done] = flat.std(axis=1)
+            if whole and stride == SHARPNESS_STRIDE:
+                # The statistics' luma is already the crop at the sharpness stride: no second conversion.
+                sharp[done] = _laplacian_variance(luma)
+            else:
+                sharp[done] = _laplacian_variance(
+                    _luma(np.stack([f[rows, cols] for f in block]), SHARPNESS_STRIDE)
+                )
+            hist[done] = _histograms(luma_256) / max(flat.shape[1], 1)
+            # Changes between each frame and the next, the previous block's last frame included.
+            sequence = flat if previous is None else np.concatenate([previous[None], flat])
+            first = start if previous is None else start - 1
+            change[first : start + len(block) - 1] = np.abs(np.diff(sequence, axis=0)).mean(axis=1)
+            previous = flat[-1].copy()
     hist_change = np.abs(np.diff(hist, axis=0)).sum(axis=1) / 2.0
     out, start = [], 0
     for length in lengths:
         end = start + length
+        # Changes across two clips' boundary are dropped.
         out.append(
             FrameStats(
                 mean_luma=mean[start:end],
@@ -223,6 +201,16 @@ def _split_stats(
         )
         start = end
     return out
+
+
+def _histograms(luma_256: NDArray[np.uint16]) -> NDArray[np.int64]:
+    """The 32-bin luma histogram (counts) of each frame of a (T, h, w) fixed-point luma stack."""
+    n = luma_256.shape[0]
+    # Luma / 8 (32 bins of 8 levels) is the fixed-point luma shifted right by 8 + 3 bits.
+    index = (luma_256 >> 11).reshape(n, -1).astype(np.intp)
+    index += (np.arange(n, dtype=np.intp) * _HIST_BINS)[:, None]
+    counts: NDArray[np.int64] = np.bincount(index.ravel(), minlength=n * _HIST_BINS).reshape(n, _HIST_BINS)
+    return counts
 
 
 def _fired(frame_indices: Sequence[int], strength: NDArray[np.float64], *, offset: int = 0) -> list[int]:
