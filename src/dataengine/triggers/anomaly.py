@@ -166,7 +166,7 @@ class AnomalyModel:
             "anomaly_model_id": self.model_id,
             "clip_error": round(worst, 8),
             "reference_median": median,
-            "frame_errors": [round(e, 8) for e in errors.tolist()],
+            "frame_errors": np.round(errors, 8).tolist(),
         }
         return TriggerResult(
             score=self.percentile(worst) if errors.size else 0.0, frames=fired, details=details

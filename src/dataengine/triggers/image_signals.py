@@ -213,6 +213,12 @@ def _histograms(luma_256: NDArray[np.uint16]) -> NDArray[np.int64]:
     return counts
 
 
+def rounded(values: NDArray[np.floating[Any]], digits: int) -> list[float]:
+    """``values`` rounded to ``digits`` decimals, as a JSON-ready list (for a result's details)."""
+    out: list[float] = np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+    return out
+
+
 def _fired(frame_indices: Sequence[int], strength: NDArray[np.float64], *, offset: int = 0) -> list[int]:
     """Clip frame indices where ``strength`` (per frame, or per transition with ``offset=1``) >= 0.5."""
     return [int(frame_indices[int(i) + offset]) for i in np.flatnonzero(strength >= 0.5)]
@@ -252,8 +258,8 @@ def brightness_score(
     )
     details: dict[str, Any] = {
         **{k: round(v, 6) for k, v in parts.items()},
-        "mean_luma": [round(float(v), 2) for v in stats.mean_luma],
-        "contrast": [round(float(v), 2) for v in stats.contrast],
+        "mean_luma": rounded(stats.mean_luma, 2),
+        "contrast": rounded(stats.contrast, 2),
     }
     return TriggerResult(score=unit(max(parts.values(), default=0.0)), frames=frames, details=details)
 
@@ -274,7 +280,7 @@ def blur_score(
     absolute = unit((floor - best) / floor) if sharp.size else 0.0
     score = max(float(relative.max(initial=0.0)), absolute)
     details: dict[str, Any] = {
-        "sharpness": [round(float(v), 3) for v in sharp],
+        "sharpness": rounded(sharp, 3),
         "min_ratio": round(float(ratio.min(initial=1.0)), 6),
         "absolute": round(absolute, 6),
     }
@@ -304,7 +310,7 @@ def frozen_score(
     share = float(frozen.mean()) if frozen.size else 0.0
     details: dict[str, Any] = {
         "frozen_transitions": int(frozen.sum()),
-        "frame_change": [round(float(v), 3) for v in change],
+        "frame_change": rounded(change, 3),
         "typical_change": round(typical, 3),
     }
     fired = _fired(frame_indices, frozen.astype(np.float64), offset=1)
@@ -320,7 +326,7 @@ def scene_cut_score(
     """
     check_lengths(frame_indices[1:] if frame_indices else [], stats.histogram_change)
     strength = np.clip((stats.histogram_change - calm) / (full - calm), 0.0, 1.0)
-    details: dict[str, Any] = {"histogram_change": [round(float(v), 4) for v in stats.histogram_change]}
+    details: dict[str, Any] = {"histogram_change": rounded(stats.histogram_change, 4)}
     return TriggerResult(
         score=unit(float(strength.max(initial=0.0))),
         frames=_fired(frame_indices, strength, offset=1),
