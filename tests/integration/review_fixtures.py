@@ -53,10 +53,13 @@ def prelabels() -> list[Frame]:
     return [Frame(index=i, image=frame_name(i), width=WIDTH, height=HEIGHT, boxes=boxes[i]) for i in SAMPLED]
 
 
-def add_autolabelled_clip(ctx: Context, start_frame: int, *, model: str = MODEL) -> str:
+def add_autolabelled_clip(
+    ctx: Context, start_frame: int, *, model: str = MODEL, source_key: str = "landing/cam01/video.mp4"
+) -> str:
     """A clip at stage ``autolabelled``: frames, meta.json, clip.mp4 bytes and an autolabel v1 in lineage.
 
     The review platforms here never decode the video, so ``clip.mp4`` holds placeholder bytes.
+    ``source_key`` is the landing video the clip says it was cut from.
     """
     clip_id = clip_id_for(VIDEO_ID, start_frame)
     for index in SAMPLED:
@@ -65,7 +68,7 @@ def add_autolabelled_clip(ctx: Context, start_frame: int, *, model: str = MODEL)
     meta = ClipMeta(
         clip_id=clip_id,
         video_id=VIDEO_ID,
-        source_uri=ctx.store.uri("landing/cam01/video.mp4"),
+        source_uri=ctx.store.uri(source_key),
         start_frame=start_frame,
         end_frame=start_frame + 20,
         start_time=start_frame / FPS,

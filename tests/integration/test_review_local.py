@@ -10,14 +10,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
+from review_fixtures import CLASSES, HEIGHT, MODEL, SAMPLED, VIDEO_ID, WIDTH, add_autolabelled_clip
 from sqlalchemy import func, select
 
-from dataengine.clips import ClipMeta, clip_id_for, encode_jpeg, frame_key, frame_name, write_meta
+from dataengine.clips import clip_id_for, frame_key, frame_name
 from dataengine.context import Context
 from dataengine.errors import ReviewError
-from dataengine.formats import Box, ClipAnnotations, Frame, list_versions, load_annotations, save_annotations
+from dataengine.formats import Box, ClipAnnotations, Frame, list_versions, load_annotations
 from dataengine.lineage import repository as repo
 from dataengine.lineage.db import Database
 from dataengine.lineage.models import ClipEvent, QuarantineItem
@@ -38,83 +38,12 @@ from dataengine.review.local import done_key, read_task, task_key
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import ground_truth_key
 
-VIDEO_ID = "0123456789abcdef"
 VIDEO_KEY = "landing/cam01/2026-11-22/080000.mp4"
-CLASSES = ["person", "bed", "wheelchair"]
-WIDTH, HEIGHT = 64, 48
-SAMPLED = [0, 5, 10]
-MODEL = "m-test-01"
-
-
-def _prelabels(clip_id: str) -> list[Frame]:
-    boxes = {
-        0: [
-            Box("person", (4.0, 4.0, 20.0, 40.0), track=1, score=0.9),
-            Box("bed", (30.0, 20.0, 60.0, 44.0), 2, 0.8),
-        ],
-        5: [Box("person", (6.0, 4.0, 22.0, 40.0), track=1, score=0.85)],
-        10: [],  # a labelled negative
-    }
-    return [Frame(index=i, image=frame_name(i), width=WIDTH, height=HEIGHT, boxes=boxes[i]) for i in SAMPLED]
 
 
 def _add_clip(ctx: Context, start_frame: int) -> str:
     """A clip at stage ``autolabelled`` with frames, meta.json and an autolabel v1 registered."""
-    clip_id = clip_id_for(VIDEO_ID, start_frame)
-    for index in SAMPLED:
-        ctx.store.write_bytes(frame_key(clip_id, index), encode_jpeg(np.zeros((HEIGHT, WIDTH, 3), np.uint8)))
-    meta = ClipMeta(
-        clip_id=clip_id,
-        video_id=VIDEO_ID,
-        source_uri=ctx.store.uri(VIDEO_KEY),
-        start_frame=start_frame,
-        end_frame=start_frame + 20,
-        start_time=start_frame / 10,
-        end_time=(start_frame + 20) / 10,
-        fps=10.0,
-        width=WIDTH,
-        height=HEIGHT,
-        sampled=SAMPLED,
-    )
-    write_meta(ctx.store, meta)
-    labels = ClipAnnotations(
-        clip_id=clip_id,
-        version=1,
-        source="autolabel",
-        classes=CLASSES,
-        frames=_prelabels(clip_id),
-        producer={"models": [MODEL]},
-    )
-    saved = save_annotations(ctx.store, labels)
-    with ctx.db.session() as session:
-        if repo.get_video(session, VIDEO_ID) is None:
-            repo.register_video(
-                session, video_id=VIDEO_ID, uri=meta.source_uri, sha256=VIDEO_ID * 4, status="ingested"
-            )
-        repo.register_clip(
-            session,
-            clip_id=clip_id,
-            video_id=VIDEO_ID,
-            start_frame=start_frame,
-            end_frame=meta.end_frame,
-            start_time=meta.start_time,
-            n_frames=20,
-            uri=ctx.store.uri(f"clips/{clip_id}"),
-        )
-        repo.record_annotation(
-            session,
-            clip_id=clip_id,
-            version=1,
-            uri=saved.uri,
-            sha256=saved.sha256,
-            source="autolabel",
-            parent_version=None,
-            producer=labels.producer,
-            n_frames=saved.n_frames,
-            n_boxes=saved.n_boxes,
-        )
-        repo.set_stage(session, clip_id, "autolabelled", run_id="test/setup")
-    return clip_id
+    return add_autolabelled_clip(ctx, start_frame, source_key=VIDEO_KEY)
 
 
 def _stage(ctx: Context, clip_id: str) -> str:
