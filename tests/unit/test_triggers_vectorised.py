@@ -10,6 +10,7 @@ import pytest
 
 from dataengine.triggers import disagreement_score, flicker_score, frame_stats, link_tracks, temporal_score
 from dataengine.triggers.image_signals import frame_stats_many, luma_stack
+from dataengine.triggers.run import chunked
 from dataengine.triggers.tracks import (
     Track,
     TrackArrays,
@@ -192,3 +193,12 @@ def test_fixed_point_luma_is_within_half_a_level_of_rec601() -> None:
     rgb = np.random.default_rng(2).integers(0, 256, (4, 60, 80, 3), dtype=np.uint8)
     exact = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     assert np.abs(luma_stack(list(rgb)) - exact).max() < 0.5
+
+
+def test_chunks_end_at_the_byte_budget_or_the_clip_limit() -> None:
+    sizes = [40, 40, 40, 100, 5, 5, 5, 5]
+    got = list(chunked(range(len(sizes)), lambda i: sizes[i], max_bytes=100, max_items=3))
+    # 40+40+40 reaches 100 at the third; a lone 100-byte clip fills a chunk; four 5s stop at 3 clips.
+    assert got == [[0, 1, 2], [3], [4, 5, 6], [7]]
+    assert list(chunked([], len, max_bytes=1)) == []
+    assert list(chunked(["a" * 500], len, max_bytes=10)) == [["a" * 500]]  # never an empty chunk
