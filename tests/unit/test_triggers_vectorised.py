@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dataengine.triggers import disagreement_score, flicker_score, frame_stats, link_tracks, temporal_score
+from dataengine.triggers import tracks as tracks_module
 from dataengine.triggers.image_signals import frame_stats_many, luma_stack
 from dataengine.triggers.run import chunked
 from dataengine.triggers.tracks import (
@@ -98,8 +99,13 @@ def random_clip(rng: np.random.Generator) -> list[Detections]:
     return frames
 
 
+@pytest.mark.parametrize("path", ["python", "numpy"])
 @pytest.mark.parametrize("seed", range(4))
-def test_array_linking_flicker_and_temporal_match_the_per_track_reference(seed: int) -> None:
+def test_array_linking_flicker_and_temporal_match_the_per_track_reference(
+    seed: int, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small clips link in plain Python; the numpy frame loop serves larger ones. Both must agree.
+    monkeypatch.setattr(tracks_module, "SMALL_CLIP_LIMIT", 10_000 if path == "python" else 0)
     rng = np.random.default_rng(seed)
     for _ in range(150):
         frames = random_clip(rng)

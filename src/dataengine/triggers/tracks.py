@@ -21,6 +21,8 @@ from dataengine.vision.inference import Detections
 
 #: Up to this many detections in a clip, linking computes one IoU matrix between all of them.
 FULL_MATRIX_LIMIT = 400
+#: Up to this many, it then links in plain Python (see :func:`_link_small`).
+SMALL_CLIP_LIMIT = 64
 
 
 @dataclass
@@ -169,15 +171,72 @@ def link_track_arrays(
     grown = grow_boxes(boxes, link_scale)
     offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
     times = np.repeat(np.arange(len(detections), dtype=np.int64), counts)
+    # One IoU matrix between all grown boxes of the clip replaces one small matrix per frame (the
+    # per-call overhead dominates on a few boxes); long clips with many boxes go frame by frame.
+    every = iou_matrix(grown, grown) if total <= FULL_MATRIX_LIMIT else None
+    if total <= SMALL_CLIP_LIMIT and every is not None:
+        owner = _link_small(every.tolist(), offsets, max_gap, link_iou)
+        n_tracks = int(owner.max()) + 1
+    else:
+        owner, n_tracks = _link_frames(grown, every, offsets, max_gap, link_iou)
+    # Detections are in frame order, so a stable sort by track keeps each track's observations in order.
+    order = np.argsort(owner, kind="stable")
+    scores = np.concatenate([d.scores for d in detections]).astype(np.float64)
+    labels = np.concatenate([d.labels for d in detections]).astype(np.int64)
+    return TrackArrays(owner[order], times[order], boxes[order], scores[order], labels[order], n_tracks)
+
+
+def _link_small(
+    every: list[list[float]], offsets: list[int], max_gap: int, link_iou: float
+) -> NDArray[np.int64]:
+    """The owner track of each detection, in plain Python: on a clip of a few dozen boxes, list
+    operations cost less than the dozen numpy calls per frame of :func:`_link_frames`. The same
+    matching: greedy by descending IoU, ties to the older track, then to the earlier detection."""
+    owner = [0] * offsets[-1]
+    last_det: list[int] = []
+    last_t: list[int] = []
+    for t in range(len(offsets) - 1):
+        lo, hi = offsets[t], offsets[t + 1]
+        live = [k for k in range(len(last_t)) if last_t[k] >= t - max_gap - 1]
+        pairs = sorted(
+            (-iou, row, col)
+            for row, track in enumerate(live)
+            for col, iou in enumerate(every[last_det[track]][lo:hi])
+            if iou >= link_iou and iou > 0
+        )
+        taken_rows: set[int] = set()
+        assigned = [-1] * (hi - lo)
+        for _, row, col in pairs:
+            if row not in taken_rows and assigned[col] < 0:
+                taken_rows.add(row)
+                assigned[col] = live[row]
+        for col in range(hi - lo):
+            track = assigned[col]
+            if track < 0:
+                # Unmatched detections start tracks in their order within the frame.
+                track = len(last_t)
+                last_det.append(0)
+                last_t.append(0)
+            last_det[track], last_t[track] = lo + col, t
+            owner[lo + col] = track
+    return np.asarray(owner, dtype=np.int64)
+
+
+def _link_frames(
+    grown: NDArray[np.float64],
+    every: NDArray[np.float64] | None,
+    offsets: list[int],
+    max_gap: int,
+    link_iou: float,
+) -> tuple[NDArray[np.int64], int]:
+    """The owner track of each detection and the number of tracks, frame by frame in numpy."""
+    total = offsets[-1]
     owner = np.empty(total, dtype=np.int64)
     # Per track (at most one per detection): the detection it was last seen as, and on which frame.
     last_det = np.empty(total, dtype=np.int64)
     last_t = np.empty(total, dtype=np.int64)
-    # One IoU matrix between all grown boxes of the clip replaces one small matrix per frame (the
-    # per-call overhead dominates on a few boxes); long clips with many boxes go frame by frame.
-    every = iou_matrix(grown, grown) if total <= FULL_MATRIX_LIMIT else None
     n_tracks = 0
-    for t in range(len(detections)):
+    for t in range(len(offsets) - 1):
         lo, hi = offsets[t], offsets[t + 1]
         if lo == hi:
             continue
@@ -195,11 +254,7 @@ def link_track_arrays(
         last_det[assigned] = np.arange(lo, hi)
         last_t[assigned] = t
         owner[lo:hi] = assigned
-    # Detections are in frame order, so a stable sort by track keeps each track's observations in order.
-    order = np.argsort(owner, kind="stable")
-    scores = np.concatenate([d.scores for d in detections]).astype(np.float64)
-    labels = np.concatenate([d.labels for d in detections]).astype(np.int64)
-    return TrackArrays(owner[order], times[order], boxes[order], scores[order], labels[order], n_tracks)
+    return owner, n_tracks
 
 
 def link_tracks(
