@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from dataengine.errors import ConfigError
@@ -19,7 +20,7 @@ from dataengine.triggers import (
     select,
     strongest,
 )
-from dataengine.triggers.selection import surprises
+from dataengine.triggers.selection import _source_baselines, surprises
 
 
 def cand(clip_id: str, video: str = "v", camera: str | None = None, **scores: float) -> Candidate:
@@ -255,3 +256,16 @@ def test_the_report_reason_names_the_surprise_when_calibrated() -> None:
     )
     raw, _ = select(pool, fraction=None, count=1, calibration="none")
     assert _reason(raw[0]) == "ranked within the budget of 1; strongest trigger blur 0.700"
+
+
+def test_camera_baselines_are_the_lower_median_of_the_other_clips() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        values = np.array([rng.choice([0.0, 0.3, 0.3, 0.9, rng.random()]) for _ in range(n)])
+        sources = [rng.choice(["a", "b", ""]) for _ in range(n)]
+        expected = []
+        for i in range(n):
+            others = sorted(values[j] for j in range(n) if j != i and sources[j] == sources[i] and sources[i])
+            expected.append(others[(len(others) - 1) // 2] if others else 0.0)
+        assert _source_baselines(values, sources) == pytest.approx(expected)
