@@ -117,6 +117,13 @@ def ingest(
     sample_fps: Annotated[
         float | None, typer.Option(help="Frames sampled per second; 0 = every frame.")
     ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Also check every ingested video and rebuild clips with missing objects.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Cut videos into clips, sample frames and register everything in lineage."""
@@ -124,7 +131,12 @@ def ingest(
 
     with _context() as ctx:
         report = run_ingest(
-            ctx, inputs or None, clip_seconds=clip_seconds, sample_fps=sample_fps, progress=not as_json
+            ctx,
+            inputs or None,
+            clip_seconds=clip_seconds,
+            sample_fps=sample_fps,
+            repair=repair,
+            progress=not as_json,
         )
     _emit(report.to_dict(), as_json, lambda _: report.summary())
     # Named inputs that all failed, or a landing folder whose new videos were all refused.

@@ -259,3 +259,20 @@ class ObjectStore:
         for key in keys:
             self.delete(key)
         return len(keys)
+
+    def remove_temporaries(self, prefix: str) -> int:
+        """Remove the hidden temporary files of writes that never finished (a killed process) under
+        ``prefix``; returns how many. Only call it where no other writer is at work."""
+        base = f"{self.root}/{_check_key(prefix)}"
+        try:
+            self.fs.invalidate_cache()
+            if not self.fs.exists(base):
+                return 0
+            leftovers = [p for p in self.fs.find(base) if str(p).rsplit("/", 1)[-1].startswith(_TMP_PREFIX)]
+            for path in leftovers:
+                self.fs.rm_file(path)
+        except FileNotFoundError:
+            return 0  # Gone meanwhile: nothing left to remove.
+        except Exception as exc:
+            raise _translate(exc, self.uri(prefix)) from exc
+        return len(leftovers)

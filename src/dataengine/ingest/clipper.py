@@ -1,7 +1,8 @@
 """Writing one clip: ``clip.mp4`` (stream copy or re-encode), sampled JPEG frames, ``meta.json`` last.
 
-A clip's ``meta.json`` is written only after its video and frames, so its presence marks the clip
-complete; a clip without it is redone from scratch on the next run.
+A clip's ``meta.json`` is written only after its video and every sampled frame, and a clip counts as
+done only when ``meta.json`` and every object it names exist (:func:`complete_meta`): a clip killed
+half-way, or whose frames were deleted later, is cleared and redone from scratch by the next run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from av.container import OutputContainer
 from av.video.stream import VideoStream
 from numpy.typing import NDArray
 
-from dataengine.clips import ClipMeta, clip_id_for, frame_key, meta_key, video_key, write_meta
+from dataengine.clips import (
+    ClipMeta,
+    clip_id_for,
+    clip_prefix,
+    frame_key,
+    meta_key,
+    video_key,
+    write_meta,
+)
+from dataengine.errors import FormatError, StorageError
 from dataengine.ingest.frames import JpegWriter, scaled_size, thumbnail
 from dataengine.ingest.index import FrameIndex
 from dataengine.ingest.plan import COPY
@@ -82,6 +92,7 @@ class ClipWriter:
         self._next_due = 0.0
         self._container: OutputContainer | None = None
         self._stream: VideoStream | None = None
+        self._finished = False
 
     @property
     def clip_id(self) -> str:
@@ -167,6 +178,7 @@ class ClipWriter:
         self._local_video.unlink(missing_ok=True)
         meta = self._meta(end_frame, details)
         write_meta(self.store, meta)
+        self._finished = True
         return meta
 
     def _flush_encoder(self) -> None:
@@ -178,7 +190,10 @@ class ClipWriter:
         self._container = None
 
     def discard(self) -> None:
-        """Drop the clip: stop the encoder and remove the frames written so far."""
+        """Drop an unfinished clip: stop the encoder and remove every object written so far.
+
+        A finished clip (``meta.json`` written) is complete and stays: a rerun registers it.
+        """
         if self._container is not None:
             self._container.close()
             self._container = None
@@ -186,8 +201,9 @@ class ClipWriter:
         for future in self._pending:
             future.exception()  # Wait: a frame still being written would reappear after the delete.
         self._pending = []
-        for position in self.sampled:
-            self.store.delete(frame_key(self.clip_id, position))
+        if self._finished:
+            return
+        clear_clip(self.store, self.clip_id, frames=self.sampled)
 
     def _meta(self, end_frame: int, details: dict[str, Any]) -> ClipMeta:
         facts, times = self.facts, self.index.times
@@ -254,6 +270,30 @@ def remux(path: Path, *, start_pts: int, end_pts: int | None, out_path: Path) ->
     return copied
 
 
-def clip_is_written(store: ObjectStore, clip_id: str) -> bool:
-    """Whether the clip's ``meta.json`` exists, i.e. its files are complete."""
-    return store.exists(meta_key(clip_id))
+def complete_meta(store: ObjectStore, clip_id: str) -> ClipMeta | None:
+    """The clip's ``meta.json`` when the clip is complete: ``meta.json`` readable, ``clip.mp4`` and
+    every sampled frame it lists present (one listing of the clip's folder). None otherwise."""
+    keys = set(store.list(clip_prefix(clip_id)))
+    if meta_key(clip_id) not in keys:
+        return None
+    try:
+        meta = ClipMeta.from_dict(store.read_json(meta_key(clip_id)), source_name=meta_key(clip_id))
+    except (StorageError, FormatError):
+        return None  # Unreadable (e.g. cut short by hand): redone like a missing one.
+    wanted = {video_key(clip_id), *(frame_key(clip_id, i) for i in meta.sampled)}
+    return meta if wanted <= keys else None
+
+
+def clear_clip(store: ObjectStore, clip_id: str, *, frames: list[int] | None = None) -> None:
+    """Remove an incomplete clip's objects: ``meta.json`` first (the clip stops counting as written),
+    then ``clip.mp4``, the frames (``frames``, or every file in ``frames/``) and temporary files of
+    writes that were killed. Other files of the clip (cached detections) stay."""
+    store.delete(meta_key(clip_id))
+    store.delete(video_key(clip_id))
+    if frames is None:
+        keys = store.list(f"{clip_prefix(clip_id)}/frames")
+    else:
+        keys = [frame_key(clip_id, i) for i in frames]
+    for key in keys:
+        store.delete(key)
+    store.remove_temporaries(clip_prefix(clip_id))

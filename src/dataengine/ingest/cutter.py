@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from dataengine.clips import ClipMeta, clip_id_for, read_meta
-from dataengine.ingest.clipper import ClipWriter, Sampling, VideoFacts, clip_is_written
+from dataengine.clips import ClipMeta, clip_id_for
+from dataengine.ingest.clipper import ClipWriter, Sampling, VideoFacts, clear_clip, complete_meta
 from dataengine.ingest.decode import DecodedFrame
 from dataengine.ingest.frames import JpegWriter, thumbnail
 from dataengine.ingest.index import FrameIndex
@@ -47,20 +47,21 @@ class Gap:
 class Recorder(Protocol):
     """Where the cutter reports clips: the pipeline registers them in lineage."""
 
-    def clip(self, meta: ClipMeta, details: dict[str, Any]) -> None: ...
+    def clip(self, meta: ClipMeta, details: dict[str, Any], *, written: bool) -> None: ...
 
     def duplicate(self, kept: str, details: dict[str, Any]) -> None: ...
 
 
 @dataclass
 class _Open:
-    """The clip being filled: its writer (None when it was complete already), start and planned end."""
+    """The clip being filled: its writer, or the ``meta`` of a clip complete already; start and end."""
 
     start: int
     end: int
     encoding: str
     writer: ClipWriter | None
     reason: str
+    meta: ClipMeta | None = None
 
 
 class Cutter:
@@ -78,10 +79,13 @@ class Cutter:
         jpegs: JpegWriter,
         workdir: Path,
         recorder: Recorder,
+        only: set[str] | None = None,
     ) -> None:
         self.store, self.facts, self.index, self.plan = store, facts, index, plan
         self.sampling, self.options, self.jpegs, self.workdir = sampling, options, jpegs, workdir
         self.recorder = recorder
+        #: When set (a repair), only these clips are looked at; the others are passed over.
+        self.only = only
         self.gaps: list[Gap] = []
         self.kept = 0
         self._open: _Open | None = None
@@ -158,9 +162,14 @@ class Cutter:
     def _begin(self, start: int, end: int, reason: str) -> _Open:
         clip_id = clip_id_for(self.facts.video_id, start)
         encoding = encoding_for(self.index, start=start, end=end, copyable=self.options.copyable)
-        if clip_is_written(self.store, clip_id):
-            # Done by an earlier run; its encoding still decides where a scene cut may end it.
+        if self.only is not None and clip_id not in self.only:
             return _Open(start=start, end=end, encoding=encoding, writer=None, reason=reason)
+        meta = complete_meta(self.store, clip_id)
+        if meta is not None:
+            # Done by an earlier run; its encoding still decides where a scene cut may end it.
+            return _Open(start=start, end=end, encoding=encoding, writer=None, reason=reason, meta=meta)
+        # Left incomplete by a killed run (or its frames deleted since): start it from nothing.
+        clear_clip(self.store, clip_id)
         writer = ClipWriter(
             store=self.store,
             facts=self.facts,
@@ -180,8 +189,10 @@ class Cutter:
         writer = clip.writer
         details: dict[str, Any] = {"split": clip.reason}
         if writer is None:
-            meta = read_meta(self.store, clip_id_for(self.facts.video_id, clip.start))
-            self._keep(meta, details, _signature_of(meta))
+            if clip.meta is None:
+                self.kept += 1  # Passed over by a repair: complete, and registered already.
+            else:
+                self._keep(clip.meta, details, _signature_of(clip.meta), written=False)
             return
         end = writer.next_frame
         gap = self._gap_over(clip.start, end)
@@ -196,10 +207,17 @@ class Cutter:
                 return
             details["signature"] = [round(float(v)) for v in signature.ravel()]
         meta = writer.finish(details=details)
-        self._keep(meta, {k: v for k, v in details.items() if k != "signature"}, signature)
+        self._keep(meta, {k: v for k, v in details.items() if k != "signature"}, signature, written=True)
 
-    def _keep(self, meta: ClipMeta, details: dict[str, Any], signature: NDArray[np.float32] | None) -> None:
-        self.recorder.clip(meta, details)
+    def _keep(
+        self,
+        meta: ClipMeta,
+        details: dict[str, Any],
+        signature: NDArray[np.float32] | None,
+        *,
+        written: bool,
+    ) -> None:
+        self.recorder.clip(meta, details, written=written)
         self.kept += 1
         if signature is not None:
             self._reference = (meta.clip_id, signature)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dataengine.config import Settings
@@ -32,9 +32,12 @@ from dataengine.ingest.record import (
     Identity,
     LineageRecorder,
     describe_gaps,
+    incomplete_clips,
     quarantine_input,
     quarantine_key,
+    quarantine_unrepaired,
     record_gaps,
+    recorded_ingest_details,
     register_video,
 )
 from dataengine.ingest.report import IngestReport, QuarantinedInput
@@ -93,26 +96,39 @@ def ingest(
     *,
     clip_seconds: float | None = None,
     sample_fps: float | None = None,
+    repair: bool = False,
     progress: bool = False,
 ) -> IngestReport:
     """Ingest ``inputs`` (store keys, store URIs or local paths), or every new landing video when None.
 
-    Rerunning over the same inputs adds no rows or objects: ingested videos are skipped, and clips
-    whose ``meta.json`` and lineage row exist are kept as they are.
+    Rerunning over the same inputs adds no rows or objects: complete clips are kept as they are, and
+    a clip left incomplete by a killed run is redone. A named input that was ingested already is
+    checked: clips whose objects are missing (deleted by hand) are rebuilt from the source. With
+    ``repair`` and no inputs, every ingested video in lineage is checked that way.
     """
     params = _params(ctx.settings, clip_seconds, sample_fps)
-    todo: list[tuple[str, str | None]] = (
-        list(discover_with_hashes(ctx)) if inputs is None else [(raw, None) for raw in inputs]
-    )
+    todo: list[tuple[str, str | None]]
+    if inputs is not None:
+        todo = [(raw, None) for raw in inputs]
+    else:
+        todo = list(discover_with_hashes(ctx))
+        if repair:
+            todo += [(uri, sha256) for uri, sha256 in _ingested_videos(ctx)]
     report = IngestReport()
     cache = HashCache(ctx.store)
     with _progress_bar(enabled=progress, total=len(todo)) as show:
         for raw, sha256 in todo:
             show(raw)
-            _ingest_input(ctx, raw, sha256=sha256, params=params, report=report, cache=cache)
+            check = repair or inputs is not None
+            _ingest_input(ctx, raw, sha256=sha256, params=params, report=report, cache=cache, check=check)
         show(None)
     cache.save()
     return report
+
+
+def _ingested_videos(ctx: Context) -> list[tuple[str, str | None]]:
+    with ctx.db.session() as session:
+        return [(v.uri, v.sha256) for v in repository.list_videos(session, status="ingested")]
 
 
 def _identify(ctx: Context, raw: str, sha256: str | None, cache: HashCache) -> Identity:
@@ -130,22 +146,46 @@ def _identify(ctx: Context, raw: str, sha256: str | None, cache: HashCache) -> I
 
 
 def _ingest_input(
-    ctx: Context, raw: str, *, sha256: str | None, params: _Params, report: IngestReport, cache: HashCache
+    ctx: Context,
+    raw: str,
+    *,
+    sha256: str | None,
+    params: _Params,
+    report: IngestReport,
+    cache: HashCache,
+    check: bool,
 ) -> None:
     try:
         identity = _identify(ctx, raw, sha256, cache)
     except InputRejectedError as exc:
         quarantine_input(ctx, report, input_name=raw, reason=exc.reason, identity=None)
         return
+    # One run at a time works on a video: a second one would write the same objects, and its
+    # clean-up of a failed clip could delete what the first one just wrote.
+    with ctx.db.lock(f"ingest/{identity.video_id}") as held:
+        if not held:
+            report.busy_videos.append(identity.video_id)
+            return
+        _ingest_video(ctx, identity, params=params, report=report, check=check)
+
+
+def _ingest_video(
+    ctx: Context, identity: Identity, *, params: _Params, report: IngestReport, check: bool
+) -> None:
+    only: set[str] | None = None
     with ctx.db.session() as session:
         video = repository.get_video(session, identity.video_id)
-        if video is not None and video.status == "ingested":
+    if video is not None and video.status == "ingested":
+        only = incomplete_clips(ctx, identity.video_id) if check else set()
+        if not only:
             report.skipped_videos.append(identity.video_id)
             return
+        params = _recorded_params(ctx, identity.video_id, params)
+    with ctx.db.session() as session:
         register_video(session, identity, status="ingesting")
     uri = identity.source.uri
     try:
-        facts, index, gaps, log = _cut_video(ctx, identity, params=params, report=report)
+        facts, index, gaps, log = _cut_video(ctx, identity, params=params, report=report, only=only)
     except InputRejectedError as exc:
         quarantine_input(ctx, report, input_name=uri, reason=exc.reason, identity=identity)
         return
@@ -154,14 +194,28 @@ def _ingest_input(
         error = describe_gaps(uri, gaps, index, log.errors)
         record_gaps(ctx, identity, gaps, index, error)
         report.quarantined.append(QuarantinedInput(input=uri, video_id=identity.video_id, reason=error))
+    if only:
+        quarantine_unrepaired(ctx, report, identity, only)
     duration = index.end_time(index.n_frames - 1)
     with ctx.db.session() as session:
         register_video(session, identity, status="ingested", facts=facts, duration=duration, error=error)
-    report.videos.append(identity.video_id)
+    (report.videos if only is None else report.repaired_videos).append(identity.video_id)
+
+
+def _recorded_params(ctx: Context, video_id: str, params: _Params) -> _Params:
+    """``params`` with the clip length and sampling rate the video was first ingested with, so that a
+    repair cuts the same clips."""
+    recorded = recorded_ingest_details(ctx, video_id)
+    sampling = replace(
+        params.sampling, sample_fps=float(recorded.get("sample_fps", params.sampling.sample_fps))
+    )
+    return replace(
+        params, clip_seconds=float(recorded.get("clip_seconds", params.clip_seconds)), sampling=sampling
+    )
 
 
 def _cut_video(
-    ctx: Context, identity: Identity, *, params: _Params, report: IngestReport
+    ctx: Context, identity: Identity, *, params: _Params, report: IngestReport, only: set[str] | None
 ) -> tuple[VideoFacts, FrameIndex, list[Gap], DecodeLog]:
     """Decode and clip one video; returns its facts, frame index, damaged stretches and decoder log."""
     name = identity.source.uri
@@ -173,7 +227,11 @@ def _cut_video(
             )
             index = scan(path, name=name, fps=info.fps)
             facts = _facts(identity, info, path)
-            recorder = LineageRecorder(ctx, report, base_details={"sample_fps": params.sampling.sample_fps})
+            recorder = LineageRecorder(
+                ctx,
+                report,
+                base_details={"sample_fps": params.sampling.sample_fps, "clip_seconds": params.clip_seconds},
+            )
             jpegs = JpegWriter(
                 ctx.store,
                 quality=params.sampling.jpeg_quality,
@@ -194,6 +252,7 @@ def _cut_video(
                     jpegs=jpegs,
                     workdir=Path(workdir),
                     recorder=recorder,
+                    only=only,
                 )
                 try:
                     for decoded in decode_frames(container, info.stream, index, log):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from dataengine.clips import ClipMeta, clip_prefix, video_id_for
 from dataengine.context import Context
 from dataengine.formats import utc_now_iso
-from dataengine.ingest.clipper import VideoFacts
+from dataengine.ingest.clipper import VideoFacts, complete_meta
 from dataengine.ingest.cutter import Gap
 from dataengine.ingest.index import FrameIndex
 from dataengine.ingest.report import IngestReport, QuarantinedInput
@@ -72,7 +72,8 @@ class LineageRecorder:
     def __init__(self, ctx: Context, report: IngestReport, *, base_details: dict[str, Any]) -> None:
         self.ctx, self.report, self.base_details = ctx, report, base_details
 
-    def clip(self, meta: ClipMeta, details: dict[str, Any]) -> None:
+    def clip(self, meta: ClipMeta, details: dict[str, Any], *, written: bool) -> None:
+        """Register a complete clip; ``written`` says whether this run wrote (or rewrote) its objects."""
         ctx = self.ctx
         with ctx.db.session() as session:
             _, created = repository.register_clip(
@@ -94,7 +95,12 @@ class LineageRecorder:
                     **details,
                 },
             )
-        (self.report.clips if created else self.report.existing_clips).append(meta.clip_id)
+            if written and not created:
+                _note_repair(ctx, session, meta.clip_id)
+        if created:
+            self.report.clips.append(meta.clip_id)
+        else:
+            (self.report.repaired_clips if written else self.report.existing_clips).append(meta.clip_id)
 
     def duplicate(self, kept: str, details: dict[str, Any]) -> None:
         """Note on the kept clip that a near-identical next clip was dropped (once, however many runs)."""
@@ -111,6 +117,68 @@ class LineageRecorder:
                     details=details,
                 )
         self.report.dropped_duplicates.append(str(details["clip_id"]))
+
+
+def _note_repair(ctx: Context, session: Session, clip_id: str) -> None:
+    """A registered clip whose objects were rebuilt: an event says so, and a clip quarantined because
+    they were missing goes back to ``ingested``."""
+    clip = repository.get_clip(session, clip_id)
+    details = {"decision": "repaired", "reason": "objects were missing; rebuilt from the source"}
+    if clip.stage == "quarantined":
+        repository.set_stage(
+            session, clip_id, "ingested", run_id=ctx.run_id, actor=ctx.actor, details=details
+        )
+    else:
+        repository.record_event(
+            session,
+            clip_id,
+            "ingested",
+            status="repaired",
+            run_id=ctx.run_id,
+            actor=ctx.actor,
+            details=details,
+        )
+
+
+def incomplete_clips(ctx: Context, video_id: str) -> set[str]:
+    """The registered clips of a video whose objects are not all there (see ``clipper.complete_meta``)."""
+    with ctx.db.session() as session:
+        clip_ids = [clip.id for clip in repository.list_clips(session, video_id=video_id)]
+    return {clip_id for clip_id in clip_ids if complete_meta(ctx.store, clip_id) is None}
+
+
+def recorded_ingest_details(ctx: Context, video_id: str) -> dict[str, Any]:
+    """The details of the ``ingested`` event of the video's first clip: the parameters it was cut with."""
+    with ctx.db.session() as session:
+        clips = repository.list_clips(session, video_id=video_id)
+        for event in repository.clip_events(session, clips[0].id) if clips else []:
+            if event.stage == "ingested" and event.status == "ok":
+                return dict(event.details)
+    return {}
+
+
+def quarantine_unrepaired(ctx: Context, report: IngestReport, identity: Identity, clip_ids: set[str]) -> None:
+    """Quarantine the clips a repair could not rebuild (the source no longer gives the same clips)."""
+    for clip_id in sorted(clip_ids):
+        if complete_meta(ctx.store, clip_id) is not None:
+            continue
+        uri = ctx.store.uri(clip_prefix(clip_id))
+        reason = (
+            f"{uri} is missing objects and {identity.source.uri} no longer yields this clip "
+            "with the recorded clip_seconds and sample_fps"
+        )
+        with ctx.db.session() as session:
+            repository.quarantine(
+                session,
+                kind="clip",
+                input=uri,
+                reason=reason,
+                stage=QUARANTINE_STAGE,
+                video_id=identity.video_id,
+                clip_id=clip_id,
+                run_id=ctx.run_id,
+            )
+        report.quarantined.append(QuarantinedInput(input=uri, video_id=identity.video_id, reason=reason))
 
 
 def describe_gaps(name: str, gaps: list[Gap], index: FrameIndex, errors: list[str]) -> str:

@@ -87,6 +87,15 @@ class Database:
         finally:
             session.close()
 
+    @contextlib.contextmanager
+    def lock(self, name: str, *, wait_seconds: float = 0.0) -> Iterator[bool]:
+        """Hold the lock ``name`` between every process on this database (see :mod:`.locks`); yields
+        False, holding nothing, when another run held it for all of ``wait_seconds``."""
+        from dataengine.lineage.locks import named_lock
+
+        with named_lock(self.engine, name, wait_seconds=wait_seconds) as held:
+            yield held
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already."""
         from alembic import command

@@ -73,6 +73,14 @@ def register_video(
     return video
 
 
+def list_videos(session: Session, *, status: str | None = None) -> list[Video]:
+    """Videos, optionally only those with ``status``, ordered by id."""
+    query = select(Video).order_by(Video.id)
+    if status is not None:
+        query = query.where(Video.status == status)
+    return list(session.scalars(query))
+
+
 # Clips ----------------------------------------------------------------------------------------
 
 
