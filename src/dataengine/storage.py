@@ -44,6 +44,8 @@ def _translate(exc: Exception, what: str) -> StorageError:
         return ObjectNotFoundError(f"{what}: no such object")
     if isinstance(exc, ConnectionError | TimeoutError):
         return RetryableStorageError(f"{what}: {exc}")
+    if isinstance(exc, PermissionError):
+        return StorageError(f"{what}: Permission denied")
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -98,6 +100,13 @@ class ObjectStore:
         """Whether an object exists at ``key``."""
         try:
             return bool(self.fs.isfile(self._path(key)))
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+
+    def is_folder(self, key: str) -> bool:
+        """Whether ``key`` names a folder (a prefix with objects under it)."""
+        try:
+            return bool(self.fs.isdir(self._path(key)))
         except Exception as exc:
             raise _translate(exc, self.uri(key)) from exc
 

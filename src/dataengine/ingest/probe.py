@@ -54,7 +54,16 @@ class VideoInfo:
 
 
 def sniff(path: Path, *, name: str) -> None:
-    """Reject empty files, text files and truncated MP4/MOV files before FFmpeg sees them."""
+    """Reject unreadable, empty, text and truncated MP4/MOV files before FFmpeg sees them."""
+    try:
+        _sniff(path, name=name)
+    except FileNotFoundError as exc:
+        raise InputRejectedError(name, f"{name} disappeared before it could be read") from exc
+    except OSError as exc:
+        raise InputRejectedError(name, f"{name} cannot be read: {exc.strerror or exc}") from exc
+
+
+def _sniff(path: Path, *, name: str) -> None:
     size = path.stat().st_size
     if size == 0:
         raise InputRejectedError(name, f"{name} is empty (0 bytes)")

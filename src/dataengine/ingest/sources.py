@@ -7,15 +7,22 @@ prefix (``landing/cam01/2026-11-22/081500.mp4``); recording times in paths are U
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from dataengine.errors import ConfigError, InputRejectedError, StorageError
+from dataengine.errors import (
+    ConfigError,
+    InputRejectedError,
+    ObjectNotFoundError,
+    RetryableStorageError,
+    StorageError,
+)
 from dataengine.storage import ObjectStore
 
 _HASH_CHUNK_BYTES = 1 << 20
@@ -42,13 +49,24 @@ class VideoSource:
 
     @contextmanager
     def local_file(self, store: ObjectStore) -> Iterator[Path]:
-        """A local file with the video's bytes (a temporary download for remote stores)."""
-        if self.key is not None:
-            with store.local_path(self.key) as path:
-                yield path
-        else:
+        """A local file with the video's bytes (a temporary download for remote stores).
+
+        A file that is gone by now, or cannot be downloaded, is an :class:`InputRejectedError`.
+        """
+        if self.key is None:
             assert self.path is not None
+            if not self.path.is_file():
+                raise InputRejectedError(self.uri, f"{self.uri} disappeared before it could be read")
             yield self.path
+            return
+        with ExitStack() as stack:
+            try:
+                path = stack.enter_context(store.local_path(self.key))
+            except StorageError as exc:
+                if exc.retryable:
+                    raise
+                raise _unreadable(self.uri, exc) from exc
+            yield path
 
 
 def resolve_input(store: ObjectStore, raw: str) -> VideoSource:
@@ -70,12 +88,21 @@ def resolve_input(store: ObjectStore, raw: str) -> VideoSource:
 
 def _store_source(store: ObjectStore, key: str, raw: str) -> VideoSource:
     if not store.exists(key):
+        if store.is_folder(key):
+            raise InputRejectedError(raw, f"{store.uri(key)} is a folder, not a video file")
         raise InputRejectedError(raw, f"{store.uri(key)} does not exist")
     return VideoSource(uri=store.uri(key), key=key)
 
 
 def _local_source(store: ObjectStore, path: Path, raw: str) -> VideoSource:
-    path = path.expanduser().resolve()
+    given = path.expanduser()
+    if given.is_symlink() and not given.exists():
+        raise InputRejectedError(raw, f"{given} is a broken symbolic link (to {os.readlink(given)})")
+    path = given.resolve()
+    if path.is_dir():
+        raise InputRejectedError(raw, f"{path} is a directory, not a video file")
+    if path.exists() and not path.is_file():
+        raise InputRejectedError(raw, f"{path} is not a regular file (a pipe, socket or device)")
     if not path.is_file():
         raise InputRejectedError(raw, f"{path} does not exist or is not a file")
     if store.protocol == "file" and path.is_relative_to(store.root):
@@ -84,12 +111,30 @@ def _local_source(store: ObjectStore, path: Path, raw: str) -> VideoSource:
 
 
 def source_sha256(store: ObjectStore, source: VideoSource) -> str:
-    """Hex SHA-256 of the source's bytes, streamed in chunks."""
+    """Hex SHA-256 of the source's bytes, streamed in chunks.
+
+    A source that cannot be read (no permission, gone since it was listed) is an
+    :class:`InputRejectedError`; a transient failure stays a retryable :class:`StorageError`.
+    """
     digest = hashlib.sha256()
-    with source.open(store) as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
+    try:
+        with source.open(store) as handle:
+            while chunk := handle.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
+    except (ConnectionError, TimeoutError) as exc:
+        raise RetryableStorageError(f"{source.uri}: {exc}") from exc
+    except (OSError, StorageError) as exc:
+        if isinstance(exc, StorageError) and exc.retryable:
+            raise
+        raise _unreadable(source.uri, exc) from exc
     return digest.hexdigest()
+
+
+def _unreadable(uri: str, exc: Exception) -> InputRejectedError:
+    if isinstance(exc, FileNotFoundError | ObjectNotFoundError):
+        return InputRejectedError(uri, f"{uri} disappeared before it could be read")
+    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).removeprefix(f"{uri}: ")
+    return InputRejectedError(uri, f"{uri} cannot be read: {cause}")
 
 
 _FIELDS = {
