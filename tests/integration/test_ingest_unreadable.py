@@ -10,7 +10,7 @@ import pytest
 
 from cli_process import run_cli
 from dataengine.context import Context
-from dataengine.ingest import discovery, ingest, pipeline
+from dataengine.ingest import discovery, hashcache, ingest, pipeline, probe
 from dataengine.lineage import repository
 from dataengine.synthetic import SyntheticScene, render_video, write_landing
 
@@ -35,7 +35,7 @@ def test_folders_links_pipes_and_vanishing_files_are_quarantined(
     os.mkfifo(pipe)
     vanishing = _good(tmp_path, "vanishing.mp4", 52)
     last = _good(tmp_path, "last.mp4", 53)
-    real_sniff = pipeline.sniff
+    real_sniff = probe.sniff
 
     def vanish_first(path: Path, *, name: str) -> None:
         if path == vanishing:
@@ -64,7 +64,7 @@ def test_a_landing_file_gone_since_the_listing_is_quarantined(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = write_landing(ctx.store, n_videos=3, seed=54, seconds=1.0, with_events=False)
-    real = discovery.listing
+    real = hashcache.listing
 
     def listed_then_deleted(store: object, prefix: str) -> dict[str, str | None]:
         found = real(ctx.store, prefix)
