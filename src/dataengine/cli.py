@@ -80,7 +80,7 @@ def init() -> None:
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Counts of videos and clips per stage, quarantined inputs and models."""
-    from dataengine.lineage.reports import status_summary
+    from dataengine.lineage.views.reports import status_summary
 
     with _context() as ctx, ctx.db.session() as session:
         summary = status_summary(session)
@@ -412,11 +412,11 @@ def clips_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Clips with their frame range and stage."""
-    from dataengine.lineage import repository as repo
-    from dataengine.lineage.reports import clip_to_dict
+    from dataengine.lineage.clips import list_clips
+    from dataengine.lineage.views.reports import clip_to_dict
 
     with _context() as ctx, ctx.db.session() as session:
-        rows = [clip_to_dict(c) for c in repo.list_clips(session, stage=stage, video_id=video)]
+        rows = [clip_to_dict(c) for c in list_clips(session, stage=stage, video_id=video)]
     _emit(
         rows,
         as_json,
@@ -430,7 +430,7 @@ def clips_list(
 @clip_app.command("show")
 def clip_show(clip_id: Annotated[str, typer.Argument(help="Clip id.")], as_json: JsonFlag = False) -> None:
     """One clip's whole history, from ingest to the datasets and models it went into."""
-    from dataengine.lineage.reports import clip_history
+    from dataengine.lineage.views.reports import clip_history
 
     with _context() as ctx, ctx.db.session() as session:
         history = clip_history(session, clip_id)
@@ -464,7 +464,7 @@ def _history_text(history: dict[str, Any]) -> str:
 @quarantine_app.command("list")
 def quarantine_list(as_json: JsonFlag = False) -> None:
     """Every refused input and the reason."""
-    from dataengine.lineage.reports import quarantine_list as listing
+    from dataengine.lineage.views.reports import quarantine_list as listing
 
     with _context() as ctx, ctx.db.session() as session:
         rows = listing(session)

@@ -16,17 +16,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import func, select
 
 from dataengine.config import Settings, load_settings
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import AnnotationVersion, Clip, ClipEvent, Model, Video, utcnow
+from dataengine.lineage.annotations import record_annotation
+from dataengine.lineage.clips import list_clips, set_stage
+from dataengine.lineage.views.activity import activity_since
 
 _MARKER = ".dataengine-demo"
 _DAG_ORDER = (
@@ -285,7 +284,7 @@ def label_seed_from_ground_truth(ctx: Context) -> int:
 
     n_boxes = 0
     with ctx.db.session() as session:
-        clip_ids = [c.id for c in repo.list_clips(session, stage="ingested")]
+        clip_ids = [c.id for c in list_clips(session, stage="ingested")]
     for clip_id in clip_ids:
         meta = read_meta(ctx.store, clip_id)
         skeleton = ClipAnnotations(
@@ -323,7 +322,7 @@ def label_seed_from_ground_truth(ctx: Context) -> int:
         )
         saved = save_annotations(ctx.store, labels)
         with ctx.db.session() as session:
-            repo.record_annotation(
+            record_annotation(
                 session,
                 clip_id=clip_id,
                 version=1,
@@ -335,7 +334,7 @@ def label_seed_from_ground_truth(ctx: Context) -> int:
                 n_frames=saved.n_frames,
                 n_boxes=saved.n_boxes,
             )
-            repo.set_stage(
+            set_stage(
                 session,
                 clip_id,
                 "reviewed",
@@ -350,42 +349,25 @@ def label_seed_from_ground_truth(ctx: Context) -> int:
 # Statistics ---------------------------------------------------------------------------------------
 
 
-def _count(ctx: Context, query: Any) -> int:
-    with ctx.db.session() as session:
-        return int(session.scalar(query) or 0)
-
-
 def round_stats(ctx: Context, *, number: int, since: datetime, seconds: float) -> RoundStats:
     """What happened in the lineage database since ``since``."""
-    stats = RoundStats(round=number, seconds=seconds)
-    stats.videos = _count(ctx, select(func.count()).select_from(Video).where(Video.created_at >= since))
-    stats.clips = _count(ctx, select(func.count()).select_from(Clip).where(Clip.created_at >= since))
-    stats.selected = _count(
-        ctx,
-        select(func.count())
-        .select_from(ClipEvent)
-        .where(ClipEvent.stage == "selected", ClipEvent.at >= since),
-    )
-    stats.autolabelled_boxes = _count(
-        ctx,
-        select(func.sum(AnnotationVersion.n_boxes)).where(
-            AnnotationVersion.source == "autolabel", AnnotationVersion.created_at >= since
-        ),
-    )
     with ctx.db.session() as session:
-        reviewed = session.scalars(
-            select(ClipEvent).where(ClipEvent.stage == "reviewed", ClipEvent.at >= since)
-        )
-        stats.boxes_changed = sum(int(e.details.get("boxes_changed", 0)) for e in reviewed)
-        model = session.scalars(
-            select(Model).where(Model.created_at >= since).order_by(Model.created_at.desc())
-        ).first()
-        if model is not None:
-            stats.model_id = model.id
-            stats.promoted = model.status == "promoted"
-            if model.dataset_id:
-                stats.dataset = model.dataset_id
-                stats.dataset_clips = len(repo.dataset_members(session, model.dataset_id))
+        seen = activity_since(session, since)
+    stats = RoundStats(
+        round=number,
+        seconds=seconds,
+        videos=seen.videos,
+        clips=seen.clips,
+        selected=seen.selected,
+        autolabelled_boxes=seen.autolabelled_boxes,
+        boxes_changed=seen.boxes_changed,
+    )
+    if seen.model_id is not None:
+        stats.model_id = seen.model_id
+        stats.promoted = seen.model_status == "promoted"
+        if seen.dataset_id:
+            stats.dataset = seen.dataset_id
+            stats.dataset_clips = seen.dataset_clips
     if stats.model_id:
         decision = _decision(ctx, stats.model_id)
         stats.new_map = decision.get("new_map")
@@ -438,7 +420,7 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
     results = []
     try:
         for number in range(options.rounds + 1):
-            since, started = utcnow(), time.monotonic()
+            since, started = datetime.now(UTC), time.monotonic()
             day = (date(2026, 11, 22) + timedelta(days=number)).isoformat()
             n_videos = options.seed_videos if number == 0 else options.videos_per_round
             echo(f"round {number}: {n_videos} new synthetic videos in landing/ ({day})")

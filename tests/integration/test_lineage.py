@@ -14,7 +14,7 @@ from dataengine.errors import LineageError, NotFoundError
 from dataengine.lineage import repository as repo
 from dataengine.lineage.db import HEAD_REVISION, Database, open_database
 from dataengine.lineage.models import Base, ClipEvent, Dataset, TriggerScore
-from dataengine.lineage.reports import clip_history, quarantine_list, status_summary
+from dataengine.lineage.views.reports import clip_history, quarantine_list, status_summary
 
 VIDEO = "3fa2c1d9e0b7a455"
 

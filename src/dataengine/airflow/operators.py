@@ -179,10 +179,10 @@ class ListClipsOperator(StageOperator):
         self.batch_size = batch_size
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> list[list[str]]:
-        from dataengine.lineage import repository as repo
+        from dataengine.lineage.clips import list_clips
 
         with ctx.db.session() as session:
-            clip_ids = [clip.id for clip in repo.list_clips(session, stage=self.stage)]
+            clip_ids = [clip.id for clip in list_clips(session, stage=self.stage)]
         self.log.info("%d clip(s) in stage %s", len(clip_ids), self.stage)
         if not clip_ids:
             raise AirflowSkipException(f"no clips in stage {self.stage}")

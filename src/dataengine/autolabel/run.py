@@ -18,8 +18,11 @@ from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
 from dataengine.formats import ClipAnnotations, SavedAnnotation
-from dataengine.lineage import repository
-from dataengine.lineage.models import Clip
+from dataengine.lineage import Clip
+from dataengine.lineage.annotations import latest_annotation, record_annotation
+from dataengine.lineage.clips import list_clips, set_stage
+from dataengine.lineage.model_registry import promoted_model
+from dataengine.lineage.quarantine import quarantine
 from dataengine.storage import ObjectStore
 from dataengine.vision import Detections, FrameDetector, load_any_detector
 from dataengine.vision.detection_cache import load_detections
@@ -100,7 +103,7 @@ def _plan(ctx: Context, clip_id: str, producer: Mapping[str, Any]) -> _Plan:
     """Skip when the newest registered version is already this ensemble's autolabel; adopt a file an
     interrupted run wrote but never registered; otherwise label as the next version."""
     with ctx.db.session() as session:
-        row = repository.latest_annotation(session, clip_id)
+        row = latest_annotation(session, clip_id)
         registered = (row.version, row.source, dict(row.producer)) if row is not None else None
     if registered is not None and _is_autolabel_by(registered[1], registered[2], producer):
         return _Plan("skip", registered[0])
@@ -117,7 +120,7 @@ def _plan(ctx: Context, clip_id: str, producer: Mapping[str, Any]) -> _Plan:
 
 def _promoted_model_id(ctx: Context) -> str:
     with ctx.db.session() as session:
-        model = repository.promoted_model(session)
+        model = promoted_model(session)
         if model is None:
             raise ModelError(NO_MODEL_MESSAGE)
         return model.id
@@ -127,8 +130,8 @@ def _clips_to_label(ctx: Context, clip_ids: Sequence[str] | None) -> tuple[list[
     """The clips to label and, for named clips in a stage that does not allow it, why they are left."""
     with ctx.db.session() as session:
         if clip_ids is None:
-            return repository.list_clips(session, stage="selected"), {}
-        found = repository.list_clips(session, clip_ids=clip_ids)
+            return list_clips(session, stage="selected"), {}
+        found = list_clips(session, clip_ids=clip_ids)
     unknown = sorted(set(clip_ids) - {clip.id for clip in found})
     if unknown:
         raise NotFoundError(
@@ -146,7 +149,7 @@ def _commit(ctx: Context, saved: SavedAnnotation, annotations: ClipAnnotations, 
     """Register the version and move the clip to ``autolabelled``, in one transaction; returns n_tracks."""
     n_tracks = count_tracks(annotations.frames)
     with ctx.db.session() as session:
-        repository.record_annotation(
+        record_annotation(
             session,
             clip_id=saved.clip_id,
             version=saved.version,
@@ -164,9 +167,7 @@ def _commit(ctx: Context, saved: SavedAnnotation, annotations: ClipAnnotations, 
             "n_boxes": saved.n_boxes,
             "n_tracks": n_tracks,
         }
-        repository.set_stage(
-            session, saved.clip_id, "autolabelled", run_id=ctx.run_id, actor=ctx.actor, details=details
-        )
+        set_stage(session, saved.clip_id, "autolabelled", run_id=ctx.run_id, actor=ctx.actor, details=details)
     return n_tracks
 
 
@@ -317,7 +318,7 @@ class _Labeller:
         reason = item.error or "unreadable"
         logger.warning("quarantining clip %s: %s: %s", clip.id, item.error_input, reason)
         with self.ctx.db.session() as session:
-            repository.quarantine(
+            quarantine(
                 session,
                 kind="clip",
                 input=item.error_input or clip.id,

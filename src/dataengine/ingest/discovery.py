@@ -11,7 +11,7 @@ from dataengine.context import Context
 from dataengine.errors import InputRejectedError
 from dataengine.ingest.hashcache import HashCache, listing
 from dataengine.ingest.sources import VideoSource, source_sha256
-from dataengine.lineage import repository
+from dataengine.lineage.videos import get_video
 
 #: Video statuses that mean "done with this file": ingest does not pick them up again on its own.
 FINAL_STATUSES = ("ingested", "quarantined")
@@ -63,7 +63,7 @@ def discover_with_hashes(ctx: Context) -> list[tuple[str, str | None]]:
             if sha256 in seen:
                 continue  # The same bytes under another name: one video.
             seen.add(sha256)
-            video = repository.get_video(session, video_id_for(sha256))
+            video = get_video(session, video_id_for(sha256))
             if video is None or video.status not in FINAL_STATUSES:
                 new.append((key, sha256))
     return new

@@ -42,7 +42,7 @@ from dataengine.ingest.record import (
 )
 from dataengine.ingest.report import IngestReport, QuarantinedInput
 from dataengine.ingest.sources import compile_path_pattern, recording_info, resolve_input, source_sha256
-from dataengine.lineage import repository
+from dataengine.lineage.videos import get_video, list_videos
 
 __all__ = ["QUARANTINE_STAGE", "ingest", "quarantine_key"]
 _Show = Callable[[str | None], None]
@@ -128,7 +128,7 @@ def ingest(
 
 def _ingested_videos(ctx: Context) -> list[tuple[str, str | None]]:
     with ctx.db.session() as session:
-        return [(v.uri, v.sha256) for v in repository.list_videos(session, status="ingested")]
+        return [(v.uri, v.sha256) for v in list_videos(session, status="ingested")]
 
 
 def _identify(ctx: Context, raw: str, sha256: str | None, cache: HashCache) -> Identity:
@@ -174,7 +174,7 @@ def _ingest_video(
 ) -> None:
     only: set[str] | None = None
     with ctx.db.session() as session:
-        video = repository.get_video(session, identity.video_id)
+        video = get_video(session, identity.video_id)
     if video is not None and video.status == "ingested":
         only = incomplete_clips(ctx, identity.video_id) if check else set()
         if not only:

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from dataengine.clips import ClipMeta, clip_prefix, video_id_for
 from dataengine.context import Context
 from dataengine.formats import utc_now_iso
@@ -16,7 +14,9 @@ from dataengine.ingest.cutter import Gap
 from dataengine.ingest.index import FrameIndex
 from dataengine.ingest.report import IngestReport, QuarantinedInput
 from dataengine.ingest.sources import VideoSource
-from dataengine.lineage import repository
+from dataengine.lineage import Session, videos
+from dataengine.lineage.clips import clip_events, get_clip, list_clips, record_event, register_clip, set_stage
+from dataengine.lineage.quarantine import quarantine
 
 QUARANTINE_STAGE = "ingest"
 
@@ -50,7 +50,7 @@ def register_video(
     error: str | None = None,
 ) -> None:
     """Insert or update the video's row."""
-    repository.register_video(
+    videos.register_video(
         session,
         video_id=identity.video_id,
         uri=identity.source.uri,
@@ -76,7 +76,7 @@ class LineageRecorder:
         """Register a complete clip; ``written`` says whether this run wrote (or rewrote) its objects."""
         ctx = self.ctx
         with ctx.db.session() as session:
-            _, created = repository.register_clip(
+            _, created = register_clip(
                 session,
                 clip_id=meta.clip_id,
                 video_id=meta.video_id,
@@ -105,9 +105,9 @@ class LineageRecorder:
     def duplicate(self, kept: str, details: dict[str, Any]) -> None:
         """Note on the kept clip that a near-identical next clip was dropped (once, however many runs)."""
         with self.ctx.db.session() as session:
-            events = repository.clip_events(session, kept)
+            events = clip_events(session, kept)
             if not any(e.details.get("clip_id") == details["clip_id"] for e in events):
-                repository.record_event(
+                record_event(
                     session,
                     kept,
                     "ingested",
@@ -122,14 +122,12 @@ class LineageRecorder:
 def _note_repair(ctx: Context, session: Session, clip_id: str) -> None:
     """A registered clip whose objects were rebuilt: an event says so, and a clip quarantined because
     they were missing goes back to ``ingested``."""
-    clip = repository.get_clip(session, clip_id)
+    clip = get_clip(session, clip_id)
     details = {"decision": "repaired", "reason": "objects were missing; rebuilt from the source"}
     if clip.stage == "quarantined":
-        repository.set_stage(
-            session, clip_id, "ingested", run_id=ctx.run_id, actor=ctx.actor, details=details
-        )
+        set_stage(session, clip_id, "ingested", run_id=ctx.run_id, actor=ctx.actor, details=details)
     else:
-        repository.record_event(
+        record_event(
             session,
             clip_id,
             "ingested",
@@ -143,15 +141,15 @@ def _note_repair(ctx: Context, session: Session, clip_id: str) -> None:
 def incomplete_clips(ctx: Context, video_id: str) -> set[str]:
     """The registered clips of a video whose objects are not all there (see ``clipper.complete_meta``)."""
     with ctx.db.session() as session:
-        clip_ids = [clip.id for clip in repository.list_clips(session, video_id=video_id)]
+        clip_ids = [clip.id for clip in list_clips(session, video_id=video_id)]
     return {clip_id for clip_id in clip_ids if complete_meta(ctx.store, clip_id) is None}
 
 
 def recorded_ingest_details(ctx: Context, video_id: str) -> dict[str, Any]:
     """The details of the ``ingested`` event of the video's first clip: the parameters it was cut with."""
     with ctx.db.session() as session:
-        clips = repository.list_clips(session, video_id=video_id)
-        for event in repository.clip_events(session, clips[0].id) if clips else []:
+        clips = list_clips(session, video_id=video_id)
+        for event in clip_events(session, clips[0].id) if clips else []:
             if event.stage == "ingested" and event.status == "ok":
                 return dict(event.details)
     return {}
@@ -168,7 +166,7 @@ def quarantine_unrepaired(ctx: Context, report: IngestReport, identity: Identity
             "with the recorded clip_seconds and sample_fps"
         )
         with ctx.db.session() as session:
-            repository.quarantine(
+            quarantine(
                 session,
                 kind="clip",
                 input=uri,
@@ -217,7 +215,7 @@ def record_gaps(ctx: Context, identity: Identity, gaps: list[Gap], index: FrameI
     )
     with ctx.db.session() as session:
         for g in gaps:
-            repository.quarantine(
+            quarantine(
                 session,
                 kind="gap",
                 input=f"{uri}#frames={g.start_frame}-{g.end_frame - 1}",
@@ -240,9 +238,9 @@ def quarantine_input(
                 {"input": input_name, "video_id": video_id, "reason": reason, "at": utc_now_iso()},
             )
             register_video(session, identity, status="quarantined", error=reason)
-            for clip in repository.list_clips(session, video_id=identity.video_id):
+            for clip in list_clips(session, video_id=identity.video_id):
                 if clip.stage != "quarantined":
-                    repository.quarantine(
+                    quarantine(
                         session,
                         kind="clip",
                         input=clip.uri,
@@ -252,7 +250,7 @@ def quarantine_input(
                         clip_id=clip.id,
                         run_id=ctx.run_id,
                     )
-        repository.quarantine(
+        quarantine(
             session,
             kind="video",
             input=input_name,

@@ -27,7 +27,7 @@ from encord.workflow.stages.final import FinalStage
 from dataengine.clips import read_meta, video_key
 from dataengine.errors import DataEngineError, FormatError, ReviewError
 from dataengine.formats import ClipAnnotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.reviews import review_tasks
 from dataengine.review import encord_labels as labels
 from dataengine.review.base import (
     CompletedReview,
@@ -320,7 +320,7 @@ class EncordPlatform:
         with self.ctx.db.session() as session:
             return {
                 task.external_id: (task.clip_id, task.exported_version)
-                for task in repo.review_tasks(session, platform=PLATFORM, status="exported")
+                for task in review_tasks(session, platform=PLATFORM, status="exported")
                 if task.external_id
             }
 
@@ -337,8 +337,7 @@ class EncordPlatform:
         rows = read_export_file(path)
         with self.ctx.db.session() as session:
             open_by_clip = {
-                task.clip_id: task
-                for task in repo.review_tasks(session, platform=PLATFORM, status="exported")
+                task.clip_id: task for task in review_tasks(session, platform=PLATFORM, status="exported")
             }
         for i, row in enumerate(rows):
             title = row.get("data_title") if isinstance(row, dict) else None

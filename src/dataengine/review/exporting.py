@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from dataengine.clips import frame_key
 from dataengine.context import Context
 from dataengine.errors import DataEngineError, ReviewError
 from dataengine.formats import ClipAnnotations, load_annotations
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import ReviewTask
+from dataengine.lineage import Session
+from dataengine.lineage.annotations import latest_annotation
+from dataengine.lineage.clips import get_clip, list_clips, record_event, set_stage
+from dataengine.lineage.reviews import find_task, upsert_review_task
 from dataengine.review.base import ExportItem, ReviewPlatform, get_platform
 
 #: Stages a clip may be exported from: pre-labels, or (when named explicitly) a reviewed version for a
@@ -70,9 +69,9 @@ def export_for_review(
     report = ExportReport(exported=[], skipped=[], platform=reviewer.name)
     with ctx.db.session() as session:
         if clip_ids is None:
-            candidates = [clip.id for clip in repo.list_clips(session, stage="autolabelled")]
+            candidates = [clip.id for clip in list_clips(session, stage="autolabelled")]
         else:
-            known = {clip.id for clip in repo.list_clips(session, clip_ids=clip_ids)}
+            known = {clip.id for clip in list_clips(session, clip_ids=clip_ids)}
             for clip_id in dict.fromkeys(clip_ids):
                 if clip_id not in known:
                     _skip(report, clip_id, "no such clip in the lineage database")
@@ -129,10 +128,10 @@ def _export_batch(
 
 def _exportable_version(session: Session, platform: str, clip_id: str) -> tuple[int | None, str]:
     """The annotation version to export, or ``None`` and why not."""
-    clip = repo.get_clip(session, clip_id)
+    clip = get_clip(session, clip_id)
     if clip.stage not in EXPORTABLE_STAGES:
         return None, f"stage {clip.stage} is not one of {', '.join(EXPORTABLE_STAGES)}"
-    latest = repo.latest_annotation(session, clip_id)
+    latest = latest_annotation(session, clip_id)
     if latest is None:
         return None, "the clip has no annotation version"
     if find_task(session, platform=platform, clip_id=clip_id, exported_version=latest.version) is not None:
@@ -140,26 +139,16 @@ def _exportable_version(session: Session, platform: str, clip_id: str) -> tuple[
     return latest.version, ""
 
 
-def find_task(session: Session, *, platform: str, clip_id: str, exported_version: int) -> ReviewTask | None:
-    """The review task of a clip version on a platform, in any status."""
-    query = select(ReviewTask).where(
-        ReviewTask.platform == platform,
-        ReviewTask.clip_id == clip_id,
-        ReviewTask.exported_version == exported_version,
-    )
-    return session.scalars(query).one_or_none()
-
-
 def _register(ctx: Context, platform: str, annotations: ClipAnnotations, external_id: str) -> None:
     with ctx.db.session() as session:
-        repo.upsert_review_task(
+        upsert_review_task(
             session,
             clip_id=annotations.clip_id,
             platform=platform,
             exported_version=annotations.version,
             external_id=external_id,
         )
-        repo.set_stage(
+        set_stage(
             session,
             annotations.clip_id,
             "in_review",
@@ -175,7 +164,7 @@ def _register(ctx: Context, platform: str, annotations: ClipAnnotations, externa
 
 def _record_failure(ctx: Context, clip_id: str, platform: str, version: int, exc: DataEngineError) -> None:
     with ctx.db.session() as session:
-        repo.record_event(
+        record_event(
             session,
             clip_id,
             "in_review",

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from dataengine.context import Context
 from dataengine.errors import DataEngineError, FormatError, ReviewError
 from dataengine.formats import (
@@ -26,11 +24,13 @@ from dataengine.formats import (
     save_annotations,
     sha256_hex,
 )
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import ReviewTask
+from dataengine.lineage import ReviewTask, Session
+from dataengine.lineage.annotations import annotation_versions, record_annotation
+from dataengine.lineage.clips import get_clip, record_event, set_stage
+from dataengine.lineage.quarantine import quarantine
+from dataengine.lineage.reviews import find_task, finish_review_task
 from dataengine.review.base import CompletedReview, ReviewPlatform, get_platform
 from dataengine.review.diff import BoxChanges, box_changes, review_quality
-from dataengine.review.exporting import find_task
 from dataengine.review.simulate import simulate_review
 
 
@@ -176,11 +176,11 @@ def _pending(
         if task.error and task.error.startswith(_refusal_note(sha256, "")):
             report.still_refused.append(review.clip_id)
             return None
-        stage = repo.get_clip(session, review.clip_id).stage
+        stage = get_clip(session, review.clip_id).stage
         if stage != "in_review":
             report.failed.append((review.clip_id, f"the clip is in stage {stage}, not in_review"))
             return None
-        rows = {row.version: row for row in repo.annotation_versions(session, review.clip_id)}
+        rows = {row.version: row for row in annotation_versions(session, review.clip_id)}
     parent = rows.get(review.exported_version)
     models = [str(model) for model in parent.producer.get("models", [])] if parent is not None else []
     return _Pending(models=models, registered=set(rows))
@@ -252,7 +252,7 @@ def _register(
     changes: BoxChanges,
 ) -> None:
     with ctx.db.session() as session:
-        repo.record_annotation(
+        record_annotation(
             session,
             clip_id=saved.clip_id,
             version=saved.version,
@@ -266,7 +266,7 @@ def _register(
         )
         task = _open_task(session, platform, review)
         if task is not None:
-            repo.finish_review_task(session, task, imported_version=saved.version)
+            finish_review_task(session, task, imported_version=saved.version)
         details: dict[str, Any] = {
             "platform": platform,
             "external_id": review.external_id,
@@ -279,15 +279,13 @@ def _register(
         }
         if review.simulated:
             details["simulated"] = True
-        repo.set_stage(
-            session, saved.clip_id, "reviewed", run_id=ctx.run_id, actor=ctx.actor, details=details
-        )
+        set_stage(session, saved.clip_id, "reviewed", run_id=ctx.run_id, actor=ctx.actor, details=details)
 
 
 def _refuse(ctx: Context, platform: str, review: CompletedReview, sha256: str, exc: FormatError) -> None:
     """Quarantine a refused review file; its clip stays in review and its task stays open."""
     with ctx.db.session() as session:
-        repo.quarantine(
+        quarantine(
             session,
             kind="annotation",
             input=review.source_name,
@@ -305,7 +303,7 @@ def _refuse(ctx: Context, platform: str, review: CompletedReview, sha256: str, e
         field_path = getattr(exc, "field", None)
         if field_path is not None:
             details["field"] = field_path
-        repo.record_event(
+        record_event(
             session,
             review.clip_id,
             "reviewed",

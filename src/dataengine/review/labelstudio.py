@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from dataengine.clips import read_meta, video_key
 from dataengine.errors import AnnotationValidationError, ReviewError
 from dataengine.formats import ClipAnnotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.reviews import review_tasks
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
@@ -191,7 +191,7 @@ class LabelStudioPlatform:
         with self.ctx.db.session() as session:
             open_tasks = [
                 (task.clip_id, task.exported_version, task.external_id)
-                for task in repo.review_tasks(session, platform=PLATFORM, status="exported")
+                for task in review_tasks(session, platform=PLATFORM, status="exported")
                 if task.external_id
             ]
         for clip_id, version, external_id in open_tasks:

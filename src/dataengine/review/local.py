@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import FormatError
 from dataengine.formats import ClipAnnotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.reviews import review_tasks
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
@@ -156,7 +156,7 @@ class LocalPlatform:
         with self.ctx.db.session() as session:
             open_tasks = {
                 (task.clip_id, task.exported_version)
-                for task in repo.review_tasks(session, platform=PLATFORM, status="exported")
+                for task in review_tasks(session, platform=PLATFORM, status="exported")
             }
         for key in self.store.list(f"{DONE_PREFIX}/", suffix=".json"):
             match = _VERSION_KEY.match(key[len(DONE_PREFIX) + 1 :])

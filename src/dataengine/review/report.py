@@ -12,12 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from dataengine.context import Context
 from dataengine.errors import ReviewError
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import ClipEvent
+from dataengine.lineage.reviews import review_tasks
+from dataengine.lineage.views.activity import review_outcomes
 from dataengine.review.base import get_platform
 
 TASK_STATUSES = ("exported", "imported", "failed")
@@ -32,13 +30,8 @@ def review_report(ctx: Context, *, since: datetime | None = None) -> dict[str, A
     ``by_reviewer`` and ``by_model`` aggregate the reviews' quality records.
     """
     with ctx.db.session() as session:
-        tasks = repo.review_tasks(session)
-        query = select(ClipEvent).where(ClipEvent.stage == "reviewed", ClipEvent.status == "ok")
-        if since is not None:
-            query = query.where(ClipEvent.at >= since)
-        events = list(session.scalars(query.order_by(ClipEvent.at)))
-        # Detach the JSON before the session closes.
-        details = [dict(event.details) for event in events]
+        tasks = review_tasks(session)
+        details = review_outcomes(session, since=since)
     platforms: dict[str, dict[str, int]] = {}
     for task in tasks:
         counts = platforms.setdefault(task.platform, dict.fromkeys(TASK_STATUSES, 0))
@@ -73,7 +66,7 @@ def open_task_status(ctx: Context, *, platform: str | None = None) -> list[dict[
     with ctx.db.session() as session:
         tasks = [
             (task.clip_id, task.external_id, task.exported_version)
-            for task in repo.review_tasks(session, platform=reviewer.name, status="exported")
+            for task in review_tasks(session, platform=reviewer.name, status="exported")
             if task.external_id
         ]
     statuses = reviewer.review_status([external_id for _, external_id, _ in tasks])

@@ -16,7 +16,7 @@ from dataengine.clips import ClipMeta, read_meta
 from dataengine.context import Context
 from dataengine.errors import ObjectNotFoundError, ReviewError
 from dataengine.formats import Box, ClipAnnotations, Frame, load_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.reviews import review_tasks
 from dataengine.review import local
 from dataengine.review.diff import box_changes
 from dataengine.storage import ObjectStore
@@ -68,7 +68,7 @@ def simulate_review(ctx: Context, *, platform: str | None = None) -> SimulationR
     with ctx.db.session() as session:
         tasks = [
             (task.clip_id, task.exported_version)
-            for task in repo.review_tasks(session, platform=local.PLATFORM, status="exported")
+            for task in review_tasks(session, platform=local.PLATFORM, status="exported")
         ]
     report = SimulationReport(reviewed=[], boxes_changed=0, changes={})
     for clip_id, exported_version in tasks:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dataengine.context import Context
-from dataengine.lineage import repository as repo
+from dataengine.lineage.datasets import dataset_members
 from dataengine.storage import ObjectStore
 from dataengine.training.manifest import resolve_dataset
 
@@ -88,6 +88,6 @@ def diff_datasets(ctx: Context, base: str, target: str) -> DatasetDiff:
     with ctx.db.session() as session:
         rows = [resolve_dataset(session, spec) for spec in (base, target)]
         before, after = (
-            {m.clip_id: m.annotation_version for m in repo.dataset_members(session, row.id)} for row in rows
+            {m.clip_id: m.annotation_version for m in dataset_members(session, row.id)} for row in rows
         )
         return diff_members(before, after, base=rows[0].id, target=rows[1].id)

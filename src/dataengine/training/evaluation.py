@@ -21,8 +21,9 @@ from dataengine.context import Context
 from dataengine.errors import NotFoundError
 from dataengine.formats import ClipAnnotations
 from dataengine.formats.coco import to_coco, xyxy_to_xywh
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import Dataset
+from dataengine.lineage import Dataset
+from dataengine.lineage.datasets import get_dataset
+from dataengine.lineage.model_registry import get_model
 from dataengine.storage import ObjectStore
 from dataengine.training.dataset import ClipFrameDataset, collate, load_verified_annotations
 from dataengine.training.engine import predict
@@ -121,9 +122,9 @@ def _label_map(model_classes: Sequence[str], dataset_classes_: Sequence[str]) ->
 def _dataset_for(ctx: Context, model_id: str, dataset: str | None) -> Dataset:
     with ctx.db.session() as session:
         if dataset is None:
-            own = repo.get_model(session, model_id).dataset_id
+            own = get_model(session, model_id).dataset_id
             if own is not None:
-                return repo.get_dataset(session, *_split_id(own))
+                return get_dataset(session, *_split_id(own))
         return resolve_dataset(session, dataset)
 
 
@@ -140,7 +141,7 @@ def held_out_source(ctx: Context, row: Dataset) -> tuple[Dataset, str | None, st
     heldout_id = (row.counts or {}).get("heldout")
     if heldout_id:
         with ctx.db.session() as session:
-            return repo.get_dataset(session, *_split_id(heldout_id)), None, heldout_id
+            return get_dataset(session, *_split_id(heldout_id)), None, heldout_id
     counts = row.counts or {}
     if counts.get("n_val_frames", counts.get("n_val", 0)):
         return row, "val", f"{row.id}:val"

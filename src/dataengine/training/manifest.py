@@ -13,11 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from dataengine.errors import FormatError, NotFoundError
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import Dataset
+from dataengine.lineage import Dataset, Session
+from dataengine.lineage.datasets import get_dataset
 from dataengine.storage import ObjectStore
 
 DEFAULT_NAME = "default"
@@ -179,7 +177,7 @@ def parse_dataset_spec(spec: str | None) -> tuple[str, int | None]:
 def resolve_dataset(session: Session, spec: str | None) -> Dataset:
     """The dataset row named by ``spec`` (see :func:`parse_dataset_spec`)."""
     name, version = parse_dataset_spec(spec)
-    return repo.get_dataset(session, name, version)
+    return get_dataset(session, name, version)
 
 
 def dataset_ref(row: Dataset, *, created: bool) -> DatasetRef:

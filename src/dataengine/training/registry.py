@@ -12,7 +12,9 @@ from typing import Any
 
 from dataengine.context import Context
 from dataengine.errors import TrainingError
-from dataengine.lineage import repository as repo
+from dataengine.lineage.clips import record_event
+from dataengine.lineage.datasets import dataset_members
+from dataengine.lineage.model_registry import get_model, promoted_model, set_model_status
 from dataengine.training.evaluation import HELDOUT, evaluate
 from dataengine.vision import model_prefix
 
@@ -69,9 +71,9 @@ def evaluate_candidate(ctx: Context, *, model_id: str) -> dict[str, Any]:
     ``{"model_id", "dataset_id", "held_out", "metrics", "previous": {"model_id", "metrics"}}``.
     """
     with ctx.db.session() as session:
-        model = repo.get_model(session, model_id)
+        model = get_model(session, model_id)
         dataset_id = model.dataset_id
-        current = repo.promoted_model(session)
+        current = promoted_model(session)
         previous_id = current.id if current is not None and current.id != model_id else None
     if dataset_id is None:
         raise TrainingError(f"model {model_id} names no dataset, so there is no held-out set to score it on")
@@ -107,9 +109,9 @@ def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
     with no new evaluation, rows or events.
     """
     with ctx.db.session() as session:
-        model = repo.get_model(session, model_id)
+        model = get_model(session, model_id)
         status, dataset_id = model.status, model.dataset_id
-        current = repo.promoted_model(session)
+        current = promoted_model(session)
         previous_id = current.id if current is not None and current.id != model_id else None
     if status in DECIDED:
         stored = _stored_decision(ctx, model_id)
@@ -149,7 +151,7 @@ def _record(
     }
     ctx.store.write_json(metrics_key(decision.model_id), doc)
     with ctx.db.session() as session:
-        model = repo.get_model(session, decision.model_id)
+        model = get_model(session, decision.model_id)
         metrics = {
             **(model.metrics or {}),
             "eval": new,
@@ -157,10 +159,10 @@ def _record(
             "decision": decision.reason,
         }
         status = "promoted" if decision.promoted else "rejected"
-        repo.set_model_status(session, decision.model_id, status, metrics=metrics)
+        set_model_status(session, decision.model_id, status, metrics=metrics)
         details = {"model_id": decision.model_id, "promoted": decision.promoted, "dataset_id": dataset_id}
-        for member in repo.dataset_members(session, dataset_id):
-            repo.record_event(
+        for member in dataset_members(session, dataset_id):
+            record_event(
                 session, member.clip_id, "in_dataset", status="trained",
                 run_id=ctx.run_id, actor=ctx.actor, details=details,
             )  # fmt: skip

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sqlalchemy import select
 
 from dataengine.context import Context
 from dataengine.errors import EmptyDatasetError, TrainingError
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import Dataset, Model
+from dataengine.lineage import Dataset
+from dataengine.lineage.model_registry import find_model, models_trained_on, promoted_model, register_model
 from dataengine.storage import ObjectStore
 from dataengine.training.distributed import STORAGE_OPTIONS_ENV
 from dataengine.training.manifest import dataset_classes, resolve_dataset
@@ -62,7 +61,7 @@ def warm_start_model(ctx: Context, *, arch: str, classes: list[str]) -> str:
     if not ctx.settings.train_warm_start:
         return ""
     with ctx.db.session() as session:
-        promoted = repo.promoted_model(session)
+        promoted = promoted_model(session)
     if promoted is None:
         return ""
     config_key = f"{model_prefix(promoted.id)}/config.json"
@@ -172,10 +171,10 @@ def _existing(ctx: Context, model_id: str) -> dict[str, Any] | None:
 
 def _register(ctx: Context, model_id: str, dataset_id: str, record: dict[str, Any]) -> None:
     with ctx.db.session() as session:
-        if session.get(Model, model_id) is not None:
+        if find_model(session, model_id) is not None:
             return
-        promoted = repo.promoted_model(session)
-        repo.register_model(
+        promoted = promoted_model(session)
+        register_model(
             session,
             model_id=model_id,
             checkpoint_uri=ctx.store.uri(checkpoint_key(model_id)),
@@ -213,9 +212,7 @@ def _same_recipe_on(ctx: Context, dataset_id: str, args: dict[str, Any]) -> str 
     """A model already trained on ``dataset_id`` with the same recipe, whatever it started from."""
     wanted = {k: v for k, v in args.items() if k not in _NOT_RECIPE}
     with ctx.db.session() as session:
-        candidates = session.scalars(
-            select(Model.id).where(Model.dataset_id == dataset_id).order_by(Model.created_at)
-        ).all()
+        candidates = models_trained_on(session, dataset_id)
     for model_id in candidates:
         record = _existing(ctx, model_id)
         stored = (record or {}).get("args", {})

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from dataengine.context import Context
 from dataengine.errors import (
@@ -25,8 +21,20 @@ from dataengine.errors import (
     ObjectExistsError,
 )
 from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import AnnotationVersion, Clip, Dataset, DatasetClip, Video
+from dataengine.lineage import Dataset, Session
+from dataengine.lineage.clips import get_clip, record_event, set_stage
+from dataengine.lineage.datasets import (
+    TrainableClip,
+    create_dataset,
+    dataset_id,
+    dataset_members,
+    earlier_splits,
+    get_dataset,
+    manifest_registered,
+    next_dataset_version,
+    trainable_clips,
+)
+from dataengine.lineage.quarantine import quarantine
 from dataengine.storage import ObjectStore
 from dataengine.training.columns import index_manifest
 from dataengine.training.diff import diff_members, diff_summary, write_diff
@@ -45,48 +53,9 @@ from dataengine.training.manifest import (
 DATASET_STAGES = ("reviewed", "in_dataset")
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    clip_id: str
-    video_id: str
-    version: int
-    uri: str
-    sha256: str
-    camera: str | None
-
-
 def split_group(video_id: str, camera: str | None, split_by: str) -> str:
     """What a split keeps together: the video, or its camera (when it has one and ``split_by`` says so)."""
     return f"camera:{camera}" if split_by == "camera" and camera else video_id
-
-
-def _candidates(session: Session) -> list[_Candidate]:
-    """Clips in a dataset stage with their newest trusted annotation version, by clip id."""
-    newest = (
-        select(AnnotationVersion.clip_id, func.max(AnnotationVersion.version).label("version"))
-        .where(AnnotationVersion.source.in_(list(TRUSTED_SOURCES)))
-        .group_by(AnnotationVersion.clip_id)
-        .subquery()
-    )
-    query = (
-        select(
-            Clip.id,
-            Clip.video_id,
-            AnnotationVersion.version,
-            AnnotationVersion.uri,
-            AnnotationVersion.sha256,
-            Video.camera,
-        )
-        .join(newest, newest.c.clip_id == Clip.id)
-        .outerjoin(Video, Video.id == Clip.video_id)
-        .join(
-            AnnotationVersion,
-            (AnnotationVersion.clip_id == Clip.id) & (AnnotationVersion.version == newest.c.version),
-        )
-        .where(Clip.stage.in_(DATASET_STAGES))
-        .order_by(Clip.id)
-    )
-    return [_Candidate(*row) for row in session.execute(query)]
 
 
 def fixed_splits(session: Session, name: str, *, split_by: str = "video") -> dict[str, str]:
@@ -94,17 +63,8 @@ def fixed_splits(session: Session, name: str, *, split_by: str = "video") -> dic
 
     The newest version wins; ``val`` wins within one version, so a held-out group is never trained on.
     """
-    query = (
-        select(Clip.video_id, Video.camera, DatasetClip.split, Dataset.version)
-        .join(DatasetClip, DatasetClip.clip_id == Clip.id)
-        .join(Dataset, Dataset.id == DatasetClip.dataset_id)
-        .outerjoin(Video, Video.id == Clip.video_id)
-        .where(Dataset.name.in_([name, heldout_name(name)]))
-        .distinct()
-        .order_by(Dataset.version, DatasetClip.split)  # "val" after "train": val wins
-    )
     splits: dict[str, str] = {}
-    for video_id, camera, split, _ in session.execute(query):
+    for video_id, camera, split in earlier_splits(session, [name, heldout_name(name)]):
         splits[split_group(video_id, camera, split_by)] = split
     return splits
 
@@ -114,7 +74,7 @@ ClassBoxes = Mapping[str, Counter[str]]
 
 
 def _entry(
-    store: ObjectStore, item: _Candidate, split: str, classes: Sequence[str]
+    store: ObjectStore, item: TrainableClip, split: str, classes: Sequence[str]
 ) -> tuple[ManifestEntry, Counter[str]]:
     """The manifest entry of one clip, after checking its annotation file against the lineage row, and
     its box count per class."""
@@ -180,13 +140,13 @@ def _counts(entries: Sequence[ManifestEntry], classes: Sequence[str]) -> dict[st
 
 def _latest(session: Session, name: str) -> Dataset | None:
     try:
-        return repo.get_dataset(session, name)
+        return get_dataset(session, name)
     except NotFoundError:
         return None
 
 
-def _members(session: Session, dataset_id: str) -> dict[str, int]:
-    return {m.clip_id: m.annotation_version for m in repo.dataset_members(session, dataset_id)}
+def _members(session: Session, ident: str) -> dict[str, int]:
+    return {m.clip_id: m.annotation_version for m in dataset_members(session, ident)}
 
 
 def _unchanged(session: Session, name: str, members: Mapping[str, int]) -> Dataset | None:
@@ -200,7 +160,7 @@ def _write_manifest(session: Session, store: ObjectStore, key: str, data: bytes)
     try:
         store.write_bytes(key, data, exclusive=True)
     except ObjectExistsError:
-        if session.scalar(select(Dataset.id).where(Dataset.manifest_uri == store.uri(key))):
+        if manifest_registered(session, store.uri(key)):
             raise
         store.write_bytes(key, data)
 
@@ -210,13 +170,13 @@ def _manifest_bytes(entries: Sequence[ManifestEntry]) -> bytes:
 
 
 def _collect_entries(
-    ctx: Context, candidates: Sequence[_Candidate], fixed: Mapping[str, str]
-) -> tuple[list[ManifestEntry], list[tuple[_Candidate, str]], dict[str, Counter[str]]]:
+    ctx: Context, candidates: Sequence[TrainableClip], fixed: Mapping[str, str]
+) -> tuple[list[ManifestEntry], list[tuple[TrainableClip, str]], dict[str, Counter[str]]]:
     split_by = ctx.settings.split_by
     groups = {c.clip_id: split_group(c.video_id, c.camera, split_by) for c in candidates}
     splits = assign_splits(groups.values(), val_fraction=ctx.settings.val_fraction, fixed=fixed)
     entries: list[ManifestEntry] = []
-    refused: list[tuple[_Candidate, str]] = []
+    refused: list[tuple[TrainableClip, str]] = []
     boxes: dict[str, Counter[str]] = {}
     for item in candidates:
         try:
@@ -230,9 +190,9 @@ def _collect_entries(
     return entries, refused, boxes
 
 
-def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[_Candidate, str]]) -> None:
+def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[TrainableClip, str]]) -> None:
     for item, reason in refused:
-        repo.quarantine(
+        quarantine(
             session, kind="annotation", input=item.uri, reason=reason, stage="in_dataset",
             video_id=item.video_id, clip_id=item.clip_id, run_id=ctx.run_id,
         )  # fmt: skip
@@ -247,12 +207,12 @@ def _create(
     extra: dict[str, Any],
 ) -> Dataset:
     """Write the manifest of the next version of ``name`` and register it with its members."""
-    version = repo.next_dataset_version(session, name)
+    version = next_dataset_version(session, name)
     data = _manifest_bytes(entries)
     _write_manifest(session, ctx.store, manifest_key(name, version), data)
     # The columnar index beside it makes every training rank's start-up a load instead of a parse.
     index_manifest(ctx.store, manifest_key(name, version), data)
-    return repo.create_dataset(
+    return create_dataset(
         session,
         name=name,
         version=version,
@@ -291,13 +251,13 @@ def _mark_members(session: Session, ctx: Context, row: Dataset, entries: Sequenc
     """Move each member clip to ``in_dataset``; a clip already there gets an event naming the version."""
     for entry in entries:
         details = {"dataset_id": row.id, "annotation_version": entry.annotation_version, "split": entry.split}
-        if repo.get_clip(session, entry.clip_id).stage == "in_dataset":
-            repo.record_event(
+        if get_clip(session, entry.clip_id).stage == "in_dataset":
+            record_event(
                 session, entry.clip_id, "in_dataset", status="ok",
                 run_id=ctx.run_id, actor=ctx.actor, details=details,
             )  # fmt: skip
         else:
-            repo.set_stage(
+            set_stage(
                 session, entry.clip_id, "in_dataset", run_id=ctx.run_id, actor=ctx.actor, details=details
             )
 
@@ -314,10 +274,10 @@ def _register(
     previous = _latest(session, name)
     before = _members(session, previous.id) if previous is not None else {}
     heldout = _heldout(session, ctx, name, entries, boxes, rebuild=rebuild_heldout)
-    version = repo.next_dataset_version(session, name)
+    version = next_dataset_version(session, name)
     diff = diff_members(
         before, {e.clip_id: e.annotation_version for e in entries},
-        base=previous.id if previous else None, target=repo.dataset_id(name, version),
+        base=previous.id if previous else None, target=dataset_id(name, version),
     )  # fmt: skip
     write_diff(ctx.store, name, version, diff)
     row = _create(session, ctx, name, entries, boxes, {"heldout": heldout, "diff": diff_summary(diff)})
@@ -333,7 +293,7 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
     is unreadable are quarantined. ``rebuild_heldout`` freezes a new held-out set from the val split.
     """
     with ctx.db.session() as session:
-        candidates = _candidates(session)
+        candidates = trainable_clips(session, stages=DATASET_STAGES, sources=TRUSTED_SOURCES)
         fixed = fixed_splits(session, name, split_by=ctx.settings.split_by)
         same = _unchanged(session, name, {c.clip_id: c.version for c in candidates})
         if candidates and same is not None and not rebuild_heldout:

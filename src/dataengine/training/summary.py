@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from dataengine.context import Context
-from dataengine.lineage import repository as repo
-from dataengine.lineage.models import Model
+from dataengine.lineage.datasets import get_dataset
+from dataengine.lineage.model_registry import get_model, models_trained_on
 from dataengine.training.registry import DECIDED, metrics_key
 
 #: Model statuses that mean a dataset version has had its round (trained and decided).
@@ -18,8 +16,8 @@ _DONE = DECIDED
 def decided_model_for(ctx: Context, dataset_id: str) -> str | None:
     """A model trained on ``dataset_id`` whose promotion was already decided, if any."""
     with ctx.db.session() as session:
-        query = select(Model.id).where(Model.dataset_id == dataset_id, Model.status.in_(_DONE))
-        return session.scalars(query.order_by(Model.created_at)).first()
+        decided = models_trained_on(session, dataset_id, statuses=_DONE)
+    return decided[0] if decided else None
 
 
 def _metric_line(label: str, model_id: str | None, metrics: dict[str, Any] | None) -> str:
@@ -35,8 +33,8 @@ def summarise_round(ctx: Context, *, dataset_id: str, model_id: str) -> str:
     """A few lines for the run's log: what changed in the data, the scores before and after, the verdict."""
     name, _, version = dataset_id.rpartition("@")
     with ctx.db.session() as session:
-        counts = repo.get_dataset(session, name, int(version)).counts or {}
-        status = repo.get_model(session, model_id).status
+        counts = get_dataset(session, name, int(version)).counts or {}
+        status = get_model(session, model_id).status
     diff = counts.get("diff") or {}
     doc: dict[str, Any] = {}
     if ctx.store.exists(metrics_key(model_id)):

@@ -10,11 +10,9 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-
 from dataengine.context import Context
 from dataengine.errors import InputRejectedError
-from dataengine.lineage.models import Clip, ClipEvent
+from dataengine.lineage.clips import recently_ingested
 from dataengine.triggers.anomaly import (
     CURRENT_KEY,
     anomaly_model_id,
@@ -52,16 +50,7 @@ class AnomalyTrainReport:
 def recent_clip_ids(ctx: Context, limit: int) -> list[str]:
     """Up to ``limit`` clips, most recently ingested first, that are not quarantined."""
     with ctx.db.session() as session:
-        ingested_at = func.max(ClipEvent.at).label("at")
-        query = (
-            select(ClipEvent.clip_id, ingested_at)
-            .join(Clip, Clip.id == ClipEvent.clip_id)
-            .where(ClipEvent.stage == "ingested", Clip.stage != "quarantined")
-            .group_by(ClipEvent.clip_id)
-            .order_by(ingested_at.desc(), ClipEvent.clip_id)
-            .limit(limit)
-        )
-        return [row.clip_id for row in session.execute(query)]
+        return recently_ingested(session, limit)
 
 
 def train_anomaly(

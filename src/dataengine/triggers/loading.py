@@ -8,12 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
-
 from dataengine.context import Context
 from dataengine.errors import ModelError, NotFoundError
-from dataengine.lineage import repository
-from dataengine.lineage.models import Dataset, Model
+from dataengine.lineage import Model, Session
+from dataengine.lineage.datasets import dataset_by_id
+from dataengine.lineage.model_registry import get_model, promoted_model
 from dataengine.triggers.anomaly import AnomalyModel, current_anomaly_id, load_anomaly_model
 from dataengine.triggers.base import Trigger
 from dataengine.vision import FrameDetector, load_any_detector
@@ -42,7 +41,7 @@ class RunModels:
 
 def _model_exists(session: Session, model_id: str) -> bool:
     try:
-        repository.get_model(session, model_id)
+        get_model(session, model_id)
     except NotFoundError:
         return False
     return True
@@ -52,7 +51,7 @@ def _class_prior(session: Session, promoted: Model) -> tuple[dict[str, int] | No
     """The promoted model's training boxes per class name, or None and why they are unknown."""
     if promoted.dataset_id is None:
         return None, f"the promoted model {promoted.id} names no dataset, so its class balance is unknown"
-    dataset = session.get(Dataset, promoted.dataset_id)
+    dataset = dataset_by_id(session, promoted.dataset_id)
     boxes = ((dataset.counts or {}).get("class_boxes") or {}) if dataset is not None else {}
     # The training split is what the model learnt from; a version without one (all val) uses val.
     counts = boxes.get("train") if any((boxes.get("train") or {}).values()) else boxes.get("val")
@@ -109,7 +108,7 @@ def load_models(ctx: Context, triggers: Sequence[Trigger], *, load: bool) -> Run
     if not any(t.needs_model for t in triggers):
         return models
     with ctx.db.session() as session:
-        promoted = repository.promoted_model(session)
+        promoted = promoted_model(session)
         if promoted is None:
             models.skipped.update({t.name: NO_MODEL_MESSAGE for t in triggers if t.needs_model})
             return models

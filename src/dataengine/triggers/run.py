@@ -9,13 +9,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from dataengine import clips
 from dataengine.context import Context
 from dataengine.errors import InputRejectedError, NotFoundError
-from dataengine.lineage import repository
-from dataengine.lineage.models import Clip, Video
+from dataengine.lineage import Clip, Session
+from dataengine.lineage.clips import get_clip, list_clips, set_stage
+from dataengine.lineage.quarantine import quarantine
+from dataengine.lineage.triggers import record_trigger_score, trigger_scores
+from dataengine.lineage.videos import cameras_of
 from dataengine.storage import ObjectStore
 from dataengine.triggers.base import (
     AnomalyFunction,
@@ -156,7 +158,7 @@ def _record_scores(
     """Store the scores and move the clip to ``scored``; False if another run moved it meanwhile."""
     by_name = {t.name: t for t in triggers}
     with ctx.db.session() as session:
-        if repository.get_clip(session, clip_id).stage != "ingested":
+        if get_clip(session, clip_id).stage != "ingested":
             return False
         for name, result in results.items():
             trigger = by_name[name]
@@ -166,7 +168,7 @@ def _record_scores(
             details = dict(result.details)
             if trigger.needs_previous_model:
                 details["reference_model_id"] = models.reference_model_id
-            repository.record_trigger_score(
+            record_trigger_score(
                 session,
                 clip_id=clip_id,
                 trigger=name,
@@ -184,14 +186,14 @@ def _record_scores(
             "anomaly_model_id": models.anomaly.model_id if models.anomaly else None,
             "skipped_triggers": sorted(models.skipped),
         }
-        repository.set_stage(session, clip_id, "scored", run_id=ctx.run_id, actor=ctx.actor, details=details)
+        set_stage(session, clip_id, "scored", run_id=ctx.run_id, actor=ctx.actor, details=details)
     return True
 
 
 def _quarantine(ctx: Context, clip: Clip, error: InputRejectedError) -> None:
     logger.warning("quarantining clip %s: %s", clip.id, error)
     with ctx.db.session() as session:
-        repository.quarantine(
+        quarantine(
             session,
             kind="clip",
             input=error.input,
@@ -207,8 +209,8 @@ def _clips_to_score(ctx: Context, clip_ids: Sequence[str] | None) -> list[Clip]:
     """The clips in stage ``ingested`` (only the named ones, if named; unknown names are an error)."""
     with ctx.db.session() as session:
         if clip_ids is None:
-            return repository.list_clips(session, stage="ingested")
-        found = repository.list_clips(session, clip_ids=clip_ids)
+            return list_clips(session, stage="ingested")
+        found = list_clips(session, clip_ids=clip_ids)
     unknown = sorted(set(clip_ids) - {clip.id for clip in found})
     if unknown:
         raise NotFoundError(
@@ -222,7 +224,7 @@ def _clips_to_score(ctx: Context, clip_ids: Sequence[str] | None) -> list[Clip]:
 
 def stored_scores(session: Session, clip_id: str) -> dict[str, float]:
     """The newest score of each trigger on a clip, as the lineage database holds them."""
-    rows = sorted(repository.trigger_scores(session, clip_id), key=lambda row: (row.created_at, row.id))
+    rows = sorted(trigger_scores(session, clip_id), key=lambda row: (row.created_at, row.id))
     return {row.trigger: float(row.score) for row in rows}
 
 
@@ -266,10 +268,8 @@ def _select(
     """Decide among every clip in stage ``scored``: this run's, and any an interrupted run left behind."""
     s = ctx.settings
     with ctx.db.session() as session:
-        pool = repository.list_clips(session, stage="scored", clip_ids=clip_ids)
-        cameras = {
-            v.id: v.camera for v in session.query(Video).filter(Video.id.in_({c.video_id for c in pool}))
-        }
+        pool = list_clips(session, stage="scored", clip_ids=clip_ids)
+        cameras = cameras_of(session, {c.video_id for c in pool})
         candidates = [
             Candidate(
                 c.id,
@@ -288,9 +288,7 @@ def _select(
         for decision in decisions:
             details = _decision_details(decision, k=k, n=len(candidates), ctx=ctx)
             stage = "selected" if decision.selected else "rejected"
-            repository.set_stage(
-                session, decision.clip_id, stage, run_id=ctx.run_id, actor=ctx.actor, details=details
-            )
+            set_stage(session, decision.clip_id, stage, run_id=ctx.run_id, actor=ctx.actor, details=details)
     return decisions, k
 
 

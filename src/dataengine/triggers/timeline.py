@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from dataengine.errors import NotFoundError
-from dataengine.lineage import repository
-from dataengine.lineage.models import ClipEvent
+from dataengine.lineage import Session
+from dataengine.lineage.clips import clips_ever_in_stage, list_clips
+from dataengine.lineage.videos import get_video
 from dataengine.triggers.run import stored_scores
 
 
@@ -29,20 +27,14 @@ class Timeline:
 
 def build_timeline(session: Session, video_id: str) -> Timeline:
     """The timeline of ``video_id``; a video with no clips is a :class:`NotFoundError`."""
-    clips = repository.list_clips(session, video_id=video_id)
+    clips = list_clips(session, video_id=video_id)
     if not clips:
         raise NotFoundError(
             f"no clips of video {video_id} in the lineage database; see `dataengine clips list`"
         )
-    video = repository.get_video(session, video_id)
+    video = get_video(session, video_id)
     fps = video.fps if video is not None and video.fps else None
-    chosen = set(
-        session.scalars(
-            select(ClipEvent.clip_id).where(
-                ClipEvent.clip_id.in_([c.id for c in clips]), ClipEvent.stage == "selected"
-            )
-        )
-    )
+    chosen = clips_ever_in_stage(session, [c.id for c in clips], "selected")
     timeline = Timeline(video_id)
     per_clip = [stored_scores(session, c.id) for c in clips]
     names = sorted({name for scores in per_clip for name in scores})

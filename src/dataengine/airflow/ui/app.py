@@ -17,15 +17,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from dataengine.airflow.ui import pages, queries
+from dataengine.airflow.ui import pages
 from dataengine.airflow.ui.charts import timeline_svg
 from dataengine.airflow.ui.clipview import ClipView, clip_page, default_panels
-from dataengine.airflow.ui.funnel import funnel_days
 from dataengine.airflow.ui.stream import stream_html
 from dataengine.clips import frame_key, read_meta
 from dataengine.context import Context
 from dataengine.errors import DataEngineError, NotFoundError, ObjectNotFoundError
-from dataengine.lineage.models import CLIP_STAGES
+from dataengine.lineage import CLIP_STAGES
+from dataengine.lineage.views import pages as queries
+from dataengine.lineage.views.funnel import funnel_days
 
 CLIP_ID = re.compile(r"[0-9a-f]{16}-[0-9]{7}")
 VIDEO_ID = re.compile(r"[0-9a-f]{16}")
@@ -119,7 +120,7 @@ def funnel(
     until: date | None = None,
     days: Annotated[int, Query(ge=1, le=90)] = 14,
 ) -> str:
-    from dataengine.lineage.reports import status_summary
+    from dataengine.lineage.views.reports import status_summary
 
     today = datetime.now(UTC).date()
     until = min(until or today, today)
@@ -200,7 +201,7 @@ def models(ctx: CtxDep, links: LinksDep) -> str:
 
 def _clip_view(ctx: Context, clip_id: str, a: int | None, b: int | None) -> ClipView:
     from dataengine.formats import load_annotations
-    from dataengine.lineage.reports import clip_history
+    from dataengine.lineage.views.reports import clip_history
 
     try:
         with ctx.db.session() as session:
@@ -246,7 +247,7 @@ def frame(clip_id: str, name: str, request: Request, ctx: CtxDep) -> Response:
 
 @router.get("/api/status")
 def status(ctx: CtxDep) -> dict[str, Any]:
-    from dataengine.lineage.reports import quarantine_list, status_summary
+    from dataengine.lineage.views.reports import quarantine_list, status_summary
 
     with ctx.db.session() as session:
         summary = status_summary(session)
@@ -256,7 +257,7 @@ def status(ctx: CtxDep) -> dict[str, Any]:
 
 @router.get("/api/clips/{clip_id}")
 def clip_json(clip_id: str, ctx: CtxDep) -> dict[str, Any]:
-    from dataengine.lineage.reports import clip_history
+    from dataengine.lineage.views.reports import clip_history
 
     checked(CLIP_ID, clip_id, "clip id")
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
-from dataengine.airflow.ui.queries import Timeline
+from dataengine.lineage.views.pages import Timeline
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 _W, _H, _L, _R, _T, _B = 960, 280, 44, 16, 16, 36

@@ -9,10 +9,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from dataengine.airflow.ui.charts import line_plot_svg
-from dataengine.airflow.ui.funnel import FunnelDay
-from dataengine.airflow.ui.queries import FUNNEL_STAGES, ModelRow
 from dataengine.airflow.ui.static import CSS
-from dataengine.lineage.models import CLIP_STAGES, Clip, QuarantineItem, Video
+from dataengine.lineage import CLIP_STAGES, Clip, QuarantineItem, Video
+from dataengine.lineage.views.funnel import FunnelDay
+from dataengine.lineage.views.pages import FUNNEL_STAGES, ModelRow
 
 NAV = (
     ("funnel", "/", "Funnel"),

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from dataengine.airflow.ui import queries
 from dataengine.airflow.ui.clipview import frame_with_boxes, stream_card
 from dataengine.airflow.ui.pages import Links, layout
 from dataengine.airflow.ui.static import STREAM_JS
@@ -14,6 +13,7 @@ from dataengine.clips import frame_name, read_meta
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
 from dataengine.formats import load_annotations
+from dataengine.lineage.views import pages as queries
 
 STREAM_SIZE = 24
 POLL_MS = 3000

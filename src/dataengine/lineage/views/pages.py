@@ -1,4 +1,4 @@
-"""Read-only queries behind the monitoring pages: each one indexed or bounded, so pages stay fast."""
+"""The UI's read queries (funnel, clip and video lists, timelines, models): each indexed or bounded."""
 
 from __future__ import annotations
 

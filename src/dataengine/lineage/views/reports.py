@@ -1,4 +1,4 @@
-"""Read-only views of the lineage database in the machine-readable shapes of ARCHITECTURE §7."""
+"""The CLI's reports: status, one clip's history, the quarantine list (the JSON shapes of ARCHITECTURE §7)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import annotation_versions
+from dataengine.lineage.clips import clip_events, get_clip
+from dataengine.lineage.datasets import clip_datasets
+from dataengine.lineage.model_registry import list_models, promoted_model
 from dataengine.lineage.models import CLIP_STAGES, Clip, QuarantineItem, Video
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.triggers import trigger_scores
 
 
 def clip_to_dict(clip: Clip) -> dict[str, Any]:
@@ -42,9 +47,9 @@ def status_summary(session: Session) -> dict[str, Any]:
             "metrics": model.metrics,
             "created_at": model.created_at.isoformat(),
         }
-        for model in repo.list_models(session)
+        for model in list_models(session)
     ]
-    promoted = repo.promoted_model(session)
+    promoted = promoted_model(session)
     return {
         "videos": n_videos,
         "clips": sum(stages.values()),
@@ -56,8 +61,8 @@ def status_summary(session: Session) -> dict[str, Any]:
 
 
 def clip_history(session: Session, clip_id: str) -> dict[str, Any]:
-    """One clip's whole history: the clip, its events, annotation versions, triggers and datasets."""
-    clip = repo.get_clip(session, clip_id)
+    """One clip's whole history: the clip, its events, annotation versions, triggers and"""
+    clip = get_clip(session, clip_id)
     return {
         "clip": clip_to_dict(clip),
         "events": [
@@ -69,7 +74,7 @@ def clip_history(session: Session, clip_id: str) -> dict[str, Any]:
                 "actor": e.actor,
                 "details": e.details,
             }
-            for e in repo.clip_events(session, clip_id)
+            for e in clip_events(session, clip_id)
         ],
         "annotations": [
             {
@@ -81,11 +86,11 @@ def clip_history(session: Session, clip_id: str) -> dict[str, Any]:
                 "parent_version": a.parent_version,
                 "producer": a.producer,
             }
-            for a in repo.annotation_versions(session, clip_id)
+            for a in annotation_versions(session, clip_id)
         ],
         "triggers": [
             {"trigger": t.trigger, "score": t.score, "model_id": t.model_id, "frames": t.frames}
-            for t in repo.trigger_scores(session, clip_id)
+            for t in trigger_scores(session, clip_id)
         ],
         "datasets": [
             {
@@ -93,7 +98,7 @@ def clip_history(session: Session, clip_id: str) -> dict[str, Any]:
                 "annotation_version": d.annotation_version,
                 "split": d.split,
             }
-            for d in repo.clip_datasets(session, clip_id)
+            for d in clip_datasets(session, clip_id)
         ],
     }
 
@@ -110,5 +115,5 @@ def quarantine_list(session: Session) -> list[dict[str, Any]]:
             "reason": item.reason,
             "at": item.at.isoformat(),
         }
-        for item in repo.list_quarantine(session)
+        for item in list_quarantine(session)
     ]

@@ -1,0 +1,74 @@
+"""The annotation versions of clips: immutable files, registered once each. The caller commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dataengine.errors import LineageError
+from dataengine.lineage.models import AnnotationVersion
+
+
+def record_annotation(
+    session: Session,
+    *,
+    clip_id: str,
+    version: int,
+    uri: str,
+    sha256: str,
+    source: str,
+    parent_version: int | None,
+    producer: dict[str, Any],
+    n_frames: int,
+    n_boxes: int,
+) -> tuple[AnnotationVersion, bool]:
+    """Register an annotation file; returns ``(row, created)``. Same version, other bytes: an error."""
+    row = session.scalars(
+        select(AnnotationVersion).where(
+            AnnotationVersion.clip_id == clip_id, AnnotationVersion.version == version
+        )
+    ).one_or_none()
+    if row is not None:
+        if row.sha256 != sha256:
+            raise LineageError(
+                f"annotation {clip_id} v{version} is registered with sha256 {row.sha256}, not {sha256}; "
+                "annotation versions are immutable"
+            )
+        return row, False
+    row = AnnotationVersion(
+        clip_id=clip_id,
+        version=version,
+        uri=uri,
+        sha256=sha256,
+        source=source,
+        parent_version=parent_version,
+        producer=producer,
+        n_frames=n_frames,
+        n_boxes=n_boxes,
+    )
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def annotation_versions(session: Session, clip_id: str) -> list[AnnotationVersion]:
+    """A clip's annotation versions, oldest first."""
+    query = (
+        select(AnnotationVersion)
+        .where(AnnotationVersion.clip_id == clip_id)
+        .order_by(AnnotationVersion.version)
+    )
+    return list(session.scalars(query))
+
+
+def latest_annotation(
+    session: Session, clip_id: str, *, sources: Sequence[str] | None = None
+) -> AnnotationVersion | None:
+    """The newest annotation version of a clip, optionally only from ``sources``."""
+    query = select(AnnotationVersion).where(AnnotationVersion.clip_id == clip_id)
+    if sources is not None:
+        query = query.where(AnnotationVersion.source.in_(list(sources)))
+    return session.scalars(query.order_by(AnnotationVersion.version.desc()).limit(1)).one_or_none()

@@ -1,0 +1,50 @@
+"""Quarantine: the inputs a stage refused, and why. The caller commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dataengine.lineage.clips import set_stage
+from dataengine.lineage.models import Clip, QuarantineItem, utcnow
+
+
+def quarantine(
+    session: Session,
+    *,
+    kind: str,
+    input: str,
+    reason: str,
+    stage: str,
+    video_id: str | None = None,
+    clip_id: str | None = None,
+    run_id: str | None = None,
+) -> QuarantineItem:
+    """Record a refused input; a quarantined clip moves to stage ``quarantined``."""
+    item = session.scalars(
+        select(QuarantineItem).where(QuarantineItem.kind == kind, QuarantineItem.input == input)
+    ).one_or_none()
+    if item is None:
+        item = QuarantineItem(kind=kind, input=input)
+        session.add(item)
+    item.reason = reason
+    item.stage = stage
+    item.video_id = video_id
+    item.clip_id = clip_id
+    item.run_id = run_id
+    item.at = utcnow()
+    session.flush()
+    if clip_id is not None and session.get(Clip, clip_id) is not None:
+        set_stage(
+            session,
+            clip_id,
+            "quarantined",
+            run_id=run_id,
+            details={"stage": stage, "reason": reason},
+        )
+    return item
+
+
+def list_quarantine(session: Session) -> list[QuarantineItem]:
+    """Every quarantined input, oldest first."""
+    return list(session.scalars(select(QuarantineItem).order_by(QuarantineItem.id)))
