@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     # Threads that encode and write sampled JPEGs beside the decoder.
     ingest_jpeg_workers: int = Field(2, ge=1)
+    # Leave out of the decoder the H.264 frames nothing is made from and nothing refers to (docs/ingest.md);
+    # False decodes every frame, so that damage in a frame no sample needs is still found.
+    ingest_skip_frames: bool = True
     # Split at scene cuts (mean grey-level change of a 32x18 thumbnail, 0-255) as well as every clip_seconds.
     split_on_scene_cuts: bool = False
     scene_cut_threshold: float = Field(25.0, gt=0)

@@ -66,6 +66,26 @@ class Sampling:
     max_side: int | None
 
 
+class Sampler:
+    """Which frames of a clip starting at ``start_frame`` become JPEGs, asked frame by frame in order."""
+
+    def __init__(self, index: FrameIndex, *, start_frame: int, sample_fps: float) -> None:
+        self.times, self.start, self.rate = index.times, start_frame, sample_fps
+        # Half a frame early counts, so that 12.5 frames per sample alternate 12 and 13 like ffmpeg's fps.
+        self._early = 0.5 / index.fps + 1e-9
+        self._next_due = 0.0
+
+    def take(self, number: int) -> bool:
+        """Whether frame ``number`` is kept: the first at or after each multiple of ``1 / sample_fps``."""
+        if self.rate <= 0:
+            return True
+        elapsed = float(self.times[number] - self.times[self.start]) + self._early
+        if elapsed < self._next_due:
+            return False
+        self._next_due = (math.floor(elapsed * self.rate) + 1) / self.rate
+        return True
+
+
 class ClipWriter:
     """Collects one clip's frames (in order, from ``start_frame``); :meth:`finish` writes it."""
 
@@ -89,7 +109,7 @@ class ClipWriter:
         self.sampled: list[int] = []
         self.thumbnails: list[NDArray[np.float32]] = []
         self._pending: list[Future[None]] = []
-        self._next_due = 0.0
+        self._sampler = Sampler(index, start_frame=start_frame, sample_fps=sampling.sample_fps)
         self._container: OutputContainer | None = None
         self._stream: VideoStream | None = None
         self._finished = False
@@ -105,7 +125,7 @@ class ClipWriter:
     def add(self, number: int, frame: av.VideoFrame) -> None:
         """Append frame ``number`` of the video (the next one of the clip)."""
         position = number - self.start_frame
-        sampled = self._sampled(position)
+        sampled = self._sampler.take(number)
         if sampled and self.keep_thumbnails:
             self.thumbnails.append(thumbnail(frame))
         if self.encoding != COPY:
@@ -116,20 +136,6 @@ class ClipWriter:
             self._pending.append(self.jpegs.submit(key, frame, rotation=self.facts.rotation))
             self.sampled.append(position)
         self.next_frame = number + 1
-
-    def _sampled(self, position: int) -> bool:
-        """Whether to keep this frame: the first at or after each multiple of ``1 / sample_fps``."""
-        rate = self.sampling.sample_fps
-        if rate <= 0:
-            return True
-        times = self.index.times
-        # Half a frame early counts, so that 12.5 frames per sample alternate 12 and 13 like ffmpeg's fps.
-        elapsed = float(times[self.start_frame + position] - times[self.start_frame])
-        elapsed += 0.5 / self.facts.fps + 1e-9
-        if elapsed < self._next_due:
-            return False
-        self._next_due = (math.floor(elapsed * rate) + 1) / rate
-        return True
 
     def _encode(self, frame: av.VideoFrame, *, time: float) -> None:
         if self._container is None:

@@ -20,6 +20,7 @@ from dataengine.ingest.decode import DecodedFrame
 from dataengine.ingest.frames import JpegWriter, thumbnail
 from dataengine.ingest.index import FrameIndex
 from dataengine.ingest.plan import COPY, ClipPlan, encoding_for
+from dataengine.ingest.skipping import missing_frames
 from dataengine.storage import ObjectStore
 
 
@@ -80,12 +81,14 @@ class Cutter:
         workdir: Path,
         recorder: Recorder,
         only: set[str] | None = None,
+        skip: NDArray[np.bool_] | None = None,
     ) -> None:
         self.store, self.facts, self.index, self.plan = store, facts, index, plan
         self.sampling, self.options, self.jpegs, self.workdir = sampling, options, jpegs, workdir
         self.recorder = recorder
         #: When set (a repair), only these clips are looked at; the others are passed over.
         self.only = only
+        self.skip = skip  # Frames left out of the decoder on purpose (ingest/skipping.py).
         self.gaps: list[Gap] = []
         self.kept = 0
         self._open: _Open | None = None
@@ -97,8 +100,8 @@ class Cutter:
     def push(self, decoded: DecodedFrame) -> None:
         """Take the next decoded frame."""
         number = decoded.number
-        if number > self._expected:
-            self._damage(self._expected, number)  # Frames that never came out of the decoder.
+        self._missing(self._expected, number)
+        self._pass_over(self._expected, number)
         if decoded.corrupt:
             self._damage(number, number + 1)
         if self.options.split_on_scene_cuts:
@@ -111,8 +114,8 @@ class Cutter:
 
     def close(self) -> None:
         """After the last frame: frames that never came are damage; finish the open clip."""
-        if self._expected < self.index.n_frames:
-            self._damage(self._expected, self.index.n_frames)
+        self._missing(self._expected, self.index.n_frames)
+        self._pass_over(self._expected, self.index.n_frames)
         if self._open is not None:
             self._finish(self._open)
             self._open = None
@@ -245,6 +248,22 @@ class Cutter:
         return True
 
     # Damage --------------------------------------------------------------------------------------
+
+    def _pass_over(self, start: int, end: int) -> None:
+        """Frames of ``[start, end)`` skipped on purpose still belong to their clips (never sampled)."""
+        if self.skip is None or end <= start:
+            return
+        for number in (np.flatnonzero(self.skip[start:end]) + start).tolist():
+            self._route(number)
+            assert self._open is not None
+            if self._open.writer is not None:
+                self._open.writer.next_frame = number + 1
+
+    def _missing(self, start: int, end: int) -> None:
+        """Frames ``[start, end)`` did not come out of the decoder: damage, unless skipped on purpose."""
+        stretch = missing_frames(start, end, self.skip)
+        if stretch is not None:
+            self._damage(*stretch)
 
     def _damage(self, start: int, end: int) -> None:
         """Frames ``[start, end)`` are damaged; the frames after them up to the next keyframe too."""

@@ -6,12 +6,14 @@ that came out damaged or not at all are reported, so that the clips around them 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import av
+import numpy as np
 from av.container import InputContainer
 from av.video.stream import VideoStream
+from numpy.typing import NDArray
 
 from dataengine.ingest.index import FrameIndex
 from dataengine.ingest.probe import ffmpeg_message
@@ -39,11 +41,18 @@ class DecodeLog:
 
 
 def decode_frames(
-    container: InputContainer, stream: VideoStream, index: FrameIndex, log: DecodeLog
+    container: InputContainer,
+    stream: VideoStream,
+    index: FrameIndex,
+    log: DecodeLog,
+    skip: NDArray[np.bool_] | None = None,
 ) -> Iterator[DecodedFrame]:
-    """The stream's frames in presentation order with their frame numbers; never raises on bad data."""
+    """The stream's frames in presentation order with their frame numbers; never raises on bad data.
+
+    The packets of frames marked in ``skip`` are not given to the decoder (ingest/skipping.py).
+    """
     last = -1
-    for frame in _frames(container, stream, log):
+    for frame in _frames(container, stream, log, _skipped(index, skip)):
         number = index.number(frame.pts)
         if number is None or number <= last:
             number = last + 1  # No usable timestamp: the next frame in presentation order.
@@ -55,7 +64,26 @@ def decode_frames(
         yield DecodedFrame(number=number, frame=frame, corrupt=bool(frame.is_corrupt))
 
 
-def _frames(container: InputContainer, stream: VideoStream, log: DecodeLog) -> Iterator[av.VideoFrame]:
+_PacketTest = Callable[["av.Packet[VideoStream]"], bool]
+
+
+def _skipped(index: FrameIndex, skip: NDArray[np.bool_] | None) -> _PacketTest:
+    if skip is None:
+        return lambda _packet: False
+
+    def skipped(packet: av.Packet[VideoStream]) -> bool:
+        number = index.number(packet.pts)
+        return number is not None and bool(skip[number])
+
+    return skipped
+
+
+def _frames(
+    container: InputContainer,
+    stream: VideoStream,
+    log: DecodeLog,
+    skipped: Callable[[av.Packet[VideoStream]], bool],
+) -> Iterator[av.VideoFrame]:
     codec = stream.codec_context
     packets, flushed = 0, False
     demuxed = container.demux(stream)
@@ -70,6 +98,8 @@ def _frames(container: InputContainer, stream: VideoStream, log: DecodeLog) -> I
         if packet is None or packet.size == 0:
             flushed = True
         packets += 1
+        if packet is not None and not flushed and skipped(packet):
+            continue
         try:
             # An empty packet at the end flushes the decoder.
             frames = codec.decode(None if flushed else packet)

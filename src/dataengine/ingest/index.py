@@ -14,10 +14,15 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 from numpy.typing import NDArray
 
 from dataengine.errors import InputRejectedError
+from dataengine.ingest.nal import H264Packets
 from dataengine.ingest.probe import ffmpeg_message
+
+# Picture kinds per frame (``FrameIndex.picture``), read from H.264 NAL headers; other codecs are unknown.
+UNKNOWN, NON_REFERENCE, REFERENCE, IDR = -1, 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,10 @@ class FrameIndex:
     fps: float
     by_arrival: bool = False
     read_error: str | None = None
+    # Per frame in presentation order: UNKNOWN, NON_REFERENCE, REFERENCE or IDR; and the frame
+    # numbers in decode order. None when the stream's packets were not read as H.264.
+    picture: NDArray[np.int8] | None = None
+    decode_order: NDArray[np.int64] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -66,17 +75,23 @@ def scan(path: Path, *, name: str, fps: float) -> FrameIndex:
     """Read every packet of the first video stream (no decoding) and build the frame index."""
     pts_list: list[int] = []
     key_list: list[bool] = []
+    kinds: list[int] = []
     read_error = None
+    h264: H264Packets | None = None
     try:
         with av.open(str(path), "r") as container:
             stream = container.streams.video[0]
             time_base = stream.time_base or Fraction(1, 90000)
+            if stream.codec_context.name == "h264":
+                h264 = H264Packets(stream.codec_context.extradata)
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue  # The demuxer's end-of-stream marker.
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 pts_list.append(-1 if stamp is None else int(stamp))
                 key_list.append(bool(packet.is_keyframe))
+                if h264 is not None:
+                    kinds.append(_picture_kind(h264, packet))
     except av.FFmpegError as exc:
         # The rest of the file cannot be read: the frames up to here still count.
         read_error = f"reading stopped after {len(pts_list)} packets: {ffmpeg_message(exc)}"
@@ -88,7 +103,15 @@ def scan(path: Path, *, name: str, fps: float) -> FrameIndex:
         time_base=Fraction(time_base),
         fps=fps,
         read_error=read_error,
+        decode_picture=np.asarray(kinds, dtype=np.int8) if h264 is not None else None,
     )
+
+
+def _picture_kind(h264: H264Packets, packet: av.Packet[VideoStream]) -> int:
+    kind = h264.kind(memoryview(packet))
+    if kind is None:
+        return UNKNOWN
+    return IDR if kind.idr else REFERENCE if kind.reference else NON_REFERENCE
 
 
 def build_index(
@@ -98,6 +121,7 @@ def build_index(
     time_base: Fraction,
     fps: float,
     read_error: str | None = None,
+    decode_picture: NDArray[np.int8] | None = None,
 ) -> FrameIndex:
     """The index from packets in decode order (timestamps, keyframe flags); -1 means no timestamp."""
     n = decode_pts.shape[0]
@@ -124,4 +148,13 @@ def build_index(
         fps=fps,
         by_arrival=by_arrival,
         read_error=read_error,
+        picture=None if decode_picture is None or by_arrival else decode_picture[order],
+        decode_order=None if decode_picture is None or by_arrival else _inverse(order),
     )
+
+
+def _inverse(order: NDArray[np.intp]) -> NDArray[np.int64]:
+    """``order`` maps frame numbers to decode positions; this maps decode positions to frame numbers."""
+    inverse = np.empty(order.shape[0], dtype=np.int64)
+    inverse[order] = np.arange(order.shape[0], dtype=np.int64)
+    return inverse

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, InputRejectedError
@@ -25,7 +28,7 @@ from dataengine.ingest.discovery import discover_with_hashes
 from dataengine.ingest.frames import JpegWriter
 from dataengine.ingest.hashcache import HashCache, key_fingerprint
 from dataengine.ingest.index import FrameIndex, scan
-from dataengine.ingest.plan import plan_clips
+from dataengine.ingest.plan import ClipPlan, plan_clips
 from dataengine.ingest.probe import VideoInfo, open_video, probe, sniff
 from dataengine.ingest.record import (
     QUARANTINE_STAGE,
@@ -41,6 +44,7 @@ from dataengine.ingest.record import (
     register_video,
 )
 from dataengine.ingest.report import IngestReport, QuarantinedInput
+from dataengine.ingest.skipping import frames_to_skip, needed_frames
 from dataengine.ingest.sources import compile_path_pattern, recording_info, resolve_input, source_sha256
 from dataengine.lineage.videos import get_video, list_videos
 
@@ -59,6 +63,7 @@ class _Params:
     codecs: list[str]
     workers: int
     cut: CutOptions
+    skip_frames: bool
 
 
 def _params(settings: Settings, clip_seconds: float | None, sample_fps: float | None) -> _Params:
@@ -73,6 +78,7 @@ def _params(settings: Settings, clip_seconds: float | None, sample_fps: float | 
         keyframe_tolerance=settings.keyframe_tolerance,
         codecs=list(settings.ingest_codecs),
         workers=settings.ingest_jpeg_workers,
+        skip_frames=settings.ingest_skip_frames,
         cut=CutOptions(
             split_on_scene_cuts=settings.split_on_scene_cuts,
             scene_cut_threshold=settings.scene_cut_threshold,
@@ -239,23 +245,25 @@ def _cut_video(
                 workers=params.workers,
             )
             log = DecodeLog()
+            plan = plan_clips(index, clip_seconds=params.clip_seconds, tolerance=params.keyframe_tolerance)
+            options = _cut_options(params.cut, copyable=info.codec in _COPYABLE)
+            skip = _frames_to_skip(index, plan, params, options)
             with tempfile.TemporaryDirectory(prefix="dataengine-ingest-") as workdir:
                 cutter = Cutter(
                     store=ctx.store,
                     facts=facts,
                     index=index,
-                    plan=plan_clips(
-                        index, clip_seconds=params.clip_seconds, tolerance=params.keyframe_tolerance
-                    ),
+                    plan=plan,
                     sampling=params.sampling,
-                    options=_cut_options(params.cut, copyable=info.codec in _COPYABLE),
+                    options=options,
                     jpegs=jpegs,
                     workdir=Path(workdir),
                     recorder=recorder,
                     only=only,
+                    skip=skip,
                 )
                 try:
-                    for decoded in decode_frames(container, info.stream, index, log):
+                    for decoded in decode_frames(container, info.stream, index, log, skip):
                         cutter.push(decoded)
                     cutter.close()
                 finally:
@@ -263,6 +271,16 @@ def _cut_video(
                     jpegs.close()
     _check_decoded(name, log, cutter, index)
     return facts, index, cutter.gaps, log
+
+
+def _frames_to_skip(
+    index: FrameIndex, plan: ClipPlan, params: _Params, options: CutOptions
+) -> NDArray[np.bool_] | None:
+    """Frames the decoder can leave out; none when scene cuts are looked for (every frame counts)."""
+    if not params.skip_frames or options.split_on_scene_cuts:
+        return None
+    needed = needed_frames(index, plan, sample_fps=params.sampling.sample_fps, copyable=options.copyable)
+    return frames_to_skip(index, needed)
 
 
 def _cut_options(options: CutOptions, *, copyable: bool) -> CutOptions:
