@@ -1,10 +1,10 @@
-"""autolabel: label the selected clips with the promoted model(s), in the gpu pool."""
+"""autolabel: label the selected clips with the promoted model(s), in the gpu pool and on the gpu queue."""
 
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag
 
-from dataengine.airflow.assets import AUTOLABELLED, GPU_POOL, SELECTED
+from dataengine.airflow.assets import AUTOLABELLED, GPU_POOL, GPU_QUEUE, SELECTED
 from dataengine.airflow.operators import AnnounceOperator, AutolabelOperator, ListClipsOperator
 
 
@@ -20,7 +20,9 @@ from dataengine.airflow.operators import AnnounceOperator, AutolabelOperator, Li
 )
 def autolabel() -> None:
     selected = ListClipsOperator(task_id="list_selected", stage="selected", batch_size=64)
-    labelled = AutolabelOperator.partial(task_id="autolabel", pool=GPU_POOL).expand(clip_ids=selected.output)
+    labelled = AutolabelOperator.partial(task_id="autolabel", pool=GPU_POOL, queue=GPU_QUEUE).expand(
+        clip_ids=selected.output
+    )
     AnnounceOperator(
         task_id="announce_autolabelled", results=labelled.output, count_key="clips", outlets=[AUTOLABELLED]
     )

@@ -355,18 +355,24 @@ def train(
     promote: Annotated[
         bool, typer.Option(help="Evaluate and promote if it beats the promoted model.")
     ] = True,
+    node_rank: Annotated[
+        int | None,
+        typer.Option(
+            help="This machine's node in a multi-node job (DATAENGINE_TRAIN_NNODES > 1); 0 registers."
+        ),
+    ] = None,
 ) -> None:
     """Train a detector with torchrun DDP; prints the model id last."""
     from dataengine.training import promote_if_better
     from dataengine.training import train as run_train
 
     with _context() as ctx:
-        result = run_train(ctx, dataset=dataset, nproc=nproc, epochs=epochs)
+        result = run_train(ctx, dataset=dataset, nproc=nproc, epochs=epochs, node_rank=node_rank)
         typer.echo(
             f"{'trained' if result.created else 'already trained'} on {result.dataset_id} "
             f"({result.n_train_frames} frames, {result.train_seconds:.0f} s)"
         )
-        if promote:
+        if promote and not node_rank:
             decision = promote_if_better(ctx, model_id=result.model_id)
             typer.echo(decision.reason)
     typer.echo(result.model_id)

@@ -129,6 +129,19 @@ class Settings(BaseSettings):
     train_lr: float = Field(0.02, gt=0)
     # Two ranks measured 1.14x faster than one on 2 CPU cores; on CUDA it is capped at the GPU count.
     train_nproc: int = Field(2, gt=0)
+    # Several machines (docs/operations.md, "Multi-node training"): nodes of one torchrun job, "1" (this
+    # machine alone, --standalone), "2", or an elastic range "2:4" (the job starts once 2 have joined).
+    train_nnodes: str = "1"
+    # host:port of the rendezvous store, reachable from every node (the first node's address).
+    train_rdzv_endpoint: str | None = None
+    # "c10d" assigns ranks as nodes join; "static" takes them from train_node_rank.
+    train_rdzv_backend: Literal["c10d", "static"] = "c10d"
+    # Seconds a node waits for the others before the job fails with a rendezvous timeout.
+    train_rdzv_timeout: float = Field(600.0, gt=0)
+    # This node's index in the job: node 0 launches it and registers the model; the others join it.
+    train_node_rank: int = Field(0, ge=0)
+    # The address the other nodes reach this one at (torchrun --local-addr); default: its hostname.
+    train_local_addr: str | None = None
     train_seed: int = 0
     # Start from the promoted model's weights when it has the same architecture and classes.
     train_warm_start: bool = True
@@ -156,6 +169,20 @@ class Settings(BaseSettings):
     # A personal access token (refresh token) or, with legacy tokens enabled, a legacy token.
     labelstudio_api_key: SecretStr | None = None
     labelstudio_project_title: str = "dataengine review"
+
+    @field_validator("train_nnodes")
+    @classmethod
+    def _nnodes_range(cls, value: str) -> str:
+        low, _, high = str(value).partition(":")
+        try:
+            bounds = (int(low), int(high or low))
+        except ValueError:
+            raise ValueError(
+                f"train_nnodes must be a count like 2 or a range like 2:4, got {value!r}"
+            ) from None
+        if not 1 <= bounds[0] <= bounds[1]:
+            raise ValueError(f"train_nnodes needs 1 <= MIN <= MAX, got {value!r}")
+        return str(value)
 
     @field_validator("classes")
     @classmethod

@@ -90,6 +90,35 @@ def test_gpu_work_runs_in_the_gpu_pool(dagbag: Any) -> None:
     assert pools[("ingest_daily", "ingest")] == "default_pool"
 
 
+def test_gpu_work_goes_to_the_gpu_queue_and_the_rest_to_the_default_queue(dagbag: Any) -> None:
+    queues = {(dag_id, t.task_id): t.queue for dag_id, dag in dagbag.dags.items() for t in dag.tasks}
+    on_gpu = {k for k, queue in queues.items() if queue == "gpu"}
+    assert on_gpu == {
+        ("autolabel", "autolabel"),
+        ("one_click_train", "train"),
+        ("one_click_train", "evaluate"),
+    }
+    assert {queue for k, queue in queues.items() if k not in on_gpu} == {"default"}
+
+
+def test_multi_node_training_adds_a_train_task_per_node(tmp_path: Path) -> None:
+    """With DATAENGINE_TRAIN_NNODES=3 the DAG holds train_node_2 and train_node_3 beside train."""
+    code = (
+        "import json, runpy\n"
+        f"dag = runpy.run_path({str(DAGS / 'one_click_train.py')!r})['one_click_train']()\n"
+        "print(json.dumps({t.task_id: [t.queue, t.pool, t.node_rank, sorted(t.downstream_task_ids)]"
+        " for t in dag.tasks if t.task_id.startswith('train')}))\n"
+    )
+    env = {**os.environ, "DATAENGINE_TRAIN_NNODES": "2:3", "AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    tasks = json.loads(result.stdout.strip().splitlines()[-1])
+    assert tasks == {
+        "train": ["gpu", "gpu", 0, ["evaluate", "promote", "summarise"]],
+        "train_node_2": ["gpu", "gpu", 1, ["evaluate"]],
+        "train_node_3": ["gpu", "gpu", 2, ["evaluate"]],
+    }
+
+
 def test_mapped_tasks_fan_out_over_batches(dagbag: Any) -> None:
     ingest = dagbag.dags["ingest_daily"].get_task("ingest")
     autolabel = dagbag.dags["autolabel"].get_task("autolabel")

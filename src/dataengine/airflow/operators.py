@@ -337,23 +337,38 @@ class BuildDatasetOperator(StageOperator):
 
 
 class TrainOperator(StageOperator):
-    """Trains a detector with torchrun DDP on a dataset version; returns the model id."""
+    """Trains a detector with torchrun DDP on a dataset version; returns the model id.
+
+    ``node_rank`` > 0 makes the task one more node of a multi-node job (``DATAENGINE_TRAIN_NNODES``):
+    it joins node 0's rendezvous and returns the same model id, which node 0 registers.
+    """
 
     template_fields: Sequence[str] = ("dataset",)
 
     def __init__(
-        self, *, dataset: str | XComArg | None = None, nproc: int | None = None, **kwargs: Any
+        self,
+        *,
+        dataset: str | XComArg | None = None,
+        nproc: int | None = None,
+        node_rank: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
         self.nproc = nproc
+        self.node_rank = node_rank
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> str:
         from dataengine.training import train
 
         params = context.get("params") or {}
         nproc = params.get("nproc") or self.nproc
-        result = train(ctx, dataset=rendered(self.dataset), nproc=int(nproc) if nproc else None)
+        result = train(
+            ctx,
+            dataset=rendered(self.dataset),
+            nproc=int(nproc) if nproc else None,
+            node_rank=self.node_rank,
+        )
         self.log.info(
             "model %s on %s (%s)",
             result.model_id,

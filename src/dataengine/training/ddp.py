@@ -29,8 +29,10 @@ from dataengine.training.distributed import (
     STORAGE_OPTIONS_ENV,
     DistributedInfo,
     barrier,
+    check_ranks_agree,
     init_distributed,
     shutdown,
+    weights_digest,
 )
 from dataengine.training.engine import train_one_epoch
 from dataengine.training.resume import load_state, save_state
@@ -257,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = ObjectStore(args.store_url, **json.loads(os.environ.get(STORAGE_OPTIONS_ENV) or "{}"))
         record = fit(args, store, info)
+        digest = weights_digest(record["_model"])
+        # Every rank says what it holds, so a multi-node job can be checked from each node's own log.
+        print(
+            f"[dataengine.training] rank {info.rank}/{info.world_size}: weights sha256 {digest}", flush=True
+        )
+        record["weights_sha256"] = check_ranks_agree(digest, info)[0]
         if info.is_main:
             save(args, store, record)
         barrier(info)

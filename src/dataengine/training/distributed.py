@@ -6,6 +6,7 @@ Without those variables the entry point runs as a single process, so it can be d
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -86,3 +87,30 @@ def shutdown(info: DistributedInfo) -> None:
     """Leave the process group."""
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over a model's parameters in name order: equal on every rank of a job that trained one model.
+
+    Buffers are left out: BatchNorm running statistics follow each rank's own last batches under DDP,
+    and the checkpoint keeps rank 0's.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_ranks_agree(digest: str, info: DistributedInfo) -> list[str]:
+    """Every rank's weights digest, in rank order; raises when the ranks hold different weights."""
+    digests = [digest]
+    if info.distributed and info.world_size > 1:
+        gathered: list[object] = [None] * info.world_size
+        dist.all_gather_object(gathered, digest)
+        digests = [str(d) for d in gathered]
+    if len(set(digests)) > 1:
+        raise TrainingError(
+            f"the ranks ended with different weights (sha256 per rank: {digests}): DDP lost sync"
+        )
+    return digests

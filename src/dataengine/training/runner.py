@@ -26,6 +26,7 @@ from dataengine.lineage.model_registry import find_model, models_trained_on, pro
 from dataengine.storage import ObjectStore
 from dataengine.training.distributed import STORAGE_OPTIONS_ENV
 from dataengine.training.manifest import dataset_classes, resolve_dataset
+from dataengine.training.multinode import Rendezvous, failure_hint, rendezvous_for
 from dataengine.vision import checkpoint_key, model_prefix, pick_device
 
 logger = logging.getLogger(__name__)
@@ -120,10 +121,15 @@ def torchrun_command(
     dataset_id: str,
     model_id: str,
     device: str = "auto",
+    rdzv: Rendezvous | None = None,
 ) -> list[str]:
-    """The torchrun command line for one training job; ``device`` is not part of the model id."""
+    """The torchrun command line for one training job (this node's share of it with ``rdzv``).
+
+    ``device`` is not part of the model id.
+    """
+    launch = rdzv.torchrun_args() if rdzv is not None else ["--standalone"]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        sys.executable, "-m", "torch.distributed.run", *launch,
         "--nproc_per_node", str(args["nproc"]), "-m", "dataengine.training.ddp",
         "--store-url", store_url, "--manifest", manifest_uri,
         "--dataset-id", dataset_id, "--model-id", model_id,
@@ -144,7 +150,9 @@ def _child_env(ctx: Context, nproc: int) -> dict[str, str]:
     return env
 
 
-def run_torchrun(command: list[str], env: dict[str, str], *, what: str) -> float:
+def run_torchrun(
+    command: list[str], env: dict[str, str], *, what: str, rdzv: Rendezvous | None = None
+) -> float:
     """Run the job, streaming its stdout to the log; returns its wall seconds."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stderr:
@@ -155,7 +163,11 @@ def run_torchrun(command: list[str], env: dict[str, str], *, what: str) -> float
             code = proc.wait()
         if code != 0:
             stderr.seek(0)
-            tail = stderr.read()[-STDERR_TAIL_CHARS:]
+            text = stderr.read()
+            hint = failure_hint(text, rdzv)
+            tail = text[-STDERR_TAIL_CHARS:]
+            if hint is not None:
+                raise TrainingError(f"{what}: {hint}; end of torchrun's stderr:\n{tail}")
             raise TrainingError(f"{what}: torchrun exited with code {code}; end of its stderr:\n{tail}")
     return time.perf_counter() - started
 
@@ -222,7 +234,12 @@ def _same_recipe_on(ctx: Context, dataset_id: str, args: dict[str, Any]) -> str 
 
 
 def train(
-    ctx: Context, *, dataset: str | None = None, nproc: int | None = None, epochs: int | None = None
+    ctx: Context,
+    *,
+    dataset: str | None = None,
+    nproc: int | None = None,
+    epochs: int | None = None,
+    node_rank: int | None = None,
 ) -> TrainResult:
     """Train a detector on a dataset version with DDP under torchrun; returns the registered model.
 
@@ -230,12 +247,16 @@ def train(
     The model id follows from the dataset id and the training arguments, so a rerun returns the model
     trained before (``created=False``) instead of training again, even when another model was promoted
     in between (a warm start would otherwise begin from it and count as a new recipe).
+
+    With ``train_nnodes`` above 1 this call is one node of the job: node 0 (``node_rank``, default the
+    ``train_node_rank`` setting) registers the model, the others only train and check it was stored.
     """
     with ctx.db.session() as session:
         row = resolve_dataset(session, dataset)
     nproc = resolve_nproc(nproc, ctx.settings.train_nproc, device=ctx.settings.device)
     args = training_args(ctx, row, nproc=nproc, epochs=epochs)
     model_id = _same_recipe_on(ctx, row.id, args) or model_id_for(row.id, args)
+    rdzv = rendezvous_for(ctx.settings, model_id, node_rank=node_rank)
     record = _existing(ctx, model_id)
     created = record is None
     if record is None:
@@ -243,20 +264,43 @@ def train(
             raise EmptyDatasetError(f"dataset {row.id} has no labelled frames in its train split")
         command = torchrun_command(
             args, store_url=ctx.store.url, manifest_uri=row.manifest_uri, dataset_id=row.id,
-            model_id=model_id, device=ctx.settings.device,
+            model_id=model_id, device=ctx.settings.device, rdzv=rdzv,
         )  # fmt: skip
-        logger.info("training %s on %s with %d process(es)", model_id, row.id, args["nproc"])
-        wall = run_torchrun(command, _child_env(ctx, args["nproc"]), what=f"training {model_id} on {row.id}")
+        where = f" as node {rdzv.node_rank} of {rdzv.nnodes} at {rdzv.endpoint}" if rdzv else ""
+        logger.info("training %s on %s with %d process(es)%s", model_id, row.id, args["nproc"], where)
+        what = f"training {model_id} on {row.id}"
+        wall = run_torchrun(command, _child_env(ctx, args["nproc"]), what=what, rdzv=rdzv)
+        if rdzv is not None and rdzv.node_rank != 0:
+            return _joined(ctx, model_id, row.id, wall)
         record = _add_wall_seconds(ctx.store, model_id, wall)
-    _register(ctx, model_id, row.id, record)
+    if rdzv is None or rdzv.node_rank == 0:
+        _register(ctx, model_id, row.id, record)
+    return _result(ctx, model_id, row.id, record, created=created)
+
+
+def _result(
+    ctx: Context, model_id: str, dataset_id: str, record: dict[str, Any], *, created: bool
+) -> TrainResult:
     return TrainResult(
         model_id=model_id,
-        dataset_id=row.id,
+        dataset_id=dataset_id,
         checkpoint_uri=ctx.store.uri(checkpoint_key(model_id)),
         train_seconds=float(record.get("wall_seconds", record.get("train_seconds", 0.0))),
         n_train_frames=int(record.get("n_train_frames", 0)),
         created=created,
     )
+
+
+def _joined(ctx: Context, model_id: str, dataset_id: str, wall: float) -> TrainResult:
+    """A non-launching node's result: the job's rank 0 (on whichever node) must have stored the model."""
+    uri = ctx.store.uri(checkpoint_key(model_id))
+    if not ctx.store.exists(checkpoint_key(model_id)):
+        raise TrainingError(
+            f"training {model_id}: this node's part of the job ended, but {uri} does not exist: "
+            "every node must use the same DATAENGINE_STORAGE_URL"
+        )
+    record = _existing(ctx, model_id) or {}
+    return _result(ctx, model_id, dataset_id, {**record, "wall_seconds": wall}, created=True)
 
 
 def _add_wall_seconds(store: ObjectStore, model_id: str, wall_seconds: float) -> dict[str, Any]:
