@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from dataengine.errors import ConfigError
+from dataengine.redaction import mask_options, mask_url
 
 DEFAULT_CONFIG_FILE = "dataengine.toml"
 
@@ -209,8 +210,11 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings safe to print or log: secrets are masked by pydantic."""
-        return self.model_dump(mode="json")
+        """Settings safe to print or log: secret fields, passwords inside URLs (the database, Label
+        Studio, an S3 endpoint) and credentials in the storage options are masked."""
+        data: dict[str, Any] = self.model_dump(mode="json")  # SecretStr fields come out masked
+        data["storage_options"] = mask_options(data["storage_options"])
+        return {key: mask_url(value) if isinstance(value, str) else value for key, value in data.items()}
 
 
 def _config_file() -> Path | None:

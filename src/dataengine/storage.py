@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from dataengine.config import Settings
 
 _TMP_PREFIX = ".tmp-"
+_S3_PROTOCOLS = ("s3", "s3a")
+_CONFLICT_RETRIES = 5
 
 
 def _check_key(key: str) -> str:
@@ -186,26 +189,46 @@ class ObjectStore:
         """Write ``data`` to ``key`` atomically.
 
         With ``exclusive=True`` an existing object is never replaced: writing the same bytes again is
-        a no-op that returns ``False``, and different bytes raise :class:`ObjectExistsError`.
+        a no-op that returns ``False``, and different bytes raise :class:`ObjectExistsError`. The
+        check and the write are one step: a hard link on local disk, a conditional PUT
+        (``If-None-Match: *``) on S3, so two writers racing for a key cannot both win.
         Returns ``True`` when the object was written.
         """
         path = self._path(key)
-        if exclusive and self.exists(key):
+        try:
+            if self.protocol == "file":
+                self._write_local(Path(path), data, exclusive=exclusive)
+            elif exclusive and self.protocol in _S3_PROTOCOLS:
+                self._put_if_absent(path, data)
+            elif exclusive and self.exists(key):
+                raise FileExistsError(path)  # A store without conditional writes: check, then put.
+            else:
+                self.fs.pipe_file(path, data)
+        except FileExistsError as exc:
             if self.read_bytes(key) == data:
                 return False
             raise ObjectExistsError(
                 f"{self.uri(key)} already exists with other content; it is immutable, write a new key"
-            )
-        try:
-            if self.protocol == "file":
-                self._write_local(Path(path), data, exclusive=exclusive)
-            else:
-                self.fs.pipe_file(path, data)
-        except (ObjectExistsError, StorageError):
+            ) from exc
+        except StorageError:
             raise
         except Exception as exc:
             raise _translate(exc, self.uri(key)) from exc
         return True
+
+    def _put_if_absent(self, path: str, data: bytes) -> None:
+        """One PUT with ``If-None-Match: *``; an existing object raises ``FileExistsError`` (s3fs turns
+        S3's 412 into it). S3 answers 409 when another conditional write of the key is in flight: try
+        again, and the loser then sees the winner's object."""
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                # s3fs sends objects under 100 MB (every exclusive write here) as one PUT.
+                self.fs.pipe_file(path, data, IfNoneMatch="*")
+                return
+            except OSError as exc:
+                if "ConditionalRequestConflict" not in str(exc) or attempt == _CONFLICT_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _write_local(self, path: Path, data: bytes, *, exclusive: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,11 +240,7 @@ class ObjectStore:
                 os.fsync(handle.fileno())
             if exclusive:
                 # link() fails if the target appeared meanwhile: no other writer can be overwritten.
-                try:
-                    os.link(tmp, path)
-                except FileExistsError as exc:
-                    if path.read_bytes() != data:
-                        raise ObjectExistsError(f"{path} already exists with other content") from exc
+                os.link(tmp, path)
             else:
                 os.replace(tmp, path)
         finally:

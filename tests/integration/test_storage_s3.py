@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,34 @@ def test_s3_listing_sees_writes_of_another_client(
     assert s3_store.list("x") == []
     other.write_bytes("x/new", b"1")
     assert s3_store.list("x") == ["x/new"]
+
+
+def test_s3_exclusive_write_is_one_conditional_put(
+    s3_store: ObjectStore, s3_server: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer creates the key after any check we could make: S3 itself refuses our PUT."""
+    other = ObjectStore(s3_store.url, **{k: v for k, v in s3_server.items() if k != "endpoint_url"})
+    other.write_bytes("annotations/c/v0002.json", b"theirs")
+    monkeypatch.setattr(ObjectStore, "exists", lambda self, key: False)  # the check that came too early
+    with pytest.raises(ObjectExistsError, match=r"v0002\.json already exists with other content"):
+        s3_store.write_bytes("annotations/c/v0002.json", b"ours", exclusive=True)
+    assert other.read_bytes("annotations/c/v0002.json") == b"theirs"
+
+
+def test_s3_racing_exclusive_writers_have_one_winner(s3_store: ObjectStore) -> None:
+    def write(n: int) -> str:
+        try:
+            return (
+                "won"
+                if s3_store.write_bytes("datasets/d/v0001/manifest.jsonl", b"%d" % n, exclusive=True)
+                else "same"
+            )
+        except ObjectExistsError:
+            return "lost"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(write, range(8)))
+    assert outcomes.count("won") == 1, outcomes
+    assert outcomes.count("lost") == 7
+    winner = outcomes.index("won")
+    assert s3_store.read_bytes("datasets/d/v0001/manifest.jsonl") == b"%d" % winner

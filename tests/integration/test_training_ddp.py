@@ -72,7 +72,7 @@ def test_two_gloo_ranks_train_one_epoch_and_the_loss_falls(ctx: Context) -> None
     config = model.metrics["config"]
     assert (config["arch"], config["classes"]) == ("tiny_fasterrcnn", CLASSES)
     assert config["train_args"]["epochs"] == 1
-    checkpoint = torch.load(io.BytesIO(ctx.store.read_bytes(resume_key(result.model_id))), weights_only=False)
+    checkpoint = torch.load(io.BytesIO(ctx.store.read_bytes(resume_key(result.model_id))), weights_only=True)
     assert checkpoint["config"]["manifest"] == config["train_args"]["manifest"]
     assert checkpoint["next_epoch"] == 1
 
@@ -102,7 +102,7 @@ def test_a_killed_job_resumes_from_its_last_epoch(ctx: Context) -> None:
         process.send_signal(signal.SIGKILL)
     job.wait()
     assert not ctx.store.exists(f"models/{model_id}/training.json"), "the job finished before the kill"
-    saved = torch.load(io.BytesIO(ctx.store.read_bytes(resume_key(model_id))), weights_only=False)
+    saved = torch.load(io.BytesIO(ctx.store.read_bytes(resume_key(model_id))), weights_only=True)
 
     result = train(ctx, nproc=1, epochs=4)
 

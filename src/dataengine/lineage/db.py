@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dataengine.errors import LineageError, RetryableLineageError
 
 HEAD_REVISION = "0002"
+_MIGRATE_WAIT_SECONDS = 120.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -97,13 +98,19 @@ class Database:
             yield held
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision; a no-op when it is there already."""
+        """Bring the schema to the newest revision; a no-op when it is there already.
+
+        Two processes that start on a new database at once migrate one after the other.
+        """
         from alembic import command
 
-        with self.engine.begin() as connection:
-            config = alembic_config(self.url)
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with self.lock("migrate", wait_seconds=_MIGRATE_WAIT_SECONDS) as held:
+            if not held:
+                raise RetryableLineageError(f"{self!r} is being migrated by another process; try again")
+            with self.engine.begin() as connection:
+                config = alembic_config(self.url)
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
 
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at, or ``None`` when it was never migrated."""

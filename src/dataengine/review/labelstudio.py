@@ -24,6 +24,7 @@ from dataengine.clips import read_meta, video_key
 from dataengine.errors import AnnotationValidationError, ReviewError
 from dataengine.formats import ClipAnnotations
 from dataengine.lineage.reviews import review_tasks
+from dataengine.redaction import mask_url
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
@@ -85,7 +86,8 @@ class LabelStudioClient:
                 raise
             raise ReviewError(f"Label Studio {method} {path}: HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise RetryableReviewError(f"Label Studio at {self.url} is unreachable: {exc}") from exc
+            where = mask_url(self.url)
+            raise RetryableReviewError(f"Label Studio at {where} is unreachable: {exc}") from exc
         return json.loads(text) if text else None
 
 
@@ -184,7 +186,7 @@ class LabelStudioPlatform:
 
     def task_url(self, external_id: str) -> str:
         """The task in the Label Studio editor."""
-        return f"{self.client.url}/projects/{self.project_id()}/data?task={external_id}"
+        return f"{mask_url(self.client.url)}/projects/{self.project_id()}/data?task={external_id}"
 
     def completed(self) -> Iterator[CompletedReview]:
         """Open tasks that have a submitted annotation; the task (with its annotations) is the payload."""

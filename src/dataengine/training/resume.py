@@ -82,7 +82,9 @@ def load_state(
     if not store.exists(key):
         return TrainState()
     try:
-        payload = torch.load(io.BytesIO(store.read_bytes(key)), map_location="cpu", weights_only=False)
+        # Tensors, numbers, strings and containers only: a pickle that would run code is refused, so
+        # whoever can write the bucket cannot run code on the training workers.
+        payload = torch.load(io.BytesIO(store.read_bytes(key)), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(
             f"{store.uri(key)}: unreadable training state ({exc}); delete it to train from the start"

@@ -83,7 +83,7 @@ def load_detections(
     if not store.exists(key):
         return None
     try:
-        with np.load(io.BytesIO(store.read_bytes(key))) as data:
+        with np.load(io.BytesIO(store.read_bytes(key)), allow_pickle=False) as data:
             cached = {name: data[name] for name in data.files}
     except (StorageError, OSError, ValueError, KeyError) as exc:
         logger.warning("ignoring unreadable cached detections %s: %s", store.uri(key), exc)

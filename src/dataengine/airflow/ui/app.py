@@ -7,6 +7,7 @@ authentication, because the endpoints of a plugin's app are not protected automa
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import threading
 from collections import OrderedDict
@@ -104,12 +105,19 @@ def create_app(
 ) -> FastAPI:
     """The app; ``dependencies`` guard every route (the plugin passes Airflow's authentication)."""
     app = FastAPI(title="dataengine monitoring", dependencies=dependencies or [])
+    # A server never migrates the database it serves: `dataengine init` (or airflow-init) does.
     app.state.contexts = _Contexts(
-        context_factory or (lambda: Context.create(run_id="ui/airflow", actor="airflow-ui"))
+        context_factory or (lambda: Context.create(run_id="ui/airflow", actor="airflow-ui", migrate=False))
     )
     app.state.frames = FrameCache()
     app.include_router(router)
+    app.add_exception_handler(DataEngineError, _unavailable)
     return app
+
+
+def _unavailable(_request: Request, exc: Exception) -> Response:
+    """An error of the engine (an unmigrated or unreachable database) as a 503 page that says so."""
+    return HTMLResponse(f"<h1>dataengine is unavailable</h1><p>{html.escape(str(exc))}</p>", status_code=503)
 
 
 @router.get("/", response_class=HTMLResponse)
