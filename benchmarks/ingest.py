@@ -1,13 +1,19 @@
-"""Ingest benchmark: our ingest against the ``ffmpeg`` command line doing the same work, in one run.
+"""Ingest benchmark: ``dataengine ingest`` against the ``ffmpeg`` command line doing the same work.
 
-Both cut a generated H.264 video (1080p and 720p, 25 fps, a keyframe every 2 s, B-frames, noise so
-that it decodes like camera footage) into 10 s clips and extract JPEG frames at 2 fps. ffmpeg does it
-in one command (segment muxer with stream copy, plus the ``fps`` filter into its MJPEG encoder); ours
-also hashes the file, writes ``meta.json`` and registers every clip in the lineage database. Each side
-runs in a child process, so its peak memory (max RSS) is its own. Peak memory for a one-hour video is
-extrapolated linearly from a half-length and the full-length video (memory is meant to stay flat).
+Both are run as a user would, as a command in a fresh process, timed from start to exit: ours
+includes Python's start-up and imports. Both cut a generated 1080p H.264 video into 10 s clips (stream
+copy) and extract JPEG frames at 2 fps. ffmpeg does it in one command (segment muxer, plus the ``fps``
+filter into its MJPEG encoder); ours also hashes the file, writes ``meta.json`` and registers every
+clip in a SQLite lineage database. Four videos: ``testsrc2`` clean (a keyframe every 60 frames, as a
+quiet camera encodes) and with temporal noise (every 50 frames, like a sensor in low light), each 30
+and 60 s long, 25 fps, x264 ``veryfast`` with its default B-frames.
 
-    python -m benchmarks.ingest [--seconds 60] [--repeats 2] [--videos DIR]
+Each repetition runs the two sides back to back, alternating which goes first, so that both see the
+same load; the ratio (ffmpeg's wall time / ours) is taken per pair and reported as min / median / max
+with the load average. The CPU-time ratio is printed too: on a busy machine it moves less than wall time.
+Peak memory for a one-hour video is extrapolated linearly from the 30 s and 60 s noisy videos.
+
+    python -m benchmarks.ingest [--repeats 5] [--videos DIR] [--every-frame]
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.stats import Spread, load_text, spread
+
 FPS = 25
 CLIP_SECONDS = 10.0
 SAMPLE_FPS = 2.0
@@ -30,15 +38,38 @@ JPEG_QUALITY = 90
 # ffmpeg's MJPEG scale (2 best .. 31): 2 is the closest to libjpeg quality 90 (the JPEG byte totals
 # of both sides are printed, to check that the comparison is like for like).
 FFMPEG_QSCALE = 2
-SIZES = {"1080p": (1920, 1080), "720p": (1280, 720)}
+SIZE = (1920, 1080)
 Row = tuple[str, float, float, str]
 
 
 @dataclass(frozen=True)
+class Video:
+    """One generated test video."""
+
+    name: str
+    seconds: float
+    noisy: bool
+    gop: int
+
+    @property
+    def frames(self) -> int:
+        return round(self.seconds * FPS)
+
+
+VIDEOS = [
+    Video("clean 30 s", 30.0, noisy=False, gop=60),
+    Video("clean 60 s", 60.0, noisy=False, gop=60),
+    Video("noisy 30 s", 30.0, noisy=True, gop=50),
+    Video("noisy 60 s", 60.0, noisy=True, gop=50),
+]
+
+
+@dataclass(frozen=True)
 class Run:
-    """One timed run: wall seconds, peak memory in MB, and the JPEG frames and clips it wrote."""
+    """One timed command: wall and CPU seconds, peak memory in MB, and what it wrote."""
 
     seconds: float
+    cpu: float
     peak_mb: float
     jpegs: int
     jpeg_mb: float
@@ -55,16 +86,18 @@ def need_ffmpeg() -> str:
     return found
 
 
-def generate(path: Path, *, seconds: float, size: tuple[int, int]) -> Path:
-    """A noisy test-pattern H.264 video (yuv420p, 25 fps, GOP 2 s); reused when it exists."""
+def generate(folder: Path, video: Video) -> Path:
+    """The test video, generated once into ``folder`` (reused when it exists)."""
+    kind = "noisy" if video.noisy else "clean"
+    path = folder / f"bench-{kind}-{SIZE[1]}p-{video.seconds:g}s-g{video.gop}.mp4"
     if path.exists():
         return path
-    width, height = size
+    noise = ["-vf", "noise=alls=8:allf=t+u"] if video.noisy else []
     tmp = path.with_suffix(".part.mp4")
     subprocess.run(
         [need_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc2=s={width}x{height}:r={FPS}:d={seconds}", "-vf", "noise=alls=8:allf=t+u",
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(2 * FPS),
+         f"testsrc2=s={SIZE[0]}x{SIZE[1]}:r={FPS}:d={video.seconds}", *noise,
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(video.gop),
          "-pix_fmt", "yuv420p", str(tmp)],
         check=True,
     )  # fmt: skip
@@ -72,140 +105,184 @@ def generate(path: Path, *, seconds: float, size: tuple[int, int]) -> Path:
     return path
 
 
-def _child_rusage(args: list[str]) -> tuple[float, float]:
-    """Run ``args``; returns (wall seconds, peak RSS in MB) of that process alone."""
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{args[0]} failed: {stderr[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
-
-
 def _outputs(root: Path) -> tuple[int, float, int]:
-    jpegs = [p for p in root.rglob("*.jpg")]
-    clips = [p for p in root.rglob("*.mp4")]
+    jpegs = list(root.rglob("*.jpg"))
+    clips = list(root.rglob("*.mp4"))
     return len(jpegs), sum(p.stat().st_size for p in jpegs) / 1e6, len(clips)
 
 
-def run_ffmpeg(video: Path, work: Path) -> Run:
+def _run(args: list[str], root: Path, *, env: dict[str, str] | None = None) -> tuple[Run, str]:
+    """Run a command in its own process; wall, CPU and peak memory are that process's alone."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=root)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if code != 0:
+        raise RuntimeError(f"{args[0]} failed ({code}): {stderr[-2000:]}")
+    jpegs, jpeg_mb, clips = _outputs(root)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, cpu, usage.ru_maxrss / 1024, jpegs, jpeg_mb, clips), stdout
+
+
+def run_ffmpeg(path: Path, work: Path) -> Run:
     """ffmpeg: stream-copy segments of 10 s and JPEGs at 2 fps, in one decode."""
     root = Path(tempfile.mkdtemp(dir=work, prefix="ffmpeg-"))
     (root / "clips").mkdir()
     (root / "frames").mkdir()
     args = [
-        need_ffmpeg(), "-v", "error", "-y", "-i", str(video),
+        need_ffmpeg(), "-v", "error", "-y", "-i", str(path),
         "-map", "0:v", "-c", "copy", "-f", "segment", "-segment_time", str(CLIP_SECONDS),
         "-reset_timestamps", "1", str(root / "clips" / "%05d.mp4"),
         "-map", "0:v", "-vf", f"fps={SAMPLE_FPS}", "-q:v", str(FFMPEG_QSCALE),
         str(root / "frames" / "%06d.jpg"),
     ]  # fmt: skip
-    seconds, peak = _child_rusage(args)
-    jpegs, jpeg_mb, clips = _outputs(root)
-    shutil.rmtree(root)
-    return Run(seconds, peak, jpegs, jpeg_mb, clips)
+    try:
+        return _run(args, root)[0]
+    finally:
+        shutil.rmtree(root)
 
 
-def run_ours(video: Path, work: Path) -> Run:
-    """Our ingest of the one video into a fresh store and lineage database, in a child process."""
+def _cli() -> list[str]:
+    script = Path(sys.executable).parent / "dataengine"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dataengine.cli"]
+
+
+def run_ours(path: Path, work: Path, *, every_frame: bool = False) -> Run:
+    """``dataengine ingest --json VIDEO`` into a fresh store and SQLite lineage database."""
     root = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
-    args = [sys.executable, "-m", "benchmarks.ingest", "--child", str(video), str(root)]
-    _, peak = _child_rusage(args)
-    result = json.loads((root / "result.json").read_text())
-    jpegs, jpeg_mb, clips = _outputs(root / "store" / "clips")
-    shutil.rmtree(root)
-    if result["quarantined"]:
-        raise RuntimeError(f"ingest quarantined the benchmark video: {result['quarantined']}")
-    return Run(result["seconds"], peak, jpegs, jpeg_mb, clips)
-
-
-def child(video: Path, root: Path) -> None:
-    """The child process of :func:`run_ours`: times ``ingest`` alone, writes ``result.json``."""
-    from dataengine.config import Settings
-    from dataengine.context import Context
-    from dataengine.ingest import ingest
-
-    settings = Settings(
-        database_url=f"sqlite:///{root / 'lineage.db'}",
-        storage_url=f"file://{root / 'store'}",
-        clip_seconds=CLIP_SECONDS,
-        sample_fps=SAMPLE_FPS,
-        jpeg_quality=JPEG_QUALITY,
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
+    env.update(
+        DATAENGINE_DATABASE_URL=f"sqlite:///{root / 'lineage.db'}",
+        DATAENGINE_STORAGE_URL=f"file://{root / 'store'}",
+        DATAENGINE_CLIP_SECONDS=str(CLIP_SECONDS),
+        DATAENGINE_SAMPLE_FPS=str(SAMPLE_FPS),
+        DATAENGINE_JPEG_QUALITY=str(JPEG_QUALITY),
+        DATAENGINE_INGEST_SKIP_FRAMES="false" if every_frame else "true",
     )
-    ctx = Context.create(settings, run_id="bench/ingest")
-    started = time.perf_counter()
-    report = ingest(ctx, [str(video)])
-    seconds = time.perf_counter() - started
-    ctx.close()
-    doc = {
-        "seconds": seconds,
-        "clips": len(report.clips),
-        "quarantined": [q.reason for q in report.quarantined],
-    }
-    (root / "result.json").write_text(json.dumps(doc))
+    try:
+        run, stdout = _run([*_cli(), "ingest", "--json", str(path)], root, env=env)
+    finally:
+        shutil.rmtree(root)
+    report = json.loads(stdout)
+    if report["quarantined"] or len(report["videos"]) != 1:
+        raise RuntimeError(f"ingest did not take the benchmark video: {report}")
+    return run
 
 
-def best(runs: list[Run]) -> Run:
-    """The fastest run, with the highest peak memory seen over all runs."""
-    fastest = min(runs, key=lambda r: r.seconds)
-    return Run(fastest.seconds, max(r.peak_mb for r in runs), fastest.jpegs, fastest.jpeg_mb, fastest.clips)
+@dataclass(frozen=True)
+class Pairs:
+    """Repeated paired runs of one video."""
+
+    video: Video
+    ours: list[Run]
+    ffmpeg: list[Run]
+    every: list[Run]
+
+    @property
+    def ratio(self) -> Spread:
+        return spread([f.seconds / o.seconds for f, o in zip(self.ffmpeg, self.ours, strict=True)])
+
+    @property
+    def cpu_ratio(self) -> Spread:
+        return spread([f.cpu / o.cpu for f, o in zip(self.ffmpeg, self.ours, strict=True)])
+
+
+def measure(path: Path, video: Video, work: Path, *, repeats: int, every_frame: bool) -> Pairs:
+    """``repeats`` pairs of runs, alternating which side goes first."""
+    ours, ffmpeg, every = [], [], []
+    for repeat in range(repeats):
+        if repeat % 2:
+            ours.append(run_ours(path, work))
+            ffmpeg.append(run_ffmpeg(path, work))
+        else:
+            ffmpeg.append(run_ffmpeg(path, work))
+            ours.append(run_ours(path, work))
+        if every_frame:
+            every.append(run_ours(path, work, every_frame=True))
+    return Pairs(video, ours, ffmpeg, every)
+
+
+def startup(repeats: int) -> tuple[Spread, Spread]:
+    """Wall and CPU seconds of ``dataengine --help``: the CLI's own start-up."""
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory(prefix="dataengine-bench-cli-") as tmp:
+        for _ in range(repeats):
+            run, _ = _run([*_cli(), "--help"], Path(tmp))
+            walls.append(run.seconds)
+            cpus.append(run.cpu)
+    return spread(walls), spread(cpus)
+
+
+def _median_run(runs: list[Run]) -> Run:
+    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+
+
+def report(results: list[Pairs], loads: list[str]) -> None:
+    """Print the per-video table."""
+    print("video         who      frames/s  wall s    CPU s  peak MB clips jpegs  jpeg MB")
+    for pairs, load in zip(results, loads, strict=True):
+        sides = [("ours", pairs.ours), ("ffmpeg", pairs.ffmpeg)] + (
+            [("every", pairs.every)] if pairs.every else []
+        )
+        for who, runs in sides:
+            run = _median_run(runs)
+            peak = max(r.peak_mb for r in runs)
+            print(
+                f"{pairs.video.name:<13} {who:<7} {pairs.video.frames / run.seconds:>9.1f} "
+                f"{run.seconds:>7.2f} {run.cpu:>7.2f} {peak:>8.0f} {run.clips:>5} {run.jpegs:>5} "
+                f"{run.jpeg_mb:>8.1f}"
+            )
+        print(f"{pairs.video.name:<13} ratio (ffmpeg wall / ours) {pairs.ratio}; CPU {pairs.cpu_ratio}")
+        if pairs.every:
+            skip = spread([e.seconds / o.seconds for e, o in zip(pairs.every, pairs.ours, strict=True)])
+            print(f"{pairs.video.name:<13} every frame decoded / ours, wall: {skip}")
+        print(f"{'':<13} {load}")
 
 
 def bench_ingest(
-    work: Path, *, seconds: float = 60.0, repeats: int = 2, videos: Path | None = None
+    work: Path, *, repeats: int = 5, videos: Path | None = None, every_frame: bool = False
 ) -> list[Row]:
-    """Print the detailed table; returns the throughput rows (ours vs ffmpeg) for ``python -m benchmarks``."""
-    videos = videos or work
-    videos.mkdir(parents=True, exist_ok=True)
-    n_frames = round(seconds * FPS)
+    """Print the tables; returns one row per video (median frames/s) for ``python -m benchmarks``."""
+    folder = videos or work
+    folder.mkdir(parents=True, exist_ok=True)
+    results, loads = [], []
+    for video in VIDEOS:
+        path = generate(folder, video)
+        before = load_text()
+        results.append(measure(path, video, work, repeats=repeats, every_frame=every_frame))
+        loads.append(f"{before} before, {load_text()} after")
+    report(results, loads)
+    by_name = {p.video.name: p for p in results}
+    half, full = (max(r.peak_mb for r in by_name[n].ours) for n in ("noisy 30 s", "noisy 60 s"))
+    hour = full + max(0.0, full - half) * (3600 - 60) / 30
+    print(f"peak memory (noisy): {half:.0f} MB at 30 s, {full:.0f} MB at 60 s -> {hour:.0f} MB for an hour")
+    wall, cpu = startup(repeats)
+    print(f"CLI start-up, dataengine --help: wall {wall} s, CPU {cpu} s ({load_text()})")
     rows: list[Row] = []
-    lines = []
-    peaks: dict[str, float] = {}
-    for label, size in SIZES.items():
-        video = generate(videos / f"bench-{label}-{seconds:g}s.mp4", seconds=seconds, size=size)
-        ref = best([run_ffmpeg(video, work) for _ in range(repeats)])
-        ours = best([run_ours(video, work) for _ in range(repeats)])
-        peaks[label] = ours.peak_mb
-        for who, run in (("ours", ours), ("ffmpeg", ref)):
-            lines.append(
-                f"{label:<6} {who:<7} {n_frames / run.seconds:>9.1f} {seconds / run.seconds:>8.2f}x "
-                f"{run.peak_mb:>9.0f} {run.clips:>6} {run.jpegs:>6} {run.jpeg_mb:>8.1f}"
-            )
-        ratio = ref.seconds / ours.seconds
-        lines.append(f"{label:<6} ratio   {ratio:>9.2f}  (ours / ffmpeg throughput)")
-        rows.append((f"ingest {label} {seconds:g} s, clips + 2 fps JPEG (frames/s)", n_frames / ours.seconds,
-                     n_frames / ref.seconds, "ffmpeg CLI: segment copy + fps=2 JPEG"))  # fmt: skip
-    half = _half_length_peak(videos, work, seconds=seconds, repeats=repeats)
-    hour = peaks["1080p"] + max(0.0, peaks["1080p"] - half) * (3600 - seconds) / (seconds / 2)
-    header = ("video", "who", "frames/s", "realtime", "peak MB", "clips", "jpegs", "jpeg MB")
-    print("{:<6} {:<7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>8}".format(*header))
-    print("\n".join(lines))
-    print(f"peak memory, 1080p: {half:.0f} MB at {seconds / 2:g} s, {peaks['1080p']:.0f} MB at {seconds:g} s "
-          f"-> {hour:.0f} MB extrapolated to one hour (goal < 500 MB)")  # fmt: skip
+    for pairs in results:
+        ours, ref = _median_run(pairs.ours), _median_run(pairs.ffmpeg)
+        name = f"ingest 1080p {pairs.video.name} (frames/s, median of {repeats})"
+        frames = pairs.video.frames
+        rows.append(
+            (name, frames / ours.seconds, frames / ref.seconds, "ffmpeg CLI: segment copy + fps=2 JPEG")
+        )
     return rows
-
-
-def _half_length_peak(videos: Path, work: Path, *, seconds: float, repeats: int) -> float:
-    """Our peak memory on a 1080p video half as long, generated the same way."""
-    half = generate(videos / f"bench-1080p-{seconds / 2:g}s.mp4", seconds=seconds / 2, size=SIZES["1080p"])
-    return best([run_ours(half, work) for _ in range(repeats)]).peak_mb
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of the generated videos")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per side; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=5, help="paired runs per video")
     parser.add_argument("--videos", type=Path, help="folder to keep the generated videos in between runs")
-    parser.add_argument("--child", nargs=2, metavar=("VIDEO", "ROOT"), help=argparse.SUPPRESS)
+    parser.add_argument("--every-frame", action="store_true", help="also time ours decoding every frame")
     args = parser.parse_args()
-    if args.child:
-        child(Path(args.child[0]), Path(args.child[1]))
-        return
     need_ffmpeg()
     with tempfile.TemporaryDirectory(prefix="dataengine-bench-ingest-") as tmp:
-        bench_ingest(Path(tmp), seconds=args.seconds, repeats=args.repeats, videos=args.videos)
+        bench_ingest(Path(tmp), repeats=args.repeats, videos=args.videos, every_frame=args.every_frame)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Literal, cast
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from dataengine.errors import AnnotationValidationError
+
+if TYPE_CHECKING:  # jsonschema takes 0.1-0.3 s to import: only commands that validate pay for it.
+    import jsonschema
 
 SCHEMA_ID = "dataengine.clip-annotations/1"
 Source = Literal["autolabel", "review", "import", "synthetic"]
@@ -179,6 +180,8 @@ def json_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(
         json_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
