@@ -7,6 +7,7 @@ Airflow tasks write, so every page has something true to show and to check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,32 @@ def _label(ctx: Context, clip_id: str, version: int, *, human: bool) -> int:
     return saved.n_boxes
 
 
+def _scores(held_out: str, map_: float, **classes: tuple[float | None, int]) -> dict[str, Any]:
+    per_class = {name: {"ap": ap, "ap50": ap, "support": n} for name, (ap, n) in classes.items()}
+    boxes = sum(n for _, n in classes.values())
+    return {
+        "held_out": held_out, "map": map_, "map50": map_ + 0.31, "per_class": per_class, "n_gt_boxes": boxes,
+    }  # fmt: skip
+
+
+#: The second model: the current form, with both held-out sets and the gate's checks (it was refused).
+SECOND_MODEL_METRICS: dict[str, Any] = {
+    "eval": _scores("ward-heldout@1", 0.47, person=(0.61, 40), bed=(0.33, 12), wheelchair=(None, 0)),
+    "held_out": "ward-heldout@1",
+    "edge_eval": _scores("ward-edgecases@1", 0.35, person=(0.49, 20), wheelchair=(0.21, 14)),
+    "edge_case": "ward-edgecases@1",
+    "decision": "refused: 1 of 3 checks failed: wheelchair AP on ward-edgecases@1 (14 boxes): 0.210 "
+    "against 0.500 of m-0000000001, fell 0.290, more than the tolerance 0.050; passed: ...",
+    "gate": {
+        "promoted": False,
+        "checks": [
+            {"name": "regression mAP on ward-heldout@1", "passed": True, "detail": "rose 0.060"},
+            {"name": "wheelchair AP on ward-edgecases@1 (14 boxes)", "passed": False, "detail": "fell 0.290"},
+        ],
+    },
+}
+
+
 def _models(ctx: Context) -> None:
     with ctx.db.session() as session:
         repo.register_model(
@@ -147,7 +174,7 @@ def _models(ctx: Context) -> None:
             checkpoint_uri="models/m-0000000002/model.pt",
             dataset_id="ward@1",
             parent_model_id="m-0000000001",
-            metrics={"eval": {"map": 0.47, "map50": 0.78, "per_class": {"person": 0.61, "bed": 0.33}}},
+            metrics=SECOND_MODEL_METRICS,
         )
 
 

@@ -105,14 +105,32 @@ def _status_text(summary: dict[str, Any]) -> str:
         f"promoted model: {summary['promoted_model'] or 'none yet'}",
     ]
     for model in summary["models"]:
-        scores = model["metrics"].get("eval") or {}
-        held_out = model["metrics"].get("held_out", "")
-        if scores:
-            quality = f"mAP {scores.get('map', 0):.3f}  mAP@.5 {scores.get('map50', 0):.3f} on {held_out}"
-        else:
-            quality = "not evaluated"
-        lines.append(f"  {model['id']}  {model['status']:<9}  {quality}")
+        lines += _model_lines(model)
     return "\n".join(lines)
+
+
+def _model_lines(model: dict[str, Any]) -> list[str]:
+    """A model's status and, per held-out set, its mAP and every class's AP with its support."""
+    from dataengine.training.metrics import Evaluation, format_map
+
+    metrics = model["metrics"] or {}
+    head = f"  {model['id']}  {model['status']:<9}"
+    sets = [
+        (kind, Evaluation.from_dict(metrics[key]))
+        for kind, key in (("regression", "eval"), ("edge cases", "edge_eval"))
+        if isinstance(metrics.get(key), dict)
+    ]
+    if not sets:
+        return [f"{head}  not evaluated"]
+    lines = []
+    for kind, scores in sets:
+        per_class = ", ".join(score.text() for score in scores.classes)
+        lines.append(
+            f"{head}  {kind}: mAP {format_map(scores.map)}  mAP@.5 {format_map(scores.map50)} on "
+            f"{scores.held_out or metrics.get('held_out', '')}" + (f"; {per_class}" if per_class else "")
+        )
+        head = " " * len(head)
+    return lines
 
 
 # Stages -------------------------------------------------------------------------------------------
@@ -386,7 +404,7 @@ def train(
         )
         if promote and not node_rank:
             decision = promote_if_better(ctx, model_id=result.model_id)
-            typer.echo(decision.reason)
+            typer.echo(decision.summary())
     typer.echo(result.model_id)
 
 
@@ -397,27 +415,19 @@ def evaluate(
         str | None, typer.Option(help="NAME@VERSION or NAME; default: the model's dataset.")
     ] = None,
     split: Annotated[
-        str, typer.Option(help="heldout (the fixed held-out set), val, train or all.")
+        str,
+        typer.Option(
+            help="heldout (the frozen regression set), edgecases (the edge-case set), val, train or all."
+        ),
     ] = "heldout",
     as_json: JsonFlag = False,
 ) -> None:
-    """COCO mAP of a model on a dataset split."""
+    """COCO mAP of a model on a dataset split, with each class's AP and support (n/a without examples)."""
     from dataengine.training import evaluate as run_evaluate
 
     with _context() as ctx:
-        metrics = run_evaluate(ctx, model_id=model, dataset=dataset, split=split)
-    _emit(
-        metrics,
-        as_json,
-        lambda m: "  ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {_ap_text(v) if isinstance(v, dict) else v}"
-            for k, v in m.items()
-        ),
-    )
-
-
-def _ap_text(per_class: dict[str, float]) -> str:
-    return ", ".join(f"{name} {ap:.4f}" for name, ap in per_class.items())
+        result = run_evaluate(ctx, model_id=model, dataset=dataset, split=split)
+    _emit(result.to_dict(), as_json, lambda _: result.table())
 
 
 # Lineage views ------------------------------------------------------------------------------------

@@ -151,7 +151,16 @@ class Settings(BaseSettings):
     val_fraction: float = Field(0.2, ge=0, lt=1)
     # What a split keeps together: "video", or "camera" (videos without a camera fall back to "video").
     split_by: Literal["video", "camera"] = "video"
+    # A class found in at least this many videos (or cameras) gets one of them in val and one in train.
+    split_min_class_videos: int = Field(3, ge=2)
+    # The promotion gate (docs/training.md, "Promotion"): the edge-case mAP must rise by more than
+    # promote_min_delta; the regression set's mAP may fall by at most promote_map_tolerance; a class with
+    # at least promote_min_class_support boxes in a set may lose at most its tolerance of AP there.
     promote_min_delta: float = Field(0.0, ge=0)
+    promote_map_tolerance: float = Field(0.02, ge=0, le=1)
+    promote_class_tolerance: float = Field(0.05, ge=0, le=1)
+    promote_class_tolerances: dict[str, float] = Field(default_factory=dict)
+    promote_min_class_support: int = Field(10, ge=1)
 
     # Review.
     review_platform: Literal["local", "encord", "labelstudio"] = "local"

@@ -182,5 +182,6 @@ def test_models_page(airflow_ui: AirflowUI, page: Any) -> None:
     _open(page, airflow_ui, "/models")
     assert page.locator("span.model").all_inner_texts() == ["m-0000000002", "m-0000000001"]
     assert "40.0%" in page.locator("table").first.inner_text()
-    assert page.locator("svg.chart polyline").count() == 2
+    assert page.locator("svg.chart polyline").count() == 7  # both held-out sets, per class and mAP
+    assert "n/a (0 examples)" in page.locator("table.classes").first.inner_text()
     _shot(page, airflow_ui, "models")

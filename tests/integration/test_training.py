@@ -22,8 +22,10 @@ import pytest
 import torch
 from numpy.typing import NDArray
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from dataengine import clips, formats
+from dataengine.cli import app
 from dataengine.config import load_settings
 from dataengine.context import Context
 from dataengine.errors import EmptyDatasetError, NotFoundError, TrainingError
@@ -448,14 +450,21 @@ def test_evaluate_scores_the_val_split(trained: Trained) -> None:
     everything = evaluate(ctx, model_id=model_id, dataset=dataset_id, split="all")
 
     for metrics in (val, everything):
-        assert 0.0 <= metrics["map"] <= metrics["map50"] <= 1.0
-        assert 0.0 <= metrics["mar100"] <= 1.0
-    assert (val["n_images"], val["n_gt_boxes"]) == split_truth(ctx, dataset_id, "val")
+        assert metrics.map is not None
+        assert metrics.map50 is not None
+        assert metrics.mar100 is not None
+        assert 0.0 <= metrics.map <= metrics.map50 <= 1.0
+        assert 0.0 <= metrics.mar100 <= 1.0
+        assert sum(score.support or 0 for score in metrics.classes) == metrics.n_gt_boxes
+        assert all((score.ap is None) == (score.support == 0) for score in metrics.classes)
+    assert (val.n_images, val.n_gt_boxes) == split_truth(ctx, dataset_id, "val")
     train_frames, train_boxes = split_truth(ctx, dataset_id, "train")
-    assert everything["n_images"] == val["n_images"] + train_frames
-    assert everything["n_gt_boxes"] == val["n_gt_boxes"] + train_boxes
+    assert everything.n_images == val.n_images + train_frames
+    assert everything.n_gt_boxes == val.n_gt_boxes + train_boxes
     with pytest.raises(NotFoundError, match="no split 'test'"):
         evaluate(ctx, model_id=model_id, split="test")
+    with pytest.raises(NotFoundError, match="has no edge-case set"):
+        evaluate(ctx, model_id=model_id, split="edgecases")
 
 
 def test_a_failed_job_raises_with_the_end_of_its_stderr(ctx: Context) -> None:
@@ -541,11 +550,51 @@ def test_evaluate_a_model_with_no_detections_scores_zero(scored: Context) -> Non
     oracle = evaluate(scored, model_id="m-oracle")
 
     n_frames, n_boxes = split_truth(scored, "default@1", "val")
-    assert (blind["map"], blind["map50"], blind["n_detections"]) == (0.0, 0.0, 0)
-    assert oracle["map"] > 0.9
-    assert (blind["n_images"], blind["n_gt_boxes"]) == (oracle["n_images"], oracle["n_gt_boxes"])
-    assert (oracle["n_images"], oracle["n_gt_boxes"]) == (n_frames, n_boxes)
+    assert (blind.map, blind.map50, blind.n_detections) == (0.0, 0.0, 0)
+    assert oracle.map is not None
+    assert oracle.map > 0.9
+    assert (blind.n_images, blind.n_gt_boxes) == (oracle.n_images, oracle.n_gt_boxes)
+    assert (oracle.n_images, oracle.n_gt_boxes) == (n_frames, n_boxes)
+    # A class with examples and no detection is a measured 0.0; one without examples is n/a.
+    for score in blind.classes:
+        assert (score.ap, score.support == 0) == ((None, True) if not score.support else (0.0, False))
     assert n_boxes > 0
+
+
+def test_a_class_without_examples_is_na_in_evaluate_metrics_json_and_status(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No bed in the held-out frames: every output says n/a (0 examples) for it, never 0.0."""
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("DATAENGINE_STORAGE_URL", ctx.settings.storage_url)
+    oracle = tiny_model(seed=7)
+    labels = oracle_labeller(oracle)
+    for name in ("nb-1", "nb-2", "nb-3"):
+        add_video(
+            ctx,
+            name,
+            n_clips=1,
+            labeller=lambda im: [[b for b in bs if b.label != "bed"] for bs in labels(im)],
+        )
+    ref = build_dataset(ctx)
+    store_model(ctx, "m-oracle", oracle, status="candidate", dataset_id=ref.dataset_id)
+    promote_if_better(ctx, model_id="m-oracle")
+
+    runner = CliRunner()
+    human = runner.invoke(app, ["evaluate", "m-oracle"])
+    as_json = runner.invoke(app, ["evaluate", "m-oracle", "--json"])
+    status = runner.invoke(app, ["status"])
+
+    assert human.exit_code == 0, human.output
+    (bed_row,) = [line for line in human.output.splitlines() if line.startswith("bed ")]
+    assert bed_row.split() == ["bed", "n/a", "(0", "examples)", "0"]
+    assert json.loads(as_json.output)["per_class"]["bed"] == {"ap": None, "ap50": None, "support": 0}
+    stored = ctx.store.read_json("models/m-oracle/metrics.json")["metrics"]["per_class"]
+    assert stored["bed"] == {"ap": None, "ap50": None, "support": 0}
+    assert any(c["support"] and c["ap"] > 0.9 for c in stored.values())  # the other classes were measured
+    assert status.exit_code == 0, status.output
+    assert "bed n/a (0 examples)" in status.output
+    assert "bed 0.0" not in status.output + human.output
 
 
 def test_the_first_model_is_promoted(scored: Context) -> None:
@@ -557,6 +606,7 @@ def test_the_first_model_is_promoted(scored: Context) -> None:
     assert decision.held_out == "default-heldout@1"
     assert status_of(scored, "m-oracle") == "promoted"
     doc = scored.store.read_json("models/m-oracle/metrics.json")
+    assert decision.new_map is not None
     assert doc["metrics"]["map"] == decision.new_map > 0.9
     for clip_id in members(scored, "default@1"):
         (event,) = events(scored, clip_id, status="trained")
@@ -570,8 +620,11 @@ def test_a_worse_candidate_is_rejected_and_the_promoted_model_stays(scored: Cont
 
     assert not decision.promoted
     assert (decision.new_map, decision.previous_model_id) == (0.0, "m-oracle")
+    assert first.new_map is not None
     assert decision.previous_map == first.new_map > 0.9
-    assert "does not beat m-oracle" in decision.reason
+    assert decision.reason.startswith("refused: ")
+    assert "regression mAP on default-heldout@1: 0.000 against" in decision.reason
+    assert "more than the tolerance 0.020" in decision.reason
     assert (status_of(scored, "m-blind"), status_of(scored, "m-oracle")) == ("rejected", "promoted")
     doc = scored.store.read_json("models/m-blind/metrics.json")
     assert (doc["metrics"]["map"], doc["previous"]["metrics"]["map"]) == (0.0, first.new_map)

@@ -60,8 +60,10 @@ def test_one_click_train_trains_promotes_reports_and_then_skips(tmp_path: Path) 
     assert model.metrics["config"]["arch"] == "tiny_fasterrcnn"
     assert "dataset default@1: 3 clips" in first
     assert "+3 added, -0 removed, ~0 relabelled" in first
-    assert "before: none" in first
-    assert f"after: {model.id} mAP" in first
+    assert "regression set: default-heldout@1" in first
+    assert "  before: none" in first
+    assert f"  after: {model.id} mAP" in first
+    assert "edge-case set: none yet" in first
     assert f"decision: {model.id} promoted: no model is promoted yet" in first
     assert models_after == [model.id]  # nothing new trained
     assert f"no new reviewed data: default@1 has the same clips as before and model {model.id}" in again

@@ -186,13 +186,20 @@ def test_a_better_candidate_within_the_margin_is_rejected(ctx: Context) -> None:
     decision = promote_if_better(strict, model_id="m-oracle")
 
     assert not decision.promoted
+    assert decision.new_map is not None
     assert decision.new_map > 0.9
-    assert decision.reason == f"mAP {decision.new_map:.4f} does not beat m-blind's 0.0000 by more than 1.0"
+    assert decision.reason.startswith(
+        "refused: 1 of 3 checks failed: regression mAP rises on default-heldout@1 (no edge-case set with "
+        f"boxes yet): {decision.new_map:.3f} against 0.000 of m-blind, rose {decision.new_map:.3f} "
+        "(more than 1.000 needed); passed: regression mAP on default-heldout@1"
+    )
     comparison = ctx.store.read_json(evaluation_key("m-oracle"))
     assert comparison["held_out"] == ref.heldout_id == "default-heldout@1"
     assert comparison["previous"]["model_id"] == "m-blind"
+    assert comparison["edge_case"] is None  # no clip came in through a trigger
     assert set(comparison["metrics"]["per_class"]) == set(CLASSES)
-    assert max(comparison["metrics"]["per_class"].values()) > 0.9
+    measured = [c for c in comparison["metrics"]["per_class"].values() if c["support"]]
+    assert max(c["ap"] for c in measured) > 0.9
     with ctx.db.session() as session:
         model = repo.get_model(session, "m-oracle")
     assert (model.status, model.dataset_id) == ("rejected", ref.dataset_id)

@@ -245,9 +245,20 @@ def test_models_page_shows_lineage_metrics_and_edit_rate(client: TestClient, sce
     assert f"{100 * 2 / scene.boxes['v1']:.1f}%" in page.text
     assert "(2/5 boxes, 1 reviews)" in page.text
     assert "(0/0 boxes, 0 reviews)" in page.text
-    assert page.text.count("<polyline") == 2  # person and bed over the two versions
-    assert "person 0.610" in page.text
-    assert "bed 0.270" in page.text
+    # Regression set: mAP, person, bed (and wheelchair, never measured there); edge-case set: mAP,
+    # person, wheelchair. A line for every series, none of them drawn through an unmeasured point.
+    assert page.text.count("<polyline") == 7
+    assert "<title>person 0.610 (40 boxes)</title>" in page.text
+    assert "<title>bed 0.270 (support not recorded)</title>" in page.text  # a record without supports
+    assert "<title>wheelchair 0.210 (14 boxes)</title>" in page.text
+    assert "n/a (0 examples)" in page.text
+    assert "wheelchair 0.000" not in page.text
+    assert not re.search(r"<title>wheelchair [^<]*</title>", page.text.split("edge-case set</h2>")[0])
+    # The gate's decision, naming the failed check, with the whole reason on hover.
+    assert "refused: wheelchair AP on ward-edgecases@1 (14 boxes)" in page.text
+    assert "0.210 against 0.500 of m-0000000001, fell 0.290" in page.text
+    assert "m-0000000002 ✗" in page.text
+    assert '0.350 <span class="muted">ward-edgecases@1</span>' in page.text
 
 
 def test_an_empty_engine_renders_every_page(client: TestClient) -> None:

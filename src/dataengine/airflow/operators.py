@@ -379,9 +379,9 @@ class TrainOperator(StageOperator):
 
 
 class EvaluateOperator(StageOperator):
-    """Scores a candidate and the promoted model on the same held-out set; returns both mAPs.
+    """Scores a candidate and the promoted model on both held-out sets; returns both models' mAPs.
 
-    With ``dataset`` it only scores the model on that dataset's held-out set.
+    With ``dataset`` it only scores the model on that dataset's regression held-out set.
     """
 
     template_fields: Sequence[str] = ("model_id", "dataset")
@@ -398,23 +398,27 @@ class EvaluateOperator(StageOperator):
 
         dataset = rendered(self.dataset)
         if dataset:
-            metrics = evaluate(ctx, model_id=str(self.model_id), dataset=dataset)
-            self.log.info("model %s: %s", self.model_id, metrics)
-            return {"held_out": metrics["held_out"], "map": metrics["map"], "per_class": metrics["per_class"]}
-        doc = evaluate_candidate(ctx, model_id=str(self.model_id))
-        previous = doc["previous"]
-        self.log.info("held-out %s: candidate %s, promoted %s", doc["held_out"], doc["metrics"], previous)
+            result = evaluate(ctx, model_id=str(self.model_id), dataset=dataset)
+            self.log.info("%s", result.summary())
+            return result.to_dict()
+        comparison = evaluate_candidate(ctx, model_id=str(self.model_id))
+        for line in comparison.summary().splitlines():
+            self.log.info("%s", line)
+        regression, edge = comparison.regression, comparison.edge_case
         return {
-            "held_out": doc["held_out"],
-            "map": doc["metrics"]["map"],
-            "per_class": doc["metrics"]["per_class"],
-            "previous_model_id": previous["model_id"],
-            "previous_map": previous["metrics"]["map"] if previous["metrics"] else None,
+            "held_out": comparison.held_out,
+            "map": regression.candidate.map,
+            "per_class": regression.candidate.to_dict()["per_class"],
+            "previous_model_id": comparison.promoted_model_id,
+            "previous_map": regression.promoted.map if regression.promoted else None,
+            "edge_case": edge.label if edge else None,
+            "edge_map": edge.candidate.map if edge else None,
+            "previous_edge_map": edge.promoted.map if edge and edge.promoted else None,
         }
 
 
 class PromoteOperator(StageOperator):
-    """Promotes the model when it beats the promoted one on the same held-out set."""
+    """Promotes the model when it passes the promotion gate against the promoted one."""
 
     template_fields: Sequence[str] = ("model_id",)
 
@@ -426,14 +430,8 @@ class PromoteOperator(StageOperator):
         from dataengine.training import promote_if_better
 
         decision = promote_if_better(ctx, model_id=str(self.model_id))
-        self.log.info("%s", decision.reason)
-        return {
-            "model_id": decision.model_id,
-            "promoted": decision.promoted,
-            "new_map": decision.new_map,
-            "previous_model_id": decision.previous_model_id,
-            "previous_map": decision.previous_map,
-        }
+        self.log.info("%s", decision.summary())
+        return decision.to_dict()
 
 
 class SummariseOperator(StageOperator):

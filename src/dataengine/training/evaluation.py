@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -34,14 +35,17 @@ from dataengine.training.manifest import (
     read_manifest,
     resolve_dataset,
 )
+from dataengine.training.metrics import ClassScore, Evaluation
 from dataengine.vision import load_detector
 
 #: ``split`` value that evaluates every frame of the dataset.
 ALL_SPLITS = "all"
 #: ``split`` value that evaluates the dataset's fixed held-out set (its val split when it has none yet).
 HELDOUT = "heldout"
+#: ``split`` value that evaluates the dataset version's edge-case set (val clips selected by triggers).
+EDGE_CASES = "edgecases"
+SPLIT_CHOICES = (HELDOUT, EDGE_CASES, *SPLITS, ALL_SPLITS)
 EVAL_BATCH_SIZE = 8
-_ZERO: dict[str, Any] = {"map": 0.0, "map50": 0.0, "map75": 0.0, "mar100": 0.0}
 
 
 def ground_truth(
@@ -77,11 +81,44 @@ def coco_results(
     return results
 
 
-def coco_map(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    """mAP@[.5:.95], mAP@.5, mAP@.75, AR@100 and the AP@[.5:.95] of each class; 0.0 with nothing to match."""
-    names = {c["id"]: c["name"] for c in gt["categories"]}
+def coco_scores(
+    gt: dict[str, Any], results: list[dict[str, Any]], *, held_out: str = "", model_id: str = ""
+) -> Evaluation:
+    """COCO box metrics of ``results`` against ``gt``, with each class's AP and support.
+
+    A class without ground truth is unmeasured (AP None); with no ground truth at all the overall figures
+    are None too. A class with ground truth but no detection scores 0.0: that is a measurement.
+    """
+    names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
+    support = Counter(int(a["category_id"]) for a in gt["annotations"])
     if not gt["annotations"] or not results:
-        return {**_ZERO, "per_class": dict.fromkeys(names.values(), 0.0)}
+        zero = 0.0 if gt["annotations"] else None
+        overall: list[float | None] = [zero] * 12
+        classes = tuple(
+            ClassScore(name, support[k], *((0.0, 0.0) if support[k] else (None, None)))
+            for k, name in names.items()
+        )
+    else:
+        evaluator = _run_cocoeval(gt, results)
+        # pycocotools says -1 for "no ground truth"; the overall figures average the classes with some.
+        overall = [float(value) if value >= 0 else None for value in evaluator.stats]
+        classes = tuple(
+            ClassScore(names[k], support[k], *_class_ap(evaluator, i))
+            for i, k in enumerate(evaluator.params.catIds)
+        )
+    return Evaluation(
+        held_out=held_out, model_id=model_id, map=overall[0], map50=overall[1], map75=overall[2],
+        mar100=overall[8], classes=classes, n_images=len(gt["images"]),
+        n_gt_boxes=len(gt["annotations"]), n_detections=len(results),
+    )  # fmt: skip
+
+
+def coco_map(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`coco_scores` as a plain dict (``map``, ``map50``, ``map75``, ``mar100``, ``per_class``...)."""
+    return coco_scores(gt, results).to_dict()
+
+
+def _run_cocoeval(gt: dict[str, Any], results: list[dict[str, Any]]) -> COCOeval:
     # pycocotools prints its progress and summary table; keep library chatter out of our output.
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
@@ -92,25 +129,18 @@ def coco_map(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = [max(0.0, float(value)) for value in evaluator.stats]  # -1 means "no ground truth": count 0
-    return {
-        "map": stats[0],
-        "map50": stats[1],
-        "map75": stats[2],
-        "mar100": stats[8],
-        "per_class": _per_class_ap(evaluator, names),
-    }
+    return evaluator
 
 
-def _per_class_ap(evaluator: COCOeval, names: dict[int, str]) -> dict[str, float]:
-    """AP@[.5:.95] per category: the mean precision over IoUs and recalls, all areas, 100 detections."""
+def _class_ap(evaluator: COCOeval, k: int) -> tuple[float | None, float | None]:
+    """AP@[.5:.95] and AP@.5 of the k-th category: mean precision over recalls, all areas, 100 dets."""
     precision = evaluator.eval["precision"]  # [IoU, recall, category, area, max detections]
-    per_class = {}
-    for k, category_id in enumerate(evaluator.params.catIds):
-        values = precision[:, :, k, 0, -1]
+
+    def mean(values: Any) -> float | None:
         valid = values[values > -1]
-        per_class[names[category_id]] = float(valid.mean()) if valid.size else 0.0
-    return per_class
+        return float(valid.mean()) if valid.size else None
+
+    return mean(precision[:, :, k, 0, -1]), mean(precision[0, :, k, 0, -1])
 
 
 def _label_map(model_classes: Sequence[str], dataset_classes_: Sequence[str]) -> dict[int, int]:
@@ -148,27 +178,39 @@ def held_out_source(ctx: Context, row: Dataset) -> tuple[Dataset, str | None, st
     return row, None, f"{row.id}:all"
 
 
+def edge_case_source(ctx: Context, row: Dataset) -> tuple[Dataset, str | None, str] | None:
+    """Where a dataset version's edge-case set is (``(dataset row, None, label)``), or None without one."""
+    edge_id = (row.counts or {}).get("edge_cases")
+    if not edge_id:
+        return None
+    with ctx.db.session() as session:
+        return get_dataset(session, *_split_id(edge_id)), None, str(edge_id)
+
+
 def _source(ctx: Context, row: Dataset, split: str) -> tuple[Dataset, str | None, str]:
     if split == HELDOUT:
         return held_out_source(ctx, row)
+    if split == EDGE_CASES:
+        source = edge_case_source(ctx, row)
+        if source is None:
+            raise NotFoundError(
+                f"dataset {row.id} has no edge-case set: none of its val clips came in through a trigger "
+                "yet (docs/training.md, 'Two held-out sets')"
+            )
+        return source
     return row, None if split == ALL_SPLITS else split, f"{row.id}:{split}"
 
 
-def evaluate(
-    ctx: Context, *, model_id: str, dataset: str | None = None, split: str = HELDOUT
-) -> dict[str, Any]:
-    """COCO box metrics of model ``model_id`` on ``split`` of a dataset version.
+def evaluate(ctx: Context, *, model_id: str, dataset: str | None = None, split: str = HELDOUT) -> Evaluation:
+    """COCO box metrics of model ``model_id`` on ``split`` of a dataset version, per class with support.
 
-    ``split`` is ``heldout`` (the version's fixed held-out set), ``train``, ``val`` or ``all``.
-    ``dataset`` is ``NAME@VERSION`` or ``NAME``; None means the dataset the model was trained on.
-    Returns ``map`` (mAP@[.5:.95]), ``map50``, ``map75``, ``mar100``, ``per_class`` (AP per class name),
-    ``n_images``, ``n_gt_boxes``, ``n_detections`` and ``held_out`` (what was scored, e.g.
-    ``default-heldout@1``). An empty split or a model without detections scores 0.0.
+    ``split`` is ``heldout`` (the version's fixed regression set), ``edgecases`` (its edge-case set),
+    ``train``, ``val`` or ``all``. ``dataset`` is ``NAME@VERSION`` or ``NAME``; None means the dataset the
+    model was trained on. A class without ground truth there is reported unmeasured (n/a), not 0.0.
     """
-    if split not in (HELDOUT, *SPLITS, ALL_SPLITS):
-        # A typo would otherwise select no frame and score the model 0.0 without a word.
-        choices = ", ".join((HELDOUT, *SPLITS, ALL_SPLITS))
-        raise NotFoundError(f"no split {split!r}: evaluate on one of {choices}")
+    if split not in SPLIT_CHOICES:
+        # A typo would otherwise select no frame and score the model without a word.
+        raise NotFoundError(f"no split {split!r}: evaluate on one of {', '.join(SPLIT_CHOICES)}")
     row = _dataset_for(ctx, model_id, dataset)
     classes = dataset_classes(row, ctx.settings.classes)
     source, wanted, label = _source(ctx, row, split)
@@ -182,11 +224,4 @@ def evaluate(
     outputs = predict(detector.model, loader, detector.device) if len(frames) else []
     ids = [image_ids[frames.sample(i)] for i in range(len(frames))]
     results = coco_results(outputs, ids, _label_map(detector.classes, classes))
-    metrics = coco_map(gt, results)
-    metrics.update(
-        n_images=len(gt["images"]),
-        n_gt_boxes=len(gt["annotations"]),
-        n_detections=len(results),
-        held_out=label,
-    )
-    return metrics
+    return coco_scores(gt, results, held_out=label, model_id=model_id)

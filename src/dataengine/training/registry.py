@@ -1,37 +1,26 @@
-"""The model registry's promotion rule: a candidate replaces the promoted model only if it is better.
+"""The model registry's promotion rule: a candidate replaces the promoted model only if the gate says so.
 
-Both models are scored on the same held-out frames (the fixed held-out set of the candidate's dataset) in
-the same task, so the comparison is fair even when the promoted model was trained on an older, smaller
-dataset version.
+Both models are scored on the same frames of both held-out sets of the candidate's dataset (the frozen
+regression set and the edge-case set) in the same task, so the comparison is fair even when the promoted
+model was trained on an older, smaller dataset version. The gate itself is :mod:`training.gate`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from dataengine.context import Context
 from dataengine.errors import TrainingError
 from dataengine.lineage.clips import record_event
-from dataengine.lineage.datasets import dataset_members
+from dataengine.lineage.datasets import dataset_members, get_dataset
 from dataengine.lineage.model_registry import get_model, promoted_model, set_model_status
-from dataengine.training.evaluation import HELDOUT, evaluate
+from dataengine.training.comparison import CandidateComparison, PromotionDecision
+from dataengine.training.evaluation import EDGE_CASES, HELDOUT, evaluate
+from dataengine.training.gate import GateCheck, GateRules, ScoredSet, gate_checks, verdict
 from dataengine.vision import model_prefix
 
 DECIDED = ("promoted", "rejected", "retired")
-
-
-@dataclass
-class PromotionDecision:
-    """What :func:`promote_if_better` decided for a candidate, with both scores (mAP@[.5:.95])."""
-
-    model_id: str
-    promoted: bool
-    new_map: float
-    previous_model_id: str | None
-    previous_map: float | None
-    held_out: str
-    reason: str
+__all__ = ["DECIDED", "CandidateComparison", "PromotionDecision", "evaluate_candidate", "promote_if_better"]
 
 
 def metrics_key(model_id: str) -> str:
@@ -45,17 +34,7 @@ def _stored_decision(ctx: Context, model_id: str) -> PromotionDecision | None:
         return None
     doc = ctx.store.read_json(key)
     decision = doc.get("decision") if isinstance(doc, dict) else None
-    return PromotionDecision(**decision) if isinstance(decision, dict) else None
-
-
-def _decide(
-    new_map: float, previous_id: str | None, previous_map: float | None, delta: float
-) -> tuple[bool, str]:
-    if previous_id is None or previous_map is None:
-        return True, "no model is promoted yet"
-    if new_map > previous_map + delta:
-        return True, f"mAP {new_map:.4f} beats {previous_id}'s {previous_map:.4f} by more than {delta}"
-    return False, f"mAP {new_map:.4f} does not beat {previous_id}'s {previous_map:.4f} by more than {delta}"
+    return PromotionDecision.from_dict(decision) if isinstance(decision, dict) else None
 
 
 def evaluation_key(model_id: str) -> str:
@@ -63,45 +42,87 @@ def evaluation_key(model_id: str) -> str:
     return f"{model_prefix(model_id)}/evaluation.json"
 
 
-def evaluate_candidate(ctx: Context, *, model_id: str) -> dict[str, Any]:
-    """Score the candidate and the promoted model on the candidate dataset's held-out set, in one call.
+def _scored(ctx: Context, model_id: str, previous_id: str | None, dataset_id: str, split: str) -> ScoredSet:
+    new = evaluate(ctx, model_id=model_id, dataset=dataset_id, split=split)
+    previous = evaluate(ctx, model_id=previous_id, dataset=dataset_id, split=split) if previous_id else None
+    return ScoredSet(new.held_out, new, previous)
 
-    Both numbers come from the same frames in the same task, so they compare. The result is stored in
-    ``models/{model_id}/evaluation.json`` for :func:`promote_if_better` and returned:
-    ``{"model_id", "dataset_id", "held_out", "metrics", "previous": {"model_id", "metrics"}}``.
+
+def evaluate_candidate(ctx: Context, *, model_id: str) -> CandidateComparison:
+    """Score the candidate and the promoted model on both held-out sets of the candidate's dataset.
+
+    Both models see the same frames in the same task, so the numbers compare. The result is stored in
+    ``models/{model_id}/evaluation.json`` for :func:`promote_if_better` and returned.
     """
     with ctx.db.session() as session:
         model = get_model(session, model_id)
         dataset_id = model.dataset_id
         current = promoted_model(session)
         previous_id = current.id if current is not None and current.id != model_id else None
+        name, _, version = (dataset_id or "").rpartition("@")
+        counts = get_dataset(session, name, int(version)).counts or {} if dataset_id else {}
     if dataset_id is None:
         raise TrainingError(f"model {model_id} names no dataset, so there is no held-out set to score it on")
-    new = evaluate(ctx, model_id=model_id, dataset=dataset_id, split=HELDOUT)
-    previous = evaluate(ctx, model_id=previous_id, dataset=dataset_id, split=HELDOUT) if previous_id else None
-    doc: dict[str, Any] = {
-        "model_id": model_id,
-        "dataset_id": dataset_id,
-        "held_out": new["held_out"],
-        "metrics": new,
-        "previous": {"model_id": previous_id, "metrics": previous},
-    }
-    ctx.store.write_json(evaluation_key(model_id), doc)
-    return doc
+    comparison = CandidateComparison(
+        model_id=model_id,
+        dataset_id=dataset_id,
+        promoted_model_id=previous_id,
+        regression=_scored(ctx, model_id, previous_id, dataset_id, HELDOUT),
+        edge_case=_scored(ctx, model_id, previous_id, dataset_id, EDGE_CASES)
+        if counts.get("edge_cases")
+        else None,
+    )
+    ctx.store.write_json(evaluation_key(model_id), comparison.to_dict())
+    return comparison
 
 
-def _comparison(ctx: Context, model_id: str, previous_id: str | None) -> dict[str, Any]:
+def _comparison(ctx: Context, model_id: str, previous_id: str | None) -> CandidateComparison:
     """The stored comparison when it was made against today's promoted model, else a new one."""
     key = evaluation_key(model_id)
     if ctx.store.exists(key):
         doc: dict[str, Any] = ctx.store.read_json(key)
-        if doc.get("previous", {}).get("model_id") == previous_id:
-            return doc
+        # A record from before the edge-case set existed has no "edge_case" key: measure again.
+        if "edge_case" in doc and (doc.get("previous") or {}).get("model_id") == previous_id:
+            return CandidateComparison.from_dict(doc)
     return evaluate_candidate(ctx, model_id=model_id)
 
 
+def _decide(ctx: Context, comparison: CandidateComparison) -> tuple[bool, str, tuple[GateCheck, ...]]:
+    promoted_id = comparison.promoted_model_id
+    if promoted_id is None:
+        return True, "no model is promoted yet", ()
+    checks = gate_checks(
+        GateRules.from_settings(ctx.settings),
+        regression=comparison.regression,
+        edge=comparison.edge_case,
+        promoted_id=promoted_id,
+    )
+    promoted, reason = verdict(checks)
+    return promoted, reason, tuple(checks)
+
+
+def _decision(ctx: Context, comparison: CandidateComparison) -> PromotionDecision:
+    promoted, reason, checks = _decide(ctx, comparison)
+    if comparison.held_out.endswith(":all"):
+        reason += f" (dataset {comparison.dataset_id} has no held-out set, so all its frames were used)"
+    regression, edge = comparison.regression, comparison.edge_case
+    return PromotionDecision(
+        model_id=comparison.model_id,
+        promoted=promoted,
+        new_map=regression.candidate.map,
+        previous_model_id=comparison.promoted_model_id,
+        previous_map=regression.promoted.map if regression.promoted else None,
+        held_out=comparison.held_out,
+        reason=reason,
+        edge_case=edge.label if edge else None,
+        new_edge_map=edge.candidate.map if edge else None,
+        previous_edge_map=edge.promoted.map if edge and edge.promoted else None,
+        checks=checks,
+    )
+
+
 def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
-    """Promote the candidate if it beats the promoted model on one held-out set, else reject it.
+    """Promote the candidate if it passes the gate against the promoted model, else reject it.
 
     Uses the comparison :func:`evaluate_candidate` stored (or makes it), writes
     ``models/{model_id}/metrics.json``, stores the metrics on the model row and records a ``trained``
@@ -119,44 +140,28 @@ def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
             return stored
     if dataset_id is None:
         raise TrainingError(f"model {model_id} names no dataset, so there is no held-out set to score it on")
-    doc = _comparison(ctx, model_id, previous_id)
-    new, previous = doc["metrics"], doc["previous"]["metrics"]
-    previous_map = previous["map"] if previous else None
-    promoted, reason = _decide(new["map"], previous_id, previous_map, ctx.settings.promote_min_delta)
-    if doc["held_out"].endswith(":all"):
-        reason += f" (dataset {dataset_id} has no held-out set, so all its frames were used)"
-    decision = PromotionDecision(
-        model_id=model_id, promoted=promoted, new_map=new["map"], previous_model_id=previous_id,
-        previous_map=previous_map, held_out=doc["held_out"], reason=reason,
-    )  # fmt: skip
-    _record(ctx, decision, dataset_id, new, previous)
+    comparison = _comparison(ctx, model_id, previous_id)
+    decision = _decision(ctx, comparison)
+    _record(ctx, decision, comparison)
     return decision
 
 
-def _record(
-    ctx: Context,
-    decision: PromotionDecision,
-    dataset_id: str,
-    new: dict[str, Any],
-    previous: dict[str, Any] | None,
-) -> None:
+def _record(ctx: Context, decision: PromotionDecision, comparison: CandidateComparison) -> None:
     """metrics.json, the model's status and metrics, and one event per clip, in one transaction."""
-    doc: dict[str, Any] = {
-        "model_id": decision.model_id,
-        "dataset_id": dataset_id,
-        "held_out": decision.held_out,
-        "metrics": new,
-        "previous": {"model_id": decision.previous_model_id, "metrics": previous},
-        "decision": asdict(decision),
-    }
+    doc = {**comparison.to_dict(), "decision": decision.to_dict()}
     ctx.store.write_json(metrics_key(decision.model_id), doc)
+    edge = comparison.edge_case
+    dataset_id = comparison.dataset_id
     with ctx.db.session() as session:
         model = get_model(session, decision.model_id)
         metrics = {
             **(model.metrics or {}),
-            "eval": new,
+            "eval": comparison.regression.candidate.to_dict(),
             "held_out": decision.held_out,
+            "edge_eval": edge.candidate.to_dict() if edge else None,
+            "edge_case": decision.edge_case,
             "decision": decision.reason,
+            "gate": {"promoted": decision.promoted, "checks": [c.to_dict() for c in decision.checks]},
         }
         status = "promoted" if decision.promoted else "rejected"
         set_model_status(session, decision.model_id, status, metrics=metrics)

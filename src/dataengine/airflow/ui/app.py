@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 from dataengine.airflow.ui import pages
 from dataengine.airflow.ui.charts import timeline_svg
 from dataengine.airflow.ui.clipview import ClipView, clip_page, default_panels
+from dataengine.airflow.ui.modelpage import models_page
 from dataengine.airflow.ui.stream import stream_html
 from dataengine.clips import frame_key, read_meta
 from dataengine.context import Context
@@ -204,7 +205,7 @@ def stream(ctx: CtxDep, links: LinksDep) -> str:
 def models(ctx: CtxDep, links: LinksDep) -> str:
     with ctx.db.session() as session:
         rows = queries.models_overview(session)
-    return pages.models_page(links, rows)
+    return models_page(links, rows)
 
 
 def _clip_view(ctx: Context, clip_id: str, a: int | None, b: int | None) -> ClipView:

@@ -105,8 +105,17 @@ def timeline_svg(timeline: Timeline, clip_href: Callable[[str], str]) -> str:
     return "".join(parts) + _legend(names, extra)
 
 
-def line_plot_svg(labels: Sequence[str], series: Mapping[str, Sequence[float | None]]) -> str:
-    """One line per series over the x ``labels`` (model versions); values in [0, 1]."""
+def line_plot_svg(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    notes: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """One line per series over the x ``labels`` (model versions); values in [0, 1].
+
+    A None value is a point that was not measured: it is left out (never drawn as 0). ``notes`` gives
+    each point's hover text (e.g. its support) in place of the bare value.
+    """
     if not labels or not series:
         return "<p>No evaluated models yet.</p>"
     n = len(labels)
@@ -121,13 +130,14 @@ def line_plot_svg(labels: Sequence[str], series: Mapping[str, Sequence[float | N
     names = list(series)
     for s, name in enumerate(names):
         colour = PALETTE[s % len(PALETTE)]
-        points = [(x(i), _y(v), v) for i, v in enumerate(series[name]) if v is not None]
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in points)
+        texts = (notes or {}).get(name)
+        points = [(i, x(i), _y(v), v) for i, v in enumerate(series[name]) if v is not None]
+        path = " ".join(f"{px:.1f},{py:.1f}" for _, px, py, _ in points)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
         parts.extend(
             f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{colour}"><title>{escape(name)} '
-            f"{value:.3f}</title></circle>"
-            for px, py, value in points
+            f"{escape(texts[i]) if texts else f'{value:.3f}'}</title></circle>"
+            for i, px, py, value in points
         )
     parts.append("</svg>")
     return "".join(parts) + _legend(names)

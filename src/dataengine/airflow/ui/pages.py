@@ -1,4 +1,4 @@
-"""Server-rendered HTML of the monitoring pages: layout, funnel, clip and video lists, models."""
+"""Server-rendered HTML of the monitoring pages: layout, funnel, clip and video lists (models: modelpage)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from dataengine.airflow.ui.charts import line_plot_svg
 from dataengine.airflow.ui.static import CSS
 from dataengine.lineage import CLIP_STAGES, Clip, QuarantineItem, Video
 from dataengine.lineage.views.funnel import FunnelDay
-from dataengine.lineage.views.pages import FUNNEL_STAGES, ModelRow
+from dataengine.lineage.views.pages import FUNNEL_STAGES
 
 NAV = (
     ("funnel", "/", "Funnel"),
@@ -221,61 +220,3 @@ def videos_page(links: Links, videos: list[tuple[Video, int]], limit: int) -> st
     )
     body = table(["video", "camera", "duration", "clips", "status"], rows) + f'<p class="pager">{nxt}</p>'
     return layout(links, "videos", "Videos", body)
-
-
-def _class_series(rows: list[ModelRow]) -> dict[str, list[float | None]]:
-    """mAP per class over model versions; the overall mAP when no model recorded per-class values."""
-    evals = [(row.model.metrics or {}).get("eval") or {} for row in rows]
-    classes = sorted({name for ev in evals for name in (ev.get("per_class") or {})})
-    if classes:
-        return {c: [_num((ev.get("per_class") or {}).get(c)) for ev in evals] for c in classes}
-    return {
-        "mAP@[.5:.95]": [_num(ev.get("map")) for ev in evals],
-        "mAP@.5": [_num(ev.get("map50")) for ev in evals],
-    }
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _fmt(value: float | None, pct: bool = False) -> str:
-    if value is None:
-        return '<span class="muted">-</span>'
-    return f"{100 * value:.1f}%" if pct else f"{value:.3f}"
-
-
-def models_page(links: Links, rows: list[ModelRow]) -> str:
-    """Every model with dataset, parent, metrics, status and review edit rate; mAP over versions."""
-    cells = []
-    for row in reversed(rows):
-        m, ev = row.model, (row.model.metrics or {}).get("eval") or {}
-        cells.append(
-            [
-                f'<span id="{escape(m.id)}" class="model">{escape(m.id)}</span>',
-                escape(m.status),
-                escape(m.dataset_id or ""),
-                f'<a href="#{escape(m.parent_model_id)}">{escape(m.parent_model_id)}</a>'
-                if m.parent_model_id
-                else "",
-                _fmt(_num(ev.get("map"))),
-                _fmt(_num(ev.get("map50"))),
-                f"{_fmt(row.edit_rate, pct=True)} <span class='muted'>"
-                f"({row.boxes_changed}/{row.boxes_proposed} boxes, "
-                f"{row.reviews} reviews)</span>",
-                m.created_at.strftime("%Y-%m-%d %H:%M"),
-            ]
-        )
-    series = _class_series(rows)
-    plot = line_plot_svg([row.model.id for row in rows], series)
-    body = (
-        table(
-            ["model", "status", "dataset", "parent", "mAP@[.5:.95]", "mAP@.5", "review edit rate", "created"],
-            cells,
-        )
-        + "<h2>mAP per class over model versions</h2>"
-        + plot
-        + "<p class='muted'>Edit rate: boxes reviewers added, removed or moved, "
-        "per box the model proposed.</p>"
-    )
-    return layout(links, "models", "Models", body)
