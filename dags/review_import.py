@@ -5,7 +5,7 @@ Idempotent: a review imported once is never imported again. Credentials as in re
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from dataengine.airflow.assets import REVIEWED
 from dataengine.airflow.operators import ReviewImportOperator
@@ -18,13 +18,6 @@ from dataengine.airflow.operators import ReviewImportOperator
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 3, "retry_delay": timedelta(minutes=2)},
-    params={
-        "simulate_review": Param(
-            False,
-            type="boolean",
-            description="SIMULATION for demos: correct open local tasks from synthetic ground truth first",
-        )
-    },
     tags=["dataengine", "review"],
     doc_md=__doc__,
 )

@@ -246,7 +246,7 @@ def autolabel(
 
 @review_app.command("export")
 def review_export(
-    platform: Annotated[str | None, typer.Option(help="local, encord or labelstudio.")] = None,
+    platform: Annotated[str | None, typer.Option(help="local, encord, labelstudio or simulated.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Push autolabelled clips and their pre-labels to the review platform."""
@@ -259,24 +259,20 @@ def review_export(
 
 @review_app.command("import")
 def review_import(
-    platform: Annotated[str | None, typer.Option(help="local, encord or labelstudio.")] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option(help="local, encord, labelstudio, or simulated (a SIMULATION, for demos)."),
+    ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A label export file (Encord: JSON list of label rows).")
     ] = None,
-    simulate_review: Annotated[
-        bool,
-        typer.Option(
-            "--simulate-review",
-            help="SIMULATION for demos: correct open local tasks from synthetic ground truth, then import.",
-        ),
-    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull completed reviews and write them as new annotation versions."""
     from dataengine.review import import_reviews
 
     with _context() as ctx:
-        kwargs: dict[str, Any] = {"platform": platform, "simulate": simulate_review}
+        kwargs: dict[str, Any] = {"platform": platform}
         if file is not None:
             kwargs["file"] = file
         report = import_reviews(ctx, **kwargs)
@@ -306,7 +302,7 @@ def review_report(
 
 @review_app.command("status")
 def review_status(
-    platform: Annotated[str | None, typer.Option(help="local, encord or labelstudio.")] = None,
+    platform: Annotated[str | None, typer.Option(help="local, encord, labelstudio or simulated.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Ask the review platform where each open task stands (pending, completed or missing)."""

@@ -163,8 +163,8 @@ class Settings(BaseSettings):
     promote_min_class_support: int = Field(10, ge=1)
 
     # Review.
-    review_platform: Literal["local", "encord", "labelstudio"] = "local"
-    review_simulate: bool = False
+    # "simulated" is a SIMULATION of a reviewer from synthetic ground truth: demo and tests only.
+    review_platform: Literal["local", "encord", "labelstudio", "simulated"] = "local"
     encord_ssh_key_file: str | None = None
     # The key itself (Airflow's review operators fill it from the `encord_default` Connection).
     encord_ssh_key: SecretStr | None = None

@@ -23,8 +23,6 @@ from typing import Any
 from dataengine.config import Settings, load_settings
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
-from dataengine.lineage.annotations import record_annotation
-from dataengine.lineage.clips import list_clips, set_stage
 from dataengine.lineage.views.activity import activity_since
 
 _MARKER = ".dataengine-demo"
@@ -168,7 +166,7 @@ def _engine_env(options: DemoOptions, workdir: Path) -> dict[str, str]:
     env = {
         "DATAENGINE_DATABASE_URL": f"sqlite:///{workdir / 'lineage.db'}",
         "DATAENGINE_STORAGE_URL": f"file://{workdir / 'store'}",
-        "DATAENGINE_REVIEW_PLATFORM": "local",
+        "DATAENGINE_REVIEW_PLATFORM": "simulated",
     }
     for name, value in options.settings.items():
         env[f"DATAENGINE_{name.upper()}"] = (
@@ -260,90 +258,13 @@ def _run_python(ctx: Context, dag_id: str) -> None:
     elif dag_id == "review_import":
         from dataengine.review import import_reviews
 
-        import_reviews(ctx, simulate=True)
+        import_reviews(ctx)
     elif dag_id == "one_click_train":
         from dataengine.training import build_dataset, promote_if_better, train
 
         ref = build_dataset(ctx)
         result = train(ctx, dataset=ref.dataset_id)
         promote_if_better(ctx, model_id=result.model_id)
-
-
-# Bootstrap ---------------------------------------------------------------------------------------
-
-
-def label_seed_from_ground_truth(ctx: Context) -> int:
-    """Label every ingested seed clip with its synthetic ground truth (source ``synthetic``); returns boxes.
-
-    This stands in for the few hand-labelled clips a team starts from. Only synthetic videos have it.
-    """
-    from dataengine.clips import frame_name, read_meta
-    from dataengine.formats import ClipAnnotations, Frame, save_annotations
-    from dataengine.review.simulate import ground_truth_review
-    from dataengine.synthetic import load_ground_truth
-
-    n_boxes = 0
-    with ctx.db.session() as session:
-        clip_ids = [c.id for c in list_clips(session, stage="ingested")]
-    for clip_id in clip_ids:
-        meta = read_meta(ctx.store, clip_id)
-        skeleton = ClipAnnotations(
-            clip_id=clip_id,
-            version=1,
-            source="synthetic",
-            classes=list(ctx.settings.classes),
-            frames=[
-                Frame(index=i, image=frame_name(i), width=meta.width, height=meta.height)
-                for i in meta.sampled
-            ],
-        )
-        truth = ground_truth_review(
-            load_ground_truth(ctx.store, meta.source_uri), skeleton, start_frame=meta.start_frame
-        )
-        labels = ClipAnnotations(
-            clip_id=clip_id,
-            version=1,
-            source="synthetic",
-            classes=skeleton.classes,
-            producer={"renderer": "dataengine.synthetic", "ground_truth": truth.producer.get("ground_truth")},
-            frames=[
-                Frame(
-                    index=f.index,
-                    image=f.image,
-                    width=f.width,
-                    height=f.height,
-                    boxes=[
-                        type(b)(label=b.label, xyxy=b.xyxy, track=b.track, score=None, origin="synthetic")
-                        for b in f.boxes
-                    ],
-                )
-                for f in truth.frames
-            ],
-        )
-        saved = save_annotations(ctx.store, labels)
-        with ctx.db.session() as session:
-            record_annotation(
-                session,
-                clip_id=clip_id,
-                version=1,
-                uri=saved.uri,
-                sha256=saved.sha256,
-                source="synthetic",
-                parent_version=None,
-                producer=labels.producer,
-                n_frames=saved.n_frames,
-                n_boxes=saved.n_boxes,
-            )
-            set_stage(
-                session,
-                clip_id,
-                "reviewed",
-                run_id=ctx.run_id,
-                actor=ctx.actor,
-                details={"labels": "synthetic ground truth (seed)", "version": 1, "n_boxes": saved.n_boxes},
-            )
-        n_boxes += saved.n_boxes
-    return n_boxes
 
 
 # Statistics ---------------------------------------------------------------------------------------
@@ -393,6 +314,7 @@ def _decision(ctx: Context, model_id: str) -> dict[str, Any]:
 def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> DemoResult:
     """Run the bootstrap and ``options.rounds`` rounds; returns the per-round numbers."""
     from dataengine.synthetic import write_landing
+    from dataengine.synthetic.seed import label_seed_from_ground_truth
 
     wall = time.monotonic()
     workdir = _prepare_workdir(options.workdir)
@@ -401,7 +323,7 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
     settings: Settings = load_settings(
         database_url=env["DATAENGINE_DATABASE_URL"],
         storage_url=env["DATAENGINE_STORAGE_URL"],
-        review_platform="local",
+        review_platform="simulated",
         **options.settings,
     )
     ctx = Context.create(settings, run_id="demo/bootstrap", actor="demo")
@@ -412,7 +334,7 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
 
     def run(dag_id: str, label: str) -> None:
         if runner is not None:
-            runner.run(dag_id, label, conf={"simulate_review": True} if dag_id == "review_import" else None)
+            runner.run(dag_id, label)
         else:
             _run_python(ctx.with_run(f"demo/{label}/{dag_id}"), dag_id)
             echo(f"  {dag_id}: ok (in-process)")

@@ -184,6 +184,7 @@ def test_rerunning_the_dags_adds_nothing(loop: tuple[DemoResult, Context], tmp_p
         "DATAENGINE_TRAIN_NPROC": "2",
         "DATAENGINE_VAL_FRACTION": "0.5",
         "DATAENGINE_BUDGET_COUNT": "2",
+        "DATAENGINE_REVIEW_PLATFORM": "simulated",
     }
     runner = AirflowRunner(workdir, env, lambda _: None)
     for dag_id in (

@@ -89,7 +89,7 @@ def test_fake_encord_errors_become_airflow_retries_or_failures(
         "DATAENGINE_ENCORD_PROJECT_HASH": "project-1",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("dataengine.review.encord.connect", lambda settings: _FailingEncord(error))
+    monkeypatch.setattr("dataengine.review.platforms.encord.connect", lambda settings: _FailingEncord(error))
     operator = ReviewExportOperator(task_id="export")
     ti = SimpleNamespace(dag_id="review_export", run_id="manual__1", task_id="export", map_index=-1)
     with pytest.raises(raised) as caught:

@@ -34,10 +34,10 @@ from dataengine.errors import DataEngineError
 from dataengine.formats import list_versions, load_annotations
 from dataengine.lineage import repository as repo
 from dataengine.lineage.models import QuarantineItem
-from dataengine.review import encord_labels as labels
 from dataengine.review import export_for_review, import_reviews, review_report
 from dataengine.review.base import RetryableReviewError
-from dataengine.review.encord import EncordPlatform
+from dataengine.review.platforms import encord_labels as labels
+from dataengine.review.platforms.encord import EncordPlatform
 
 # The clip maker and the Label Studio server.
 pytest_plugins = ["review_fixtures"]
@@ -225,7 +225,7 @@ def encord_ctx(ctx: Context) -> Context:
 def fake(encord_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> FakeEncord:
     """FAKE Encord behind the SDK client that ``EncordPlatform`` connects with."""
     server = FakeEncord(encord_ctx)
-    monkeypatch.setattr("dataengine.review.encord.connect", lambda settings: server)
+    monkeypatch.setattr("dataengine.review.platforms.encord.connect", lambda settings: server)
     return server
 
 

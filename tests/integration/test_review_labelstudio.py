@@ -20,7 +20,7 @@ from dataengine.formats import list_versions, load_annotations
 from dataengine.lineage import repository as repo
 from dataengine.lineage.models import QuarantineItem
 from dataengine.review import export_for_review, import_reviews, review_report
-from dataengine.review.labelstudio import LabelStudioClient, LabelStudioPlatform
+from dataengine.review.platforms.labelstudio import LabelStudioClient, LabelStudioPlatform
 
 # The clip maker and the Label Studio server.
 pytest_plugins = ["review_fixtures"]

@@ -22,8 +22,6 @@ from dataengine.lineage import repository as repo
 from dataengine.lineage.db import Database
 from dataengine.lineage.models import ClipEvent, QuarantineItem
 from dataengine.review import (
-    SIMULATED_REVIEWER,
-    LocalPlatform,
     ReviewPlatform,
     box_changes,
     export_for_review,
@@ -31,12 +29,12 @@ from dataengine.review import (
     import_reviews,
     report_summary,
     review_report,
-    simulate_review,
 )
 from dataengine.review import importing as importing_module
-from dataengine.review.local import done_key, read_task, task_key
+from dataengine.review.platforms.local import LocalPlatform, done_key, read_task, task_key
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import ground_truth_key
+from dataengine.synthetic.reviewer import SIMULATED_REVIEWER, SimulatedPlatform
 
 VIDEO_KEY = "landing/cam01/2026-11-22/080000.mp4"
 
@@ -363,9 +361,11 @@ def _write_ground_truth(ctx: Context, n_frames: int = 50, scale: int = 2) -> Cli
 def test_simulated_review_maps_ground_truth_onto_clip_frames(ctx: Context) -> None:
     clip = _add_clip(ctx, 20)
     _write_ground_truth(ctx)
-    export_for_review(ctx)
+    exported = export_for_review(ctx, platform="simulated")
+    assert (exported.platform, exported.tasks) == ("simulated", {clip: f"{clip}/v0001"})
+    assert isinstance(get_platform(ctx, "simulated"), SimulatedPlatform)
 
-    report = import_reviews(ctx, simulate=True)
+    report = import_reviews(ctx, platform="simulated")
     assert (report.simulated, report.simulated_clips, report.imported) == (True, [clip], [clip])
     assert "SIMULATED" in report.summary()
     v2 = load_annotations(ctx.store, clip, 2)
@@ -385,37 +385,39 @@ def test_simulated_review_maps_ground_truth_onto_clip_frames(ctx: Context) -> No
     assert expected > 0
     stage, _, details = _events(ctx, clip)[-1]
     assert (stage, details["simulated"], details["reviewers"]) == ("reviewed", True, [SIMULATED_REVIEWER])
+    assert review_report(ctx)["platforms"]["simulated"]["imported"] == 1
     assert review_report(ctx)["simulated_reviews"] == 1
 
-    again = import_reviews(ctx, simulate=True)
-    assert (again.simulated_clips, again.imported) == ([], [])
+    again = import_reviews(ctx, platform="simulated")
+    assert (again.simulated, again.simulated_clips, again.imported) == (False, [], [])
     assert list_versions(ctx.store, clip) == [1, 2]
 
 
-def test_simulation_never_replaces_a_done_file(ctx: Context) -> None:
+def test_simulated_reviewer_leaves_a_persons_local_task_alone(ctx: Context) -> None:
     clip = _add_clip(ctx, 0)
     _write_ground_truth(ctx)
     export_for_review(ctx)
     person = _write_done(ctx, clip, _reviewed_doc(ctx, clip))
     before = ctx.store.read_bytes(ctx.store.key_of(person))
-    report = simulate_review(ctx)
-    assert (report.reviewed, report.kept) == ([], [clip])
+    report = import_reviews(ctx, platform="simulated")
+    assert (report.imported, report.simulated_clips) == ([], [])
     assert ctx.store.read_bytes(ctx.store.key_of(person)) == before
-    assert "SIMULATED" in report.summary()
+    assert [t[1] for t in _tasks(ctx)] == ["exported"]  # the local task, still open
+    imported = import_reviews(ctx)
+    assert (imported.imported, imported.simulated) == ([clip], False)
+    assert load_annotations(ctx.store, clip, 2).producer.get("simulated") is None
 
 
-def test_simulation_without_ground_truth_names_the_sidecar(ctx: Context) -> None:
+def test_simulated_export_without_ground_truth_names_the_sidecar(ctx: Context) -> None:
     clip = _add_clip(ctx, 0)
-    export_for_review(ctx)
-    with pytest.raises(ReviewError, match=r"080000\.gt\.json") as info:
-        simulate_review(ctx)
-    assert clip in str(info.value)
-    assert not ctx.store.exists(done_key(clip, 1))
-
-
-def test_simulation_refuses_other_platforms(ctx: Context) -> None:
-    with pytest.raises(ReviewError, match="cannot review on 'encord'"):
-        simulate_review(ctx, platform="encord")
+    report = export_for_review(ctx, platform="simulated")
+    assert report.exported == []
+    [(failed_clip, error)] = report.failed
+    assert failed_clip == clip
+    assert "080000.gt.json" in error
+    assert clip in error
+    assert _stage(ctx, clip) == "autolabelled"
+    assert _tasks(ctx) == []
 
 
 def test_quarantine_and_event_counts_stay_flat_over_reruns(ctx: Context) -> None:

@@ -22,7 +22,7 @@ from dataengine.review import (
     report_summary,
     review_report,
 )
-from dataengine.review.local import done_key, read_task
+from dataengine.review.platforms.local import done_key, read_task
 
 # The clip maker and the Label Studio server.
 pytest_plugins = ["review_fixtures"]

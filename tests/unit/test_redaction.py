@@ -9,7 +9,7 @@ import pytest
 from dataengine.config import Settings
 from dataengine.errors import ReviewError
 from dataengine.redaction import MASK, mask_url
-from dataengine.review.labelstudio import LabelStudioClient
+from dataengine.review.platforms.labelstudio import LabelStudioClient
 
 SECRETS = ("hunter2", "AKIAEXAMPLEKEYID", "s3cr3t-value", "minio-pw", "session-tok", "lspass", "ls-api-key")
 

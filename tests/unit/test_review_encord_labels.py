@@ -12,8 +12,8 @@ from encord.objects.attributes import TextAttribute
 
 from dataengine.errors import AnnotationValidationError
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.review import encord_labels as labels
-from dataengine.review.encord import payload_to_annotations
+from dataengine.review.platforms import encord_labels as labels
+from dataengine.review.platforms.encord import payload_to_annotations
 
 CLASSES = ["person", "bed", "wheelchair"]
 W, H = 320, 240

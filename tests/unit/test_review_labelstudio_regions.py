@@ -9,7 +9,7 @@ import pytest
 
 from dataengine.errors import AnnotationValidationError
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.review.labelstudio_regions import (
+from dataengine.review.platforms.labelstudio_regions import (
     box_at,
     label_config,
     prediction_result,

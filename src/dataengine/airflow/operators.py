@@ -274,8 +274,8 @@ class ReviewExportOperator(StageOperator):
 class ReviewImportOperator(StageOperator):
     """Pulls completed reviews and writes them as new annotation versions.
 
-    The ``simulate_review`` DAG param (or ``DATAENGINE_REVIEW_SIMULATE``) first runs the review
-    simulation, which corrects autolabels from synthetic ground truth: for demos and tests only.
+    On the ``simulated`` platform (``DATAENGINE_REVIEW_PLATFORM=simulated``) a SIMULATED reviewer
+    answers from synthetic ground truth: for demos and tests only.
     """
 
     def __init__(self, *, platform: str | None = None, **kwargs: Any) -> None:
@@ -285,10 +285,8 @@ class ReviewImportOperator(StageOperator):
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
         from dataengine.review import import_reviews
 
-        params = context.get("params") or {}
-        simulate = bool(params.get("simulate_review", False)) or ctx.settings.review_simulate
         ctx = with_review_credentials(ctx, self.platform)
-        report = import_reviews(ctx, platform=self.platform, simulate=simulate)
+        report = import_reviews(ctx, platform=self.platform)
         self.log.info("%s", report.summary())
         if not report.imported and not report.failed:
             raise AirflowSkipException("no completed reviews to import")

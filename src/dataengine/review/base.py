@@ -1,24 +1,22 @@
-"""The review platform interface: what every platform (local, Encord, Label Studio) must provide.
+"""The review platform interface: what every platform (local, Encord, Label Studio, simulated) provides.
 
-A platform has four operations: it receives clips with their pre-labels
+A platform is an adapter to a labelling tool and does I/O only. It receives clips with their pre-labels
 (:meth:`ReviewPlatform.export_tasks`), lists the review status of its tasks
-(:meth:`ReviewPlatform.review_status`), gives finished reviews back as clip labels
-(:meth:`ReviewPlatform.completed`, :meth:`ReviewPlatform.to_annotations`) and names its external ids
-(:meth:`ReviewPlatform.task_url`). Everything else (versions, lineage, stages, diffs) is shared code in
-:mod:`dataengine.review.importing` and :mod:`dataengine.review.exporting`.
+(:meth:`ReviewPlatform.review_status`), gives the finished reviews of the open tasks it is handed back as
+clip labels (:meth:`ReviewPlatform.completed`, :meth:`ReviewPlatform.to_annotations`) and names its
+external ids (:meth:`ReviewPlatform.task_url`). Everything else (which tasks are open, versions, lineage,
+stages, diffs) is shared code in :mod:`dataengine.review.importing` and :mod:`dataengine.review.exporting`.
+The platforms live in :mod:`dataengine.review.platforms`, whose registry builds them by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from dataengine.errors import AnnotationValidationError, DataEngineError, ReviewError
 from dataengine.formats import ClipAnnotations, Frame
-
-if TYPE_CHECKING:
-    from dataengine.context import Context
 
 #: What :meth:`ReviewPlatform.review_status` says of a task.
 TaskStatus = Literal["pending", "completed", "missing"]
@@ -49,7 +47,7 @@ class CompletedReview:
 
     ``payload`` is the platform's raw result (a clip annotation document for ``local``, a label row for
     Encord, a task export for Label Studio); ``source_name`` names where it came from, for error messages.
-    ``simulated`` is true when :func:`dataengine.review.simulate_review` wrote it, not a person.
+    ``simulated`` is true when the ``simulated`` platform's reviewer produced it, not a person.
     """
 
     clip_id: str
@@ -61,6 +59,16 @@ class CompletedReview:
     simulated: bool = False
     #: Seconds the reviewers spent on the task, where the platform records it.
     seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTask:
+    """A review task that lineage holds as exported and not yet imported."""
+
+    clip_id: str
+    exported_version: int
+    #: The platform's id of the task (None when the export did not return one).
+    external_id: str | None
 
 
 @runtime_checkable
@@ -85,8 +93,8 @@ class ReviewPlatform(Protocol):
         """Where a person finds the task of ``external_id`` (a URL or URI)."""
         ...
 
-    def completed(self) -> Iterator[CompletedReview]:
-        """The reviews that are finished on the platform and whose task is still open in lineage."""
+    def completed(self, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
+        """The finished reviews among ``open_tasks`` (the platform's tasks that lineage holds open)."""
         ...
 
     def to_annotations(self, review: CompletedReview, *, exported: ClipAnnotations) -> ClipAnnotations:
@@ -96,48 +104,6 @@ class ReviewPlatform(Protocol):
         :class:`~dataengine.errors.AnnotationValidationError` naming ``review.source_name`` and the field.
         """
         ...
-
-
-PlatformFactory = Callable[["Context"], ReviewPlatform]
-
-
-def _local_factory(ctx: Context) -> ReviewPlatform:
-    from dataengine.review.local import LocalPlatform
-
-    return LocalPlatform(ctx)
-
-
-def _encord_factory(ctx: Context) -> ReviewPlatform:
-    # Imported on use: the SDK is an optional extra (``pip install dataengine[encord]``).
-    from dataengine.review.encord import EncordPlatform
-
-    return EncordPlatform(ctx)
-
-
-def _labelstudio_factory(ctx: Context) -> ReviewPlatform:
-    from dataengine.review.labelstudio import LabelStudioPlatform
-
-    return LabelStudioPlatform(ctx)
-
-
-#: Implemented platforms by name.
-PLATFORMS: dict[str, PlatformFactory] = {
-    "local": _local_factory,
-    "encord": _encord_factory,
-    "labelstudio": _labelstudio_factory,
-}
-
-
-def get_platform(ctx: Context, name: str | None = None) -> ReviewPlatform:
-    """The review platform ``name`` (default: ``ctx.settings.review_platform``) bound to ``ctx``."""
-    chosen = name or ctx.settings.review_platform
-    factory = PLATFORMS.get(chosen)
-    if factory is None:
-        raise ReviewError(
-            f"unknown review platform {chosen!r}; known platforms are {sorted(PLATFORMS)} "
-            "(set DATAENGINE_REVIEW_PLATFORM or pass --platform)"
-        )
-    return factory(ctx)
 
 
 def check_against_export(

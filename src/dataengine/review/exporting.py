@@ -14,7 +14,8 @@ from dataengine.lineage import Session
 from dataengine.lineage.annotations import latest_annotation
 from dataengine.lineage.clips import get_clip, list_clips, record_event, set_stage
 from dataengine.lineage.reviews import find_task, upsert_review_task
-from dataengine.review.base import ExportItem, ReviewPlatform, get_platform
+from dataengine.review.base import ExportItem, ReviewPlatform
+from dataengine.review.platforms import get_platform
 
 #: Stages a clip may be exported from: pre-labels, or (when named explicitly) a reviewed version for a
 #: second round of review.

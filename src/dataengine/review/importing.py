@@ -28,10 +28,10 @@ from dataengine.lineage import ReviewTask, Session
 from dataengine.lineage.annotations import annotation_versions, record_annotation
 from dataengine.lineage.clips import get_clip, record_event, set_stage
 from dataengine.lineage.quarantine import quarantine
-from dataengine.lineage.reviews import find_task, finish_review_task
-from dataengine.review.base import CompletedReview, ReviewPlatform, get_platform
+from dataengine.lineage.reviews import find_task, finish_review_task, review_tasks
+from dataengine.review.base import CompletedReview, OpenTask, ReviewPlatform
 from dataengine.review.diff import BoxChanges, box_changes, review_quality
-from dataengine.review.simulate import simulate_review
+from dataengine.review.platforms import get_platform
 
 
 @dataclass
@@ -43,11 +43,12 @@ class ImportReport:
     boxes_changed: int
     changes: dict[str, int]
     failed: list[tuple[str, str]]
-    simulated: bool
     platform: str
+    #: Whether any imported review came from the SIMULATED reviewer (the ``simulated`` platform).
+    simulated: bool = False
     #: Clips whose review was refused before and whose payload has not changed since.
     still_refused: list[str] = field(default_factory=list)
-    #: Clips the simulated reviewer labelled in this run (only when ``simulated``).
+    #: Imported clips that the SIMULATED reviewer labelled, not a person.
     simulated_clips: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,7 +70,7 @@ class ImportReport:
         lines = []
         if self.simulated:
             lines.append(
-                f"SIMULATED review (not a person): labelled {len(self.simulated_clips)} clip(s) "
+                f"SIMULATED review (not a person): {len(self.simulated_clips)} clip(s) labelled "
                 "from synthetic ground truth"
             )
         lines.append(
@@ -86,13 +87,12 @@ def import_reviews(
     ctx: Context,
     *,
     platform: str | None = None,
-    simulate: bool = False,
     file: str | Path | None = None,
 ) -> ImportReport:
     """Import every finished review of an open task as the clip's next annotation version.
 
-    With ``simulate``, :func:`~dataengine.review.simulate.simulate_review` first labels every open task
-    from synthetic ground truth: a SIMULATION of a reviewer, for the demo and tests only.
+    The platform is handed the tasks that lineage holds open and says which of them are finished; on the
+    ``simulated`` platform a SIMULATED reviewer (synthetic ground truth, demo and tests only) finishes all.
     ``file`` is a platform's label export (Encord: a JSON list of label rows) to import instead of asking
     the platform. Idempotent: an imported review is never imported again.
     """
@@ -105,23 +105,24 @@ def import_reviews(
                 f"cannot import the label export {file}: the {reviewer.name} platform reads no export files "
                 "(use --platform encord for an Encord label export)"
             )
-        reviews = list(reader(file))
+        reviews = list(reader(file, open_tasks(ctx, reviewer.name)))
     report = ImportReport(
-        imported=[],
-        versions={},
-        boxes_changed=0,
-        changes={},
-        failed=[],
-        simulated=simulate,
-        platform=reviewer.name,
+        imported=[], versions={}, boxes_changed=0, changes={}, failed=[], platform=reviewer.name
     )
-    if simulate:
-        report.simulated_clips = simulate_review(ctx, platform=reviewer.name).reviewed
     if file is None:
-        reviews = reviewer.completed()
+        reviews = reviewer.completed(open_tasks(ctx, reviewer.name))
     for review in reviews:
         _import_one(ctx, reviewer, review, report)
     return report
+
+
+def open_tasks(ctx: Context, platform: str) -> list[OpenTask]:
+    """The tasks on ``platform`` that lineage holds as exported and not yet imported, oldest first."""
+    with ctx.db.session() as session:
+        return [
+            OpenTask(task.clip_id, task.exported_version, task.external_id)
+            for task in review_tasks(session, platform=platform, status="exported")
+        ]
 
 
 def _refusal_note(sha256: str, message: str) -> str:
@@ -163,6 +164,9 @@ def _import_one(
     report.versions[review.clip_id] = saved.version
     report.changes[review.clip_id] = changes.total
     report.boxes_changed += changes.total
+    if review.simulated:
+        report.simulated = True
+        report.simulated_clips.append(review.clip_id)
 
 
 def _pending(

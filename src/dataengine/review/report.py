@@ -16,7 +16,7 @@ from dataengine.context import Context
 from dataengine.errors import ReviewError
 from dataengine.lineage.reviews import review_tasks
 from dataengine.lineage.views.activity import review_outcomes
-from dataengine.review.base import get_platform
+from dataengine.review.platforms import get_platform
 
 TASK_STATUSES = ("exported", "imported", "failed")
 _COUNTS = ("accepted", "moved", "deleted", "added", "relabelled")

@@ -4,11 +4,9 @@ from dataengine.vision.checkpoints import (
     BACKENDS,
     backend_of,
     build_from_config,
-    checkpoint_key,
     load_any_detector,
     load_checkpoint,
     load_detector,
-    model_prefix,
     save_checkpoint,
 )
 from dataengine.vision.detectors import DETECTOR_ARCHS, TORCHVISION_DETECTORS, build_detector, known_archs
@@ -21,6 +19,7 @@ from dataengine.vision.inference import (
     predict_in_batches,
     to_tensor,
 )
+from dataengine.vision.layout import checkpoint_key, model_prefix
 
 __all__ = [
     "BACKENDS",

@@ -13,23 +13,13 @@ from dataengine.errors import ModelError, StorageError
 from dataengine.storage import ObjectStore
 from dataengine.vision.detectors import build_detector
 from dataengine.vision.inference import Detector, FrameDetector, pick_device
+from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key, model_prefix
 
-CHECKPOINT_FORMAT = "dataengine.checkpoint/1"
 #: The backend of checkpoints whose config names none (all written before backends existed).
 DEFAULT_BACKEND = "torchvision"
 
 #: Builds a ready detector from a checkpoint's ``(config, state_dict)``, its model id and the device.
 BackendLoader = Callable[[dict[str, Any], dict[str, Any], str, torch.device], FrameDetector]
-
-
-def model_prefix(model_id: str) -> str:
-    """The folder key of a model."""
-    return f"models/{model_id}"
-
-
-def checkpoint_key(model_id: str) -> str:
-    """The key of a model's weights."""
-    return f"models/{model_id}/model.pt"
 
 
 def save_checkpoint(

@@ -19,8 +19,8 @@ from torch import nn
 
 from dataengine.errors import ModelError
 from dataengine.storage import ObjectStore
-from dataengine.vision.checkpoints import CHECKPOINT_FORMAT, checkpoint_key, model_prefix
 from dataengine.vision.inference import Detections, autocast, predict_in_batches
+from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key, model_prefix
 
 MMDET_MISSING = (
     "the mmdet backend needs mmdetection with mmcv's compiled ops; run `make mmdet` "

@@ -1,4 +1,4 @@
-"""Our labels as Label Studio ``VideoRectangle`` regions and back (see :mod:`dataengine.review.labelstudio`).
+"""Our labels as Label Studio ``VideoRectangle`` regions and back (see :mod:`.labelstudio`).
 
 Clip frame ``i`` is Label Studio frame ``i + 1`` at time ``i / fps``; boxes are percent of the frame.
 """

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import FormatError
 from dataengine.formats import ClipAnnotations
-from dataengine.lineage.reviews import review_tasks
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
     ExportOutcome,
+    OpenTask,
     TaskStatus,
     check_against_export,
 )
@@ -151,20 +151,16 @@ class LocalPlatform:
         """The URI of the task file."""
         return self.store.uri(f"{TASKS_PREFIX}/{external_id}.json")
 
-    def completed(self) -> Iterator[CompletedReview]:
-        """Done files whose task is open (exported, not imported) in lineage, by clip id."""
-        with self.ctx.db.session() as session:
-            open_tasks = {
-                (task.clip_id, task.exported_version)
-                for task in review_tasks(session, platform=PLATFORM, status="exported")
-            }
+    def completed(self, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
+        """The done files of ``open_tasks``, by clip id."""
+        wanted = {(task.clip_id, task.exported_version) for task in open_tasks}
         for key in self.store.list(f"{DONE_PREFIX}/", suffix=".json"):
             match = _VERSION_KEY.match(key[len(DONE_PREFIX) + 1 :])
             if match is None:
                 log.warning("ignoring %s: not a review/local/done/{clip_id}/v{n:04d}.json file", key)
                 continue
             clip_id, version = match.group("clip"), int(match.group("version"))
-            if (clip_id, version) in open_tasks:
+            if (clip_id, version) in wanted:
                 yield self._review(key, clip_id, version)
 
     def _review(self, key: str, clip_id: str, version: int) -> CompletedReview:

@@ -27,15 +27,15 @@ from encord.workflow.stages.final import FinalStage
 from dataengine.clips import read_meta, video_key
 from dataengine.errors import DataEngineError, FormatError, ReviewError
 from dataengine.formats import ClipAnnotations
-from dataengine.lineage.reviews import review_tasks
-from dataengine.review import encord_labels as labels
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
     ExportOutcome,
+    OpenTask,
     RetryableReviewError,
     TaskStatus,
 )
+from dataengine.review.platforms import encord_labels as labels
 
 if TYPE_CHECKING:
     from encord.project import Project
@@ -290,14 +290,14 @@ class EncordPlatform:
         app = self.settings.encord_domain.replace("://api.", "://app.")
         return f"{app}/label_editor/{self.settings.encord_project_hash}/{external_id}"
 
-    def completed(self) -> Iterator[CompletedReview]:
-        """Label rows of open tasks that reached the workflow's final stage, labels read in bundles."""
-        open_tasks = self._open_tasks()
-        if not open_tasks:
+    def completed(self, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
+        """Label rows of ``open_tasks`` that reached the workflow's final stage, labels read in bundles."""
+        by_hash = {t.external_id: (t.clip_id, t.exported_version) for t in open_tasks if t.external_id}
+        if not by_hash:
             return
         final = self._final_stage_uuid()
         with encord_errors("listing label rows"):
-            rows = self.project().list_label_rows_v2(data_hashes=sorted(open_tasks))
+            rows = self.project().list_label_rows_v2(data_hashes=sorted(by_hash))
         done = [row for row in rows if row.workflow_graph_node and str(row.workflow_graph_node.uuid) == final]
         with (
             encord_errors("reading reviewed labels"),
@@ -306,7 +306,7 @@ class EncordPlatform:
             for row in done:
                 row.initialise_labels(bundle=bundle, overwrite=True)
         for row in done:
-            clip_id, version = open_tasks[row.data_hash]
+            clip_id, version = by_hash[row.data_hash]
             yield CompletedReview(
                 clip_id=clip_id,
                 external_id=row.data_hash,
@@ -316,29 +316,18 @@ class EncordPlatform:
                 reviewers=labels.reviewers_of(row),
             )
 
-    def _open_tasks(self) -> dict[str, tuple[str, int]]:
-        with self.ctx.db.session() as session:
-            return {
-                task.external_id: (task.clip_id, task.exported_version)
-                for task in review_tasks(session, platform=PLATFORM, status="exported")
-                if task.external_id
-            }
-
     def to_annotations(self, review: CompletedReview, *, exported: ClipAnnotations) -> ClipAnnotations:
         """The reviewed labels of a label row, in pixels, checked against the exported version."""
         return payload_to_annotations(review.payload, exported=exported, source_name=review.source_name)
 
-    def from_file(self, path: str | Path) -> Iterator[CompletedReview]:
-        """The rows of a label export file (a JSON list of label rows) whose clip has an open task.
+    def from_file(self, path: str | Path, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
+        """The rows of a label export file (a JSON list of label rows) whose clip has one of ``open_tasks``.
 
         Rows are matched by ``data_title`` (the clip id, with or without extension). A row of a clip
         without an open task (never exported, or imported already) is skipped with a log line.
         """
         rows = read_export_file(path)
-        with self.ctx.db.session() as session:
-            open_by_clip = {
-                task.clip_id: task for task in review_tasks(session, platform=PLATFORM, status="exported")
-            }
+        open_by_clip = {task.clip_id: task for task in open_tasks}
         for i, row in enumerate(rows):
             title = row.get("data_title") if isinstance(row, dict) else None
             if not isinstance(title, str) or not title:

@@ -23,16 +23,20 @@ from typing import TYPE_CHECKING, Any
 from dataengine.clips import read_meta, video_key
 from dataengine.errors import AnnotationValidationError, ReviewError
 from dataengine.formats import ClipAnnotations
-from dataengine.lineage.reviews import review_tasks
 from dataengine.redaction import mask_url
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
     ExportOutcome,
+    OpenTask,
     RetryableReviewError,
     TaskStatus,
 )
-from dataengine.review.labelstudio_regions import label_config, prediction_result, result_to_annotations
+from dataengine.review.platforms.labelstudio_regions import (
+    label_config,
+    prediction_result,
+    result_to_annotations,
+)
 
 if TYPE_CHECKING:
     from dataengine.context import Context
@@ -188,15 +192,11 @@ class LabelStudioPlatform:
         """The task in the Label Studio editor."""
         return f"{mask_url(self.client.url)}/projects/{self.project_id()}/data?task={external_id}"
 
-    def completed(self) -> Iterator[CompletedReview]:
-        """Open tasks that have a submitted annotation; the task (with its annotations) is the payload."""
-        with self.ctx.db.session() as session:
-            open_tasks = [
-                (task.clip_id, task.exported_version, task.external_id)
-                for task in review_tasks(session, platform=PLATFORM, status="exported")
-                if task.external_id
-            ]
-        for clip_id, version, external_id in open_tasks:
+    def completed(self, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
+        """The ``open_tasks`` with a submitted annotation; the task (with its annotations) is the payload."""
+        for clip_id, version, external_id in [
+            (t.clip_id, t.exported_version, t.external_id) for t in open_tasks if t.external_id
+        ]:
             task = self.client.call("GET", f"/api/tasks/{int(external_id)}")
             annotation = _latest_annotation(task)
             if annotation is None:
