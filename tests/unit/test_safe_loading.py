@@ -18,7 +18,8 @@ from dataengine.errors import ModelError
 from dataengine.storage import ObjectStore
 from dataengine.training.resume import RESUME_FORMAT, load_state, resume_key
 from dataengine.triggers.anomaly import load_anomaly_model
-from dataengine.vision.checkpoints import CHECKPOINT_FORMAT, checkpoint_key, load_checkpoint
+from dataengine.vision.checkpoints import load_checkpoint
+from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key
 
 _ROOT = Path(__file__).parents[2]
 
