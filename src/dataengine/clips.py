@@ -124,6 +124,47 @@ def decode_jpeg(data: bytes, *, source_name: str) -> NDArray[np.uint8]:
         raise FormatError(f"{source_name}: not a readable image: {exc}") from exc
 
 
+def dct_factor(width: int, height: int, *, min_size: int, max_size: int) -> int:
+    """How much a ``width`` x ``height`` JPEG may shrink while decoding for a detector that resizes
+    to ``min_size`` on the short side and at most ``max_size`` on the long one (torchvision's rule).
+
+    libjpeg scales while decoding by 1/2, 1/4 or 1/8 (DCT scaling): the largest factor that keeps both
+    sides at or above the detector's input size, so the detector still shrinks the image and never
+    enlarges it; 1 when none does.
+    """
+    scale = min(min_size / min(width, height), max_size / max(width, height))
+    return next((f for f in (8, 4, 2) if f * scale <= 1.0), 1)
+
+
+def reduced_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """The size a ``width`` x ``height`` JPEG decodes to at 1 / ``factor`` (libjpeg rounds up)."""
+    return -(-width // factor), -(-height // factor)
+
+
+def decode_jpeg_at(data: bytes, *, source_name: str, full: tuple[int, int], factor: int) -> NDArray[np.uint8]:
+    """RGB ``uint8`` of a ``full``-sized JPEG decoded straight to 1 / ``factor`` of its size.
+
+    An image whose size is not ``full`` is refused (:class:`FormatError`); a format that cannot
+    scale while decoding (PNG) is decoded whole and resized to :func:`reduced_size`.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.size != full:
+                raise FormatError(
+                    f"{source_name} is {image.size[0]}x{image.size[1]}, but its annotation says "
+                    f"{full[0]}x{full[1]}"
+                )
+            size = reduced_size(*full, factor)
+            if factor > 1:
+                image.draft("RGB", (max(1, full[0] // factor), max(1, full[1] // factor)))
+            rgb = image.convert("RGB")
+            if rgb.size != size:
+                rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+            return np.array(rgb, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{source_name}: not a readable image: {exc}") from exc
+
+
 def read_frame(store: ObjectStore, clip_id: str, index: int) -> NDArray[np.uint8]:
     """A sampled frame of a clip as RGB ``uint8`` (height, width, 3)."""
     key = frame_key(clip_id, index)

@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
-from dataengine.clips import clip_prefix, decode_jpeg
+from dataengine.clips import clip_prefix, dct_factor, decode_jpeg_at, reduced_size
 from dataengine.errors import FormatError
 from dataengine.formats import ClipAnnotations, sha256_hex
 from dataengine.storage import ObjectStore
@@ -58,13 +58,19 @@ class ClipFrameDataset(Dataset[Sample]):
         hflip_prob: float = 0.0,
         cache_clips: int = 8,
         as_uint8: bool = False,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         """Index ``split`` (None: every split) of the manifest at ``manifest`` (a key or a URI).
 
         With ``as_uint8`` images stay ``uint8`` (3, H, W) in [0, 255]: a quarter of the bytes through the
         workers' queues, converted to float on the device (:func:`to_float_image`).
+
+        ``input_size`` is the detector's ``(min_size, max_size)``: each JPEG is then decoded at the
+        smallest 1/2, 1/4 or 1/8 of its size that the detector still shrinks (:func:`image_scale`),
+        with its boxes scaled to match, instead of decoding every pixel for the detector to drop.
         """
         self.store = store
+        self.input_size = input_size
         self._store_pid = os.getpid()
         self.as_uint8 = as_uint8
         self.classes = list(classes)
@@ -114,23 +120,42 @@ class ClipFrameDataset(Dataset[Sample]):
                 "not in the file"
             )
         image = self._load_image(labels)
-        boxes = torch.from_numpy(labels.boxes_xyxy.copy())
+        boxes = torch.from_numpy(labels.boxes_xyxy * self._box_scale(labels))
+        width = image.shape[-1]
         if self.hflip_prob > 0 and float(torch.rand(())) < self.hflip_prob:
             image = image.flip(-1)
-            boxes = torch.stack(
-                [labels.width - boxes[:, 2], boxes[:, 1], labels.width - boxes[:, 0], boxes[:, 3]], 1
-            )
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
         return image, {"boxes": boxes.reshape(-1, 4), "labels": torch.from_numpy(labels.labels.copy())}
 
-    def _load_image(self, labels: _FrameLabels) -> torch.Tensor:
-        rgb = decode_jpeg(
-            self.store.read_bytes(labels.image_key), source_name=self.store.uri(labels.image_key)
+    def image_scale(self, index: int) -> tuple[float, float]:
+        """``(x, y)`` factors from sample ``index``'s frame pixels to its image's (1.0 at full size).
+
+        Divide a prediction's box by them to get the frame's own pixels.
+        """
+        clip_pos, frame_index = int(self._sample_clip[index]), int(self._sample_frame[index])
+        labels = self._clip_labels(clip_pos)[frame_index]
+        sx, sy = self._box_scale(labels)[:2]
+        return float(sx), float(sy)
+
+    def _factor(self, labels: _FrameLabels) -> int:
+        if self.input_size is None:
+            return 1
+        return dct_factor(
+            labels.width, labels.height, min_size=self.input_size[0], max_size=self.input_size[1]
         )
-        if rgb.shape[:2] != (labels.height, labels.width):
-            raise FormatError(
-                f"{self.store.uri(labels.image_key)} is {rgb.shape[1]}x{rgb.shape[0]}, but its annotation "
-                f"says {labels.width}x{labels.height}"
-            )
+
+    def _box_scale(self, labels: _FrameLabels) -> NDArray[np.float32]:
+        width, height = reduced_size(labels.width, labels.height, self._factor(labels))
+        sx, sy = width / labels.width, height / labels.height
+        return np.array([sx, sy, sx, sy], dtype=np.float32)
+
+    def _load_image(self, labels: _FrameLabels) -> torch.Tensor:
+        rgb = decode_jpeg_at(
+            self.store.read_bytes(labels.image_key),
+            source_name=self.store.uri(labels.image_key),
+            full=(labels.width, labels.height),
+            factor=self._factor(labels),
+        )
         image = torch.from_numpy(rgb).permute(2, 0, 1)
         return image if self.as_uint8 else to_float_image(image)
 

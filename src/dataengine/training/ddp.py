@@ -88,7 +88,13 @@ def build_loader(
 ) -> tuple[DataLoader[Any], Sampler[int], ClipFrameDataset]:
     """The train split, each rank seeing its own shard of it every epoch."""
     dataset = ClipFrameDataset(
-        store, args.manifest, split="train", classes=args.classes, hflip_prob=args.hflip, as_uint8=True
+        store,
+        args.manifest,
+        split="train",
+        classes=args.classes,
+        hflip_prob=args.hflip,
+        as_uint8=True,
+        input_size=(args.min_size, args.max_size),
     )
     if len(dataset) == 0:
         raise EmptyDatasetError(f"{args.manifest}: the train split has no labelled frames")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torch import nn
 from torch.utils.data import DataLoader
 
 from dataengine.context import Context
@@ -60,6 +61,22 @@ def ground_truth(
     gt = to_coco(clips, classes=classes)
     image_ids = {(image["clip_id"], image["frame_index"]): image["id"] for image in gt["images"]}
     return gt, image_ids
+
+
+def input_size(model: nn.Module) -> tuple[int, int] | None:
+    """A torchvision detector's ``(min_size, max_size)``; None when it resizes to a fixed size (SSD)."""
+    transform = getattr(model, "transform", None)
+    if transform is None or getattr(transform, "fixed_size", None) is not None:
+        return None
+    return int(min(transform.min_size)), int(transform.max_size)
+
+
+def to_frame_pixels(output: dict[str, torch.Tensor], scale: tuple[float, float]) -> dict[str, torch.Tensor]:
+    """A prediction on an image decoded at ``scale`` of its frame, with its boxes in the frame's pixels."""
+    if scale == (1.0, 1.0):
+        return output
+    factors = torch.tensor([scale[0], scale[1], scale[0], scale[1]], dtype=output["boxes"].dtype)
+    return {**output, "boxes": output["boxes"] / factors}
 
 
 def coco_results(
@@ -218,10 +235,13 @@ def evaluate(ctx: Context, *, model_id: str, dataset: str | None = None, split: 
         e for e in read_manifest(ctx.store, source.manifest_uri) if wanted is None or e.split == wanted
     ]
     gt, image_ids = ground_truth(ctx.store, entries, classes)
-    frames = ClipFrameDataset(ctx.store, source.manifest_uri, split=wanted, classes=classes)
     detector = load_detector(ctx.store, model_id, device=ctx.settings.device)
+    frames = ClipFrameDataset(
+        ctx.store, source.manifest_uri, split=wanted, classes=classes, input_size=input_size(detector.model)
+    )
     loader = DataLoader(frames, batch_size=EVAL_BATCH_SIZE, collate_fn=collate)
     outputs = predict(detector.model, loader, detector.device) if len(frames) else []
+    outputs = [to_frame_pixels(output, frames.image_scale(i)) for i, output in enumerate(outputs)]
     ids = [image_ids[frames.sample(i)] for i in range(len(frames))]
     results = coco_results(outputs, ids, _label_map(detector.classes, classes))
     return coco_scores(gt, results, held_out=label, model_id=model_id)
