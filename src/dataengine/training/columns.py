@@ -151,14 +151,19 @@ def read_manifest_columns(store: ObjectStore, manifest: str, *, write_index: boo
     the next reader another parse).
     """
     key = store.key_of(manifest) if "://" in manifest else manifest
-    columns = load_index(store, key, manifest_sha256=_stream_sha256(store, key))
+    stamp = manifest_fingerprint(store, key)
+    columns = load_index(store, key, fingerprint=stamp)
+    if columns is None:
+        columns = load_index(store, key, manifest_sha256=_stream_sha256(store, key))
     if columns is not None:
         return columns
     data = store.read_bytes(key)
     columns = parse_manifest_columns(data, store.uri(key))
     if write_index:
         try:
-            write_index_for(store, key, columns, manifest_sha256=hashlib.sha256(data).digest())
+            write_index_for(
+                store, key, columns, manifest_sha256=hashlib.sha256(data).digest(), fingerprint=stamp
+            )
         except StorageError as exc:
             log.warning("could not write the index of %s, parsing it each time instead: %s", key, exc)
     return columns
@@ -172,14 +177,39 @@ def parse_manifest_columns(data: bytes, source: str) -> ManifestColumns:
 def index_manifest(store: ObjectStore, key: str, data: bytes) -> ManifestColumns:
     """Write the index of the manifest ``data`` just written at ``key`` (what a dataset build does)."""
     columns = parse_manifest_columns(data, store.uri(key))
-    write_index_for(store, key, columns, manifest_sha256=hashlib.sha256(data).digest())
+    stamp = manifest_fingerprint(store, key)
+    write_index_for(store, key, columns, manifest_sha256=hashlib.sha256(data).digest(), fingerprint=stamp)
     return columns
 
 
+def manifest_fingerprint(store: ObjectStore, key: str) -> bytes | None:
+    """``size:version`` of the object at ``key`` from the store's metadata (ETag on S3, modification time
+    on disk), as the ingest hash cache knows files; None when the store gives no version to trust.
+
+    An index that records the manifest's fingerprint is trusted while the fingerprint is unchanged, so
+    start-up need not hash a manifest that grows with the data (about 1 s per 500 MB).
+    """
+    try:
+        info = store.fs.info(f"{store.root}/{key}")
+    except Exception:  # no fingerprint only means hashing the manifest
+        return None
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    size = info.get("size")
+    if version is None or size is None:
+        return None
+    return f"{size}:{str(version).strip(chr(34))}".encode()
+
+
 def write_index_for(
-    store: ObjectStore, key: str, columns: ManifestColumns, *, manifest_sha256: bytes
+    store: ObjectStore,
+    key: str,
+    columns: ManifestColumns,
+    *,
+    manifest_sha256: bytes,
+    fingerprint: bytes | None = None,
 ) -> None:
-    """Write ``columns`` as the index of the manifest at ``key`` whose bytes hash to ``manifest_sha256``.
+    """Write ``columns`` as the index of the manifest at ``key`` whose bytes hash to ``manifest_sha256``
+    (and whose :func:`manifest_fingerprint` was ``fingerprint`` before its bytes were read).
 
     One uncompressed ``.npz`` (a zip of ``.npy`` files, each CRC-checked on read), written atomically by
     the store: a reader sees the old index, the new one or none, never half of one.
@@ -189,6 +219,7 @@ def write_index_for(
         buffer,
         format=np.array([INDEX_FORMAT], dtype=np.int64),
         manifest_sha256=np.frombuffer(manifest_sha256, dtype=np.uint8),
+        manifest_fingerprint=np.frombuffer(fingerprint or b"", dtype=np.uint8),
         clip_ids_data=columns.clip_ids.data,
         clip_ids_offsets=columns.clip_ids.offsets,
         uris_data=columns.uris.data,
@@ -202,10 +233,15 @@ def write_index_for(
     store.write_bytes(index_key(key), buffer.getvalue())
 
 
-def load_index(store: ObjectStore, key: str, *, manifest_sha256: bytes) -> ManifestColumns | None:
+def load_index(
+    store: ObjectStore, key: str, *, manifest_sha256: bytes | None = None, fingerprint: bytes | None = None
+) -> ManifestColumns | None:
     """The columns in the index of the manifest at ``key``; None when there is none or it does not
-    belong to a manifest with the bytes hashing to ``manifest_sha256``, or is not a consistent index.
+    belong to a manifest with the bytes hashing to ``manifest_sha256`` (or, when that is not given,
+    with the fingerprint ``fingerprint``), or is not a consistent index.
     """
+    if manifest_sha256 is None and not fingerprint:
+        return None
     try:
         arrays = _mapped_npz(Path(store.root) / index_key(key)) if store.protocol == "file" else None
         if arrays is None:
@@ -219,7 +255,13 @@ def load_index(store: ObjectStore, key: str, *, manifest_sha256: bytes) -> Manif
     try:
         if arrays["format"].tolist() != [INDEX_FORMAT]:
             return None
-        if arrays["manifest_sha256"].tobytes() != manifest_sha256:
+        if manifest_sha256 is None:
+            if (
+                "manifest_fingerprint" not in arrays
+                or arrays["manifest_fingerprint"].tobytes() != fingerprint
+            ):
+                return None  # changed or unknown since the index was written: the caller hashes it
+        elif arrays["manifest_sha256"].tobytes() != manifest_sha256:
             log.info("the index of %s was written for other manifest bytes; parsing the manifest", key)
             return None
         columns = ManifestColumns(
