@@ -7,6 +7,7 @@ it was asked to do and 2 on bad usage; a partial success (some inputs quarantine
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from dataengine.errors import DataEngineError
+from dataengine.errors import ConfigError, DataEngineError
 
 if TYPE_CHECKING:  # The engine (SQLAlchemy, settings, storage) loads only when a command needs it.
     from dataengine.context import Context
@@ -53,6 +54,31 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _positive(text: str) -> float:
+    """A number above 0 (a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise typer.BadParameter(f"{text} is not above 0")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise typer.BadParameter(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _exit_code(exc: DataEngineError) -> int:
+    """2 for bad usage (an invalid option or setting), 1 for everything else that stopped a command."""
+    return 2 if isinstance(exc, ConfigError) else 1
+
+
 @contextmanager
 def _context() -> Iterator[Context]:
     from dataengine.context import Context
@@ -60,11 +86,11 @@ def _context() -> Iterator[Context]:
     try:
         ctx = Context.create()
     except DataEngineError as exc:
-        _fail(str(exc))
+        _fail(str(exc), _exit_code(exc))
     try:
         yield ctx
     except DataEngineError as exc:
-        _fail(str(exc))
+        _fail(str(exc), _exit_code(exc))
     finally:
         ctx.close()
 
@@ -141,9 +167,12 @@ def ingest(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Files, store keys or URIs; default: new in landing/")
     ] = None,
-    clip_seconds: Annotated[float | None, typer.Option(help="Clip length in seconds.")] = None,
+    clip_seconds: Annotated[
+        float | None,
+        typer.Option(help="Clip length in seconds.", parser=_positive),
+    ] = None,
     sample_fps: Annotated[
-        float | None, typer.Option(help="Frames sampled per second; 0 = every frame.")
+        float | None, typer.Option(help="Frames sampled per second; 0 = every frame.", min=0)
     ] = None,
     repair: Annotated[
         bool,
@@ -182,10 +211,10 @@ app.add_typer(triggers_app, name="triggers")
 def triggers(
     command: typer.Context,
     budget: Annotated[
-        float | None, typer.Option("--budget", help="Fraction of scored clips to select.")
+        float | None, typer.Option("--budget", help="Fraction of scored clips to select.", min=0, max=1)
     ] = None,
     budget_count: Annotated[
-        int | None, typer.Option("--budget-count", help="Number of clips to select.")
+        int | None, typer.Option("--budget-count", help="Number of clips to select.", min=0)
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -215,8 +244,8 @@ def triggers_timeline(
 
 @triggers_app.command("train-anomaly")
 def triggers_train_anomaly(
-    clips: Annotated[int | None, typer.Option(help="Recent clips to train on.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    clips: Annotated[int | None, typer.Option(help="Recent clips to train on.", min=1)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.", min=1)] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """(Re)train the anomaly trigger's autoencoder on the most recently ingested clips."""
@@ -376,8 +405,10 @@ def train(
     dataset: Annotated[
         str | None, typer.Option(help="NAME@VERSION or NAME (latest); default: default.")
     ] = None,
-    nproc: Annotated[int | None, typer.Option(help="DDP processes (torchrun --nproc_per_node).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    nproc: Annotated[
+        int | None, typer.Option(help="DDP processes (torchrun --nproc_per_node).", min=1)
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.", min=1)] = None,
     promote: Annotated[
         bool, typer.Option(help="Evaluate and promote if it beats the promoted model.")
     ] = True,
@@ -436,8 +467,12 @@ def clips_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Clips with their frame range and stage."""
+    from dataengine.lineage import CLIP_STAGES
     from dataengine.lineage.clips import list_clips
     from dataengine.lineage.views.reports import clip_to_dict
+
+    if stage is not None and stage not in CLIP_STAGES:
+        _fail(f"no stage {stage!r}; stages are {', '.join(CLIP_STAGES)}", 2)
 
     with _context() as ctx, ctx.db.session() as session:
         rows = [clip_to_dict(c) for c in list_clips(session, stage=stage, video_id=video)]
@@ -501,9 +536,9 @@ def quarantine_list(as_json: JsonFlag = False) -> None:
 
 @app.command()
 def synthetic(
-    videos: Annotated[int, typer.Option(help="How many videos to render.")] = 4,
+    videos: Annotated[int, typer.Option(help="How many videos to render.", min=1)] = 4,
     seed: Annotated[int, typer.Option(help="Seed; the same seed renders the same bytes.")] = 0,
-    seconds: Annotated[float, typer.Option(help="Length of each video.")] = 10.0,
+    seconds: Annotated[float, typer.Option(help="Length of each video.", parser=_positive)] = 10.0,
     day: Annotated[str, typer.Option(help="Recording day in the landing path, YYYY-MM-DD.")] = "2026-11-22",
 ) -> None:
     """Render synthetic videos with ground truth into landing/ (for trying the engine out)."""
@@ -523,11 +558,16 @@ def synthetic(
 
 @app.command()
 def demo(
-    rounds: Annotated[int, typer.Option(help="Rounds of the loop after the bootstrap.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds of the loop after the bootstrap.", min=0)] = 2,
     workdir: Annotated[
         Path, typer.Option(help="Folder for the demo's store, database and Airflow home.")
     ] = Path(".dataengine/demo"),
-    through: Annotated[str, typer.Option(help="airflow (dags test) or python (the stage APIs).")] = "airflow",
+    through: Annotated[
+        str,
+        typer.Option(
+            help="airflow (dags test) or python (the stage APIs).", parser=_one_of("airflow", "python")
+        ),
+    ] = "airflow",
     as_json: JsonFlag = False,
 ) -> None:
     """The whole loop on synthetic video: bootstrap a model, then ROUNDS rounds through Airflow."""
@@ -536,7 +576,7 @@ def demo(
     try:
         result = run_demo(DemoOptions(rounds=rounds, workdir=workdir, through=through), echo=typer.echo)
     except DataEngineError as exc:
-        _fail(str(exc))
+        _fail(str(exc), _exit_code(exc))
     _emit(result.to_dict(), as_json, lambda _: result.table())
 
 
@@ -546,4 +586,13 @@ def main() -> None:
         app()
     except DataEngineError as exc:  # errors raised outside a command's own handling
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(_exit_code(exc))
+    except Exception as exc:  # A bug: one line for the user, the traceback only when asked for.
+        if os.environ.get("DATAENGINE_TRACEBACK"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (a bug in dataengine; "
+            "set DATAENGINE_TRACEBACK=1 to see where, and please report it)",
+            err=True,
+        )
         sys.exit(1)

@@ -242,4 +242,6 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValueError as exc:
-        raise ConfigError(f"invalid dataengine settings: {exc}") from exc
+        config_file = _config_file()
+        source = f" (environment and {config_file})" if config_file else ""
+        raise ConfigError(f"invalid dataengine settings{source}: {exc}") from exc

@@ -21,11 +21,13 @@ from typing import IO, TYPE_CHECKING, Any
 import fsspec
 
 from dataengine.errors import (
+    ConfigError,
     ObjectExistsError,
     ObjectNotFoundError,
     RetryableStorageError,
     StorageError,
 )
+from dataengine.redaction import mask_url
 
 if TYPE_CHECKING:
     from dataengine.config import Settings
@@ -56,9 +58,11 @@ class ObjectStore:
     """One bucket or folder, addressed by keys."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
-        protocol, _, rest = url.partition("://")
-        if not rest:
-            raise StorageError(f"storage URL {url!r} needs a scheme: file://, s3:// or memory://")
+        protocol, separator, rest = url.partition("://")
+        if not separator or not protocol:
+            raise ConfigError(f"storage URL {url!r} needs a scheme: file://, s3:// or memory://")
+        if not rest.strip("/"):
+            raise ConfigError(f"storage URL {url!r} names no bucket or folder after {protocol}://")
         if protocol == "file":
             # Resolve relative folders once, so every URI recorded in lineage is absolute.
             rest = str(Path(rest).expanduser().resolve())
@@ -67,11 +71,14 @@ class ObjectStore:
         self.url = url.rstrip("/")
         try:
             self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
-        except (ImportError, ValueError) as exc:
-            raise StorageError(f"cannot open storage {self.url}: {exc}") from exc
+        except (ImportError, ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot open storage {mask_url(self.url)}: {exc}") from exc
         self.root = root.rstrip("/")
         if protocol == "file":
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore:

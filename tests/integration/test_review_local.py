@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from dataengine.clips import clip_id_for, frame_key, frame_name
 from dataengine.context import Context
-from dataengine.errors import ReviewError
+from dataengine.errors import ConfigError, ReviewError
 from dataengine.formats import Box, ClipAnnotations, Frame, list_versions, load_annotations
 from dataengine.lineage import repository as repo
 from dataengine.lineage.db import Database
@@ -108,7 +108,7 @@ def test_get_platform_defaults_to_local_and_refuses_others(ctx: Context) -> None
     assert encord.name == "encord"
     with pytest.raises(ReviewError, match="DATAENGINE_LABELSTUDIO_URL"):
         get_platform(ctx, "labelstudio")
-    with pytest.raises(ReviewError, match="unknown review platform 'nope'"):
+    with pytest.raises(ConfigError, match="unknown review platform 'nope'"):
         get_platform(ctx, "nope")
     with pytest.raises(ReviewError, match=r"cannot import the label export rows\.json"):
         import_reviews(ctx, file="rows.json")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.errors import ObjectExistsError, ObjectNotFoundError, StorageError
+from dataengine.errors import ConfigError, ObjectExistsError, ObjectNotFoundError, StorageError
 from dataengine.storage import ObjectStore
 
 
@@ -119,5 +119,15 @@ def test_a_failed_local_write_keeps_the_old_object(
 
 
 def test_unknown_scheme_is_a_clear_error() -> None:
-    with pytest.raises(StorageError, match="needs a scheme"):
+    with pytest.raises(ConfigError, match="needs a scheme"):
         ObjectStore("/just/a/path")
+    with pytest.raises(ConfigError, match=r"'s3://' names no bucket or folder after s3://"):
+        ObjectStore("s3://")
+    with pytest.raises(ConfigError, match="cannot open storage nosuch://x: Protocol not known"):
+        ObjectStore("nosuch://x")
+
+
+def test_an_uncreatable_store_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StorageError, match=r"cannot create the store folder .*a-file/store: Not a directory"):
+        ObjectStore(f"file://{tmp_path / 'a-file' / 'store'}")

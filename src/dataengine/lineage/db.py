@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dataengine.errors import LineageError, RetryableLineageError
+from dataengine.errors import ConfigError, LineageError, RetryableLineageError
+from dataengine.redaction import mask_url
 
 HEAD_REVISION = "0002"
 _MIGRATE_WAIT_SECONDS = 120.0
@@ -29,23 +30,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; creates the folder of a SQLite file."""
-    parsed = make_url(url)
+    """An engine for ``url``; creates the folder of a SQLite file.
+
+    A URL that is not one (or names no installed driver) is a :class:`ConfigError`; a SQLite folder
+    that cannot be created is a :class:`LineageError`.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"DATAENGINE_DATABASE_URL {mask_url(url)!r} is not a database URL: {exc}") from exc
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_folder(parsed.database)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(url, **kwargs)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise LineageError(f"cannot use database URL {parsed.render_as_string()}: {exc}") from exc
+        raise ConfigError(f"cannot use database URL {parsed.render_as_string()}: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_sqlite_folder(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    if path.is_dir():
+        raise LineageError(f"the SQLite lineage database {path} is a directory; name a file")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LineageError(
+            f"cannot create the folder {folder} of the SQLite lineage database: {exc.strerror}"
+        ) from exc
 
 
 _TRANSIENT_MARKERS = ("database is locked", "could not connect", "connection refused", "server closed")
@@ -70,7 +91,12 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
-        return f"Database({make_url(self.url).render_as_string()!r})"
+        return f"Database({self.display_url!r})"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked, for messages."""
+        return make_url(self.url).render_as_string()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -82,6 +108,15 @@ class Database:
         except OperationalError as exc:
             session.rollback()
             raise _operational_error(self, exc) from exc
+        except IntegrityError as exc:
+            session.rollback()
+            raise RetryableLineageError(
+                f"lineage database {self!r}: another run wrote the same rows meanwhile ({exc.orig}); "
+                "run it again, it picks up what the other run wrote"
+            ) from exc
+        except DatabaseError as exc:
+            session.rollback()
+            raise _database_error(self, exc) from exc
         except BaseException:
             session.rollback()
             raise
@@ -145,7 +180,20 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         try:
             database.migrate()
         except OperationalError as exc:
+            hint = " (is its folder writable?)" if database.engine.dialect.name == "sqlite" else ""
             raise LineageError(
-                f"cannot reach the lineage database {make_url(url).render_as_string()}: {exc.orig}"
+                f"cannot reach the lineage database {database.display_url}: {exc.orig}{hint}"
             ) from exc
+        except DatabaseError as exc:
+            raise _database_error(database, exc) from exc
     return database
+
+
+def _database_error(database: Database, exc: DatabaseError) -> LineageError:
+    """A database error that is not a lost connection: for SQLite, most likely a damaged file."""
+    if database.engine.dialect.name == "sqlite":
+        return LineageError(
+            f"{database.display_url} is not a usable SQLite database ({exc.orig}): restore the file "
+            "from a backup, or point DATAENGINE_DATABASE_URL at another file"
+        )
+    return LineageError(f"lineage database {database.display_url} failed: {exc.orig}")

@@ -79,7 +79,9 @@ def _postgres_lock(engine: Engine, name: str, wait_seconds: float) -> Iterator[b
         connection = engine.connect()
         held = _retry_until(time.monotonic() + wait_seconds, attempt)
     except SQLAlchemyError as exc:
-        raise RetryableLineageError(f"cannot take the lock {name!r}: the database is unavailable") from exc
+        cause = getattr(exc, "orig", None) or exc
+        where = engine.url.render_as_string()
+        raise RetryableLineageError(f"cannot reach the lineage database {where}: {cause}") from exc
     try:
         yield held
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, cast
 
-from dataengine.errors import ReviewError
+from dataengine.errors import ConfigError
 
 if TYPE_CHECKING:
     from dataengine.context import Context
@@ -32,7 +32,7 @@ def get_platform(ctx: Context, name: str | None = None) -> ReviewPlatform:
     chosen = name or ctx.settings.review_platform
     where = PLATFORMS.get(chosen)
     if where is None:
-        raise ReviewError(
+        raise ConfigError(
             f"unknown review platform {chosen!r}; known platforms are {sorted(PLATFORMS)} "
             "(set DATAENGINE_REVIEW_PLATFORM or pass --platform)"
         )
