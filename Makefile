@@ -56,9 +56,11 @@ demo: venv
 	$(BIN)/dataengine demo
 
 lint: venv
-	$(BIN)/ruff check src tests dags plugins benchmarks
-	$(BIN)/ruff format --check src tests dags plugins benchmarks
+	$(BIN)/ruff check src tests dags plugins benchmarks scripts
+	$(BIN)/ruff format --check src tests dags plugins benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_sql.py
 
 test: lint labelstudio chromium
 	$(BIN)/pytest

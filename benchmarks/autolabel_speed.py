@@ -27,7 +27,9 @@ from dataengine.autolabel import autolabel
 from dataengine.autolabel.run import frame_workers
 from dataengine.config import Settings
 from dataengine.context import Context
-from dataengine.lineage import repository
+from dataengine.lineage.clips import register_clip, set_stage
+from dataengine.lineage.model_registry import register_model
+from dataengine.lineage.videos import register_video
 from dataengine.vision import Detections, Detector, save_checkpoint, to_tensor
 
 VIDEO_ID = "5eed5eed5eed5eed"
@@ -38,7 +40,7 @@ def write_clips(ctx: Context, n_clips: int, n_frames: int) -> list[np.ndarray]:
     as the pipeline will decode them."""
     decoded = []
     with ctx.db.session() as session:
-        repository.register_video(
+        register_video(
             session, video_id=VIDEO_ID, uri="file:///bench.mp4", sha256=VIDEO_ID * 4, status="ingested"
         )
     for c in range(n_clips):
@@ -64,7 +66,7 @@ def write_clips(ctx: Context, n_clips: int, n_frames: int) -> list[np.ndarray]:
         )
         clips.write_meta(ctx.store, meta)
         with ctx.db.session() as session:
-            repository.register_clip(
+            register_clip(
                 session,
                 clip_id=clip_id,
                 video_id=VIDEO_ID,
@@ -74,7 +76,7 @@ def write_clips(ctx: Context, n_clips: int, n_frames: int) -> list[np.ndarray]:
                 n_frames=n_frames,
                 uri=ctx.store.uri(clips.clip_prefix(clip_id)),
             )
-            repository.set_stage(session, clip_id, "selected")
+            set_stage(session, clip_id, "selected")
     return decoded
 
 
@@ -90,7 +92,7 @@ def save_models(ctx: Context, detectors: Sequence[Detector]) -> None:
             max_size=MAX_SIZE,
         )
         with ctx.db.session() as session:
-            repository.register_model(
+            register_model(
                 session, model_id=detector.model_id, checkpoint_uri=uri, dataset_id=None, parent_model_id=None
             )
 

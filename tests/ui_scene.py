@@ -1,6 +1,6 @@
 """A small, real engine state for the monitoring UI's tests: frames, meta, annotation files, lineage rows.
 
-Written through the same functions the stages use (repository, formats, clips), with the run ids that
+Written through the same functions the stages use (lineage, formats, clips), with the run ids that
 Airflow tasks write, so every page has something true to show and to check.
 """
 
@@ -14,7 +14,12 @@ import numpy as np
 from dataengine.clips import ClipMeta, clip_id_for, encode_jpeg, frame_key, frame_name, write_meta
 from dataengine.context import Context
 from dataengine.formats import Box, ClipAnnotations, Frame, Origin, save_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import record_annotation
+from dataengine.lineage.clips import register_clip, set_stage
+from dataengine.lineage.datasets import create_dataset
+from dataengine.lineage.model_registry import register_model, set_model_status
+from dataengine.lineage.triggers import record_trigger_score
+from dataengine.lineage.videos import register_video
 
 VIDEO_ID = "0123456789abcdef"
 FPS, CLIP_FRAMES, SAMPLED, WIDTH, HEIGHT = 10.0, 20, (0, 5, 10, 15), 320, 180
@@ -98,7 +103,7 @@ def _label(ctx: Context, clip_id: str, version: int, *, human: bool) -> int:
         ctx.store, _annotations(clip_id, version, "review" if human else "autolabel", human)
     )
     with ctx.db.session() as session:
-        repo.record_annotation(
+        record_annotation(
             session,
             clip_id=clip_id,
             version=version,
@@ -113,10 +118,10 @@ def _label(ctx: Context, clip_id: str, version: int, *, human: bool) -> int:
         if human:
             details = {"version": 2, "parent_version": 1, "boxes_changed": 2, "platform": "local"}
             for stage, run in (("in_review", EXPORT_RUN), ("reviewed", REVIEW_RUN)):
-                repo.set_stage(session, clip_id, stage, run_id=run, actor="airflow", details=details)
+                set_stage(session, clip_id, stage, run_id=run, actor="airflow", details=details)
         else:
             details = {"model_id": "m-0000000001", "version": 1, "n_boxes": saved.n_boxes, "n_tracks": 2}
-            repo.set_stage(
+            set_stage(
                 session, clip_id, "autolabelled", run_id=AUTOLABEL_RUN, actor="airflow", details=details
             )
     return saved.n_boxes
@@ -150,7 +155,7 @@ SECOND_MODEL_METRICS: dict[str, Any] = {
 
 def _models(ctx: Context) -> None:
     with ctx.db.session() as session:
-        repo.register_model(
+        register_model(
             session,
             model_id="m-0000000001",
             checkpoint_uri="models/m-0000000001/model.pt",
@@ -158,8 +163,8 @@ def _models(ctx: Context) -> None:
             parent_model_id=None,
             metrics={"eval": {"map": 0.41, "map50": 0.72, "per_class": {"person": 0.55, "bed": 0.27}}},
         )
-        repo.set_model_status(session, "m-0000000001", "promoted")
-        repo.create_dataset(
+        set_model_status(session, "m-0000000001", "promoted")
+        create_dataset(
             session,
             name="ward",
             version=1,
@@ -168,7 +173,7 @@ def _models(ctx: Context) -> None:
             counts={"clips": 1},
             members=[(clip_id_for(VIDEO_ID, 20), 2, "train")],
         )
-        repo.register_model(
+        register_model(
             session,
             model_id="m-0000000002",
             checkpoint_uri="models/m-0000000002/model.pt",
@@ -182,7 +187,7 @@ def build_scene(ctx: Context) -> Scene:
     """One video of six clips scored by two triggers, three selected, one of them reviewed; two models."""
     clip_ids = [clip_id_for(VIDEO_ID, i * CLIP_FRAMES) for i in range(6)]
     with ctx.db.session() as session:
-        repo.register_video(
+        register_video(
             session,
             video_id=VIDEO_ID,
             uri="landing/ward.mp4",
@@ -197,7 +202,7 @@ def build_scene(ctx: Context) -> Scene:
     for i, clip_id in enumerate(clip_ids):
         _write_clip(ctx, clip_id, i * CLIP_FRAMES)
         with ctx.db.session() as session:
-            repo.register_clip(
+            register_clip(
                 session,
                 clip_id=clip_id,
                 video_id=VIDEO_ID,
@@ -211,10 +216,10 @@ def build_scene(ctx: Context) -> Scene:
             )
             scores = {name: values[i] for name, values in SCORES.items()}
             for name, score in scores.items():
-                repo.record_trigger_score(
+                record_trigger_score(
                     session, clip_id=clip_id, trigger=name, score=score, frames=[5], run_id=TRIGGER_RUN
                 )
-            repo.set_stage(
+            set_stage(
                 session, clip_id, "scored", run_id=TRIGGER_RUN, actor="airflow", details={"scores": scores}
             )
     best = {cid: max(values[i] for values in SCORES.values()) for i, cid in enumerate(clip_ids)}
@@ -223,7 +228,7 @@ def build_scene(ctx: Context) -> Scene:
         for rank, clip_id in enumerate(ranked, start=1):
             details = {"score": best[clip_id], "rank": rank, "budget": BUDGET, "candidates": len(clip_ids)}
             stage = "selected" if rank <= BUDGET else "rejected"
-            repo.set_stage(session, clip_id, stage, run_id=TRIGGER_RUN, actor="airflow", details=details)
+            set_stage(session, clip_id, stage, run_id=TRIGGER_RUN, actor="airflow", details=details)
     selected = ranked[:BUDGET]
     scene = Scene(clip_ids=clip_ids, selected=selected, reviewed=selected[1], autolabelled=selected[0])
     scene.boxes["v1"] = _label(ctx, scene.reviewed, 1, human=False)
@@ -231,7 +236,7 @@ def build_scene(ctx: Context) -> Scene:
     scene.boxes["v2"] = _label(ctx, scene.reviewed, 2, human=True)
     _models(ctx)
     with ctx.db.session() as session:
-        repo.set_stage(
+        set_stage(
             session,
             scene.reviewed,
             "in_dataset",

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from ui_server import AirflowUI, launched_chromium, missing, running_airflow_ui
 
 from dataengine.formats import Box, load_annotations, save_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import record_annotation
+from dataengine.lineage.clips import clip_events, set_stage
 from dataengine.lineage.models import Clip, ClipEvent
 from ui_scene import VIDEO_ID
 
@@ -106,7 +107,7 @@ def test_click_through_from_the_funnel_to_a_clip_and_scrub(airflow_ui: AirflowUI
     page.wait_for_url(f"**/clips/{clip_id}")
     assert page.locator("h1").inner_text() == f"Clip {clip_id}"
     with airflow_ui.ctx.db.session() as session:
-        stages = [event.stage for event in repo.clip_events(session, clip_id)]
+        stages = [event.stage for event in clip_events(session, clip_id)]
     assert page.locator("table.events tr td:nth-child(2)").all_inner_texts() == stages
     auto, review = (load_annotations(airflow_ui.ctx.store, clip_id, v) for v in (1, 2))
     page.keyboard.press("ArrowRight")
@@ -151,7 +152,7 @@ def test_stream_shows_new_predictions_as_they_arrive(airflow_ui: AirflowUI, page
     labels.frames[0].boxes.append(Box("bed", (10.0, 10.0, 90.0, 50.0), track=7, score=0.8))
     saved = save_annotations(ctx.store, labels)
     with ctx.db.session() as session:
-        repo.record_annotation(
+        record_annotation(
             session,
             clip_id=clip_id,
             version=1,
@@ -163,7 +164,7 @@ def test_stream_shows_new_predictions_as_they_arrive(airflow_ui: AirflowUI, page
             n_frames=saved.n_frames,
             n_boxes=saved.n_boxes,
         )
-        event = repo.set_stage(
+        event = set_stage(
             session,
             clip_id,
             "autolabelled",

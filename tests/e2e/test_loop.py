@@ -15,8 +15,11 @@ from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.demo import DemoOptions, DemoResult, run_demo
 from dataengine.formats import load_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import annotation_versions, latest_annotation
+from dataengine.lineage.clips import clip_events, list_clips
+from dataengine.lineage.model_registry import get_model, list_models
 from dataengine.lineage.models import ReviewTask
+from dataengine.lineage.triggers import trigger_scores
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
@@ -75,13 +78,12 @@ def test_a_selected_clip_went_through_every_stage(loop: tuple[DemoResult, Contex
     with ctx.db.session() as session:
         reviewed = [
             c
-            for c in repo.list_clips(session, stage="in_dataset")
-            if repo.latest_annotation(session, c.id)
-            and repo.latest_annotation(session, c.id).source == "review"  # type: ignore[union-attr]
+            for c in list_clips(session, stage="in_dataset")
+            if latest_annotation(session, c.id) and latest_annotation(session, c.id).source == "review"  # type: ignore[union-attr]
         ]
         assert len(reviewed) == 2
         clip = reviewed[0]
-        events = repo.clip_events(session, clip.id)
+        events = clip_events(session, clip.id)
         stages = [e.stage for e in events if e.status == "ok"]
         assert stages == LOOP
         run_ids = {e.stage: e.run_id or "" for e in events}
@@ -96,19 +98,19 @@ def test_a_selected_clip_went_through_every_stage(loop: tuple[DemoResult, Contex
         assert trained[-1].details["dataset_id"] == "default@2"
         selected = next(e for e in events if e.stage == "selected")
         assert selected.details  # names the trigger that selected it
-        assert repo.trigger_scores(session, clip.id)
+        assert trigger_scores(session, clip.id)
         tasks = session.scalars(select(ReviewTask).where(ReviewTask.clip_id == clip.id)).all()
         assert [(t.status, t.exported_version, t.imported_version) for t in tasks] == [("imported", 1, 2)]
-        rejected = repo.list_clips(session, stage="rejected")
+        rejected = list_clips(session, stage="rejected")
         assert len(rejected) == 4
 
 
 def test_annotation_versions(loop: tuple[DemoResult, Context]) -> None:
     _, ctx = loop
     with ctx.db.session() as session:
-        clip_ids = [c.id for c in repo.list_clips(session, stage="in_dataset")]
+        clip_ids = [c.id for c in list_clips(session, stage="in_dataset")]
         versions = {
-            cid: [(a.version, a.source) for a in repo.annotation_versions(session, cid)] for cid in clip_ids
+            cid: [(a.version, a.source) for a in annotation_versions(session, cid)] for cid in clip_ids
         }
     seeds = [cid for cid, v in versions.items() if v == [(1, "synthetic")]]
     reviewed = [cid for cid, v in versions.items() if v == [(1, "autolabel"), (2, "review")]]
@@ -137,8 +139,8 @@ def test_model_metrics_file_and_registry(loop: tuple[DemoResult, Context]) -> No
     assert doc["previous"]["model_id"] == result.rounds[0].model_id
     assert doc["decision"]["promoted"] == first.promoted
     with ctx.db.session() as session:
-        statuses = {m.id: m.status for m in repo.list_models(session)}
-        model = repo.get_model(session, first.model_id)
+        statuses = {m.id: m.status for m in list_models(session)}
+        model = get_model(session, first.model_id)
         assert model.parent_model_id == result.rounds[0].model_id
         assert model.dataset_id == "default@2"
     expected_first = "promoted" if first.promoted else "rejected"
@@ -156,8 +158,8 @@ def test_clip_show_prints_the_whole_history(
     with ctx.db.session() as session:
         clip_id = next(
             c.id
-            for c in repo.list_clips(session, stage="in_dataset")
-            if len(repo.annotation_versions(session, c.id)) == 2
+            for c in list_clips(session, stage="in_dataset")
+            if len(annotation_versions(session, c.id)) == 2
         )
     result = CliRunner().invoke(app, ["clip", "show", clip_id, "--json"])
     assert result.exit_code == 0, result.output

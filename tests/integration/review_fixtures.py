@@ -25,7 +25,9 @@ import pytest
 from dataengine.clips import ClipMeta, clip_id_for, encode_jpeg, frame_key, frame_name, video_key, write_meta
 from dataengine.context import Context
 from dataengine.formats import Box, ClipAnnotations, Frame, save_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import record_annotation
+from dataengine.lineage.clips import register_clip, set_stage
+from dataengine.lineage.videos import get_video, register_video
 
 REPO = Path(__file__).resolve().parents[2]
 LABELSTUDIO_BIN = REPO / ".venv-labelstudio" / "bin" / "label-studio"
@@ -89,11 +91,11 @@ def add_autolabelled_clip(
     )
     saved = save_annotations(ctx.store, labels)
     with ctx.db.session() as session:
-        if repo.get_video(session, VIDEO_ID) is None:
-            repo.register_video(
+        if get_video(session, VIDEO_ID) is None:
+            register_video(
                 session, video_id=VIDEO_ID, uri=meta.source_uri, sha256=VIDEO_ID * 4, status="ingested"
             )
-        repo.register_clip(
+        register_clip(
             session,
             clip_id=clip_id,
             video_id=VIDEO_ID,
@@ -103,7 +105,7 @@ def add_autolabelled_clip(
             n_frames=20,
             uri=ctx.store.uri(f"clips/{clip_id}"),
         )
-        repo.record_annotation(
+        record_annotation(
             session,
             clip_id=clip_id,
             version=1,
@@ -115,7 +117,7 @@ def add_autolabelled_clip(
             n_frames=saved.n_frames,
             n_boxes=saved.n_boxes,
         )
-        repo.set_stage(session, clip_id, "autolabelled", run_id="test/setup")
+        set_stage(session, clip_id, "autolabelled", run_id="test/setup")
     return clip_id
 
 

@@ -17,7 +17,11 @@ from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, ModelError
 from dataengine.formats import Box
-from dataengine.lineage import repository
+from dataengine.lineage.annotations import annotation_versions, latest_annotation
+from dataengine.lineage.clips import list_clips, register_clip, set_stage
+from dataengine.lineage.model_registry import register_model, set_model_status
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.videos import register_video
 from dataengine.synthetic import SyntheticScene
 from dataengine.vision import Detections, Detector, build_detector, save_checkpoint
 from dataengine.vision.boxes import pairwise_iou
@@ -42,7 +46,7 @@ def engine(settings: Settings) -> Iterator[Context]:
         run_id="test/autolabel",
     )
     with context.db.session() as session:
-        repository.register_video(
+        register_video(
             session, video_id=VIDEO_ID, uri="file:///landing/v.mp4", sha256=VIDEO_ID * 4, status="ingested"
         )
     yield context
@@ -76,7 +80,7 @@ def add_clip(
     )
     clips.write_meta(ctx.store, meta)
     with ctx.db.session() as session:
-        repository.register_clip(
+        register_clip(
             session,
             clip_id=clip_id,
             video_id=VIDEO_ID,
@@ -86,7 +90,7 @@ def add_clip(
             n_frames=meta.n_frames,
             uri=ctx.store.uri(clips.clip_prefix(clip_id)),
         )
-        repository.set_stage(session, clip_id, "selected")
+        set_stage(session, clip_id, "selected")
     return truth
 
 
@@ -109,20 +113,18 @@ def add_model(ctx: Context, model_id: str, *, seed: int, model: torch.nn.Module 
         max_size=WIDTH,
     )
     with ctx.db.session() as session:
-        repository.register_model(
-            session, model_id=model_id, checkpoint_uri=uri, dataset_id=None, parent_model_id=None
-        )
-        repository.set_model_status(session, model_id, "promoted")
+        register_model(session, model_id=model_id, checkpoint_uri=uri, dataset_id=None, parent_model_id=None)
+        set_model_status(session, model_id, "promoted")
 
 
 def stages(ctx: Context) -> dict[str, str]:
     with ctx.db.session() as session:
-        return {clip.id: clip.stage for clip in repository.list_clips(session)}
+        return {clip.id: clip.stage for clip in list_clips(session)}
 
 
 def n_versions(ctx: Context, clip: str) -> int:
     with ctx.db.session() as session:
-        return len(repository.annotation_versions(session, clip))
+        return len(annotation_versions(session, clip))
 
 
 def test_resume_after_a_crash_mid_batch_skips_the_clips_already_done(
@@ -179,7 +181,7 @@ def test_an_ensemble_writes_fused_boxes_and_its_producer(engine: Context) -> Non
     assert {b.origin for b in boxes} <= {"ensemble", "interpolated"}
     assert all(b.score is not None and b.score >= 0.2 for b in boxes)
     with engine.db.session() as session:
-        row = repository.latest_annotation(session, clip_id(0))
+        row = latest_annotation(session, clip_id(0))
         assert row is not None
         assert row.producer == labels.producer
 
@@ -249,7 +251,7 @@ def test_worker_processes_stream_frames_and_a_corrupt_clip_is_quarantined(engine
     assert "frame 3 is unreadable" in report.quarantined[bad]
     assert stages(engine) == {clip_id(0): "autolabelled", bad: "quarantined", clip_id(200): "autolabelled"}
     with engine.db.session() as session:
-        (item,) = repository.list_quarantine(session)
+        (item,) = list_quarantine(session)
         assert (item.clip_id, item.stage, item.input) == (
             bad,
             "autolabel",

@@ -19,9 +19,11 @@ from dataengine.context import Context
 from dataengine.errors import ConfigError
 from dataengine.ingest import discover, ingest, quarantine_key
 from dataengine.ingest.clipper import ClipWriter
-from dataengine.lineage import repository
+from dataengine.lineage.clips import clip_events, list_clips
 from dataengine.lineage.db import Database
 from dataengine.lineage.models import Clip, ClipEvent, QuarantineItem, Video
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.videos import get_video
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import SyntheticScene, render_video, write_landing
 from dataengine.synthetic.variants import corrupt_frames, render_variant, unknown_codec
@@ -127,7 +129,7 @@ def test_lineage_rows_after_ingest(ctx: Context, landing: list[str]) -> None:
     ingest(ctx, clip_seconds=1.0, sample_fps=2.0)
     with ctx.db.session() as session:
         for key, camera in zip(sorted(landing), ("cam01", "cam02"), strict=True):
-            video = repository.get_video(session, _video_id(ctx.store, key))
+            video = get_video(session, _video_id(ctx.store, key))
             assert video is not None
             assert (video.status, video.error) == ("ingested", None)
             assert (video.fps, video.width, video.height) == (10.0, 320, 240)
@@ -135,7 +137,7 @@ def test_lineage_rows_after_ingest(ctx: Context, landing: list[str]) -> None:
             assert video.camera == camera
             assert video.uri == ctx.store.uri(key)
             assert video.recorded_at == _recorded_at(key)
-            clips = repository.list_clips(session, video_id=video.id)
+            clips = list_clips(session, video_id=video.id)
             assert [(c.start_frame, c.end_frame, c.n_frames, c.stage) for c in clips] == [
                 (0, 10, 10, "ingested"),
                 (10, 20, 10, "ingested"),
@@ -143,7 +145,7 @@ def test_lineage_rows_after_ingest(ctx: Context, landing: list[str]) -> None:
             ]
             for clip in clips:
                 assert clip.uri == ctx.store.uri(f"clips/{clip.id}")
-                events = repository.clip_events(session, clip.id)
+                events = clip_events(session, clip.id)
                 assert [(e.stage, e.status, e.run_id) for e in events] == [("ingested", "ok", "test/run")]
                 assert events[0].details["n_sampled"] == 2
 
@@ -185,7 +187,7 @@ def test_local_file_partial_last_clip_and_every_frame(ctx: Context, tmp_path: Pa
     assert last.camera == "cam09"
     assert last.recorded_at == "2026-12-01T10:15:02Z"
     with ctx.db.session() as session:
-        video = repository.get_video(session, video_id)
+        video = get_video(session, video_id)
         assert video is not None
         assert (video.uri, video.status) == (f"file://{path}", "ingested")
         assert video.duration == pytest.approx(2.5)
@@ -214,7 +216,7 @@ def test_killed_run_leaves_no_meta_and_rerun_redoes_the_clip(
     assert not ctx.store.exists(meta_key(f"{video_id}-0000010"))
     assert not ctx.store.list(f"clips/{video_id}-0000010")  # an interrupted clip is cleaned up
     with ctx.db.session() as session:
-        video = repository.get_video(session, video_id)
+        video = get_video(session, video_id)
         assert video is not None
         assert video.status == "ingesting"
     assert discover(ctx) == sorted(landing)
@@ -333,12 +335,12 @@ def test_bad_inputs_are_quarantined_and_the_batch_goes_on(small_ctx: Context, tm
     assert record["at"].endswith("Z")
     with ctx.db.session() as session:
         for key in bad.values():
-            video = repository.get_video(session, _video_id(ctx.store, key))
+            video = get_video(session, _video_id(ctx.store, key))
             assert video is not None
             assert video.status == "quarantined"
             assert video.error == reasons[ctx.store.uri(key)]
             assert ctx.store.exists(quarantine_key(video.id))
-        items = repository.list_quarantine(session)
+        items = list_quarantine(session)
         assert sorted(item.input for item in items) == sorted(reasons)
         assert all(item.kind == "video" and item.run_id == "test/bad" for item in items)
         missing_item = next(item for item in items if item.input == missing)

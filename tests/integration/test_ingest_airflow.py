@@ -15,7 +15,8 @@ from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import RetryableStorageError
 from dataengine.ingest import ingest
-from dataengine.lineage import repository
+from dataengine.lineage.clips import clip_events, list_clips
+from dataengine.lineage.quarantine import list_quarantine
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import write_landing
 
@@ -44,8 +45,8 @@ def test_ingest_daily_maps_batches_and_names_new_clips(tmp_path: Path) -> None:
     runner.run("ingest_daily", "first")
 
     with ctx.db.session() as session:
-        clips = [clip.id for clip in repository.list_clips(session)]
-        runs = {str(e.run_id) for clip in clips for e in repository.clip_events(session, clip)}
+        clips = [clip.id for clip in list_clips(session)]
+        runs = {str(e.run_id) for clip in clips for e in clip_events(session, clip)}
     assert len(clips) == 3
     # Two mapped task instances: batches of 2 and 1 videos.
     assert {run.rsplit("[", 1)[-1] for run in runs} == {"0]", "1]"}
@@ -85,10 +86,10 @@ def test_transient_storage_error_is_raised_for_a_retry_and_the_retry_completes(
         operator.execute(context)
     assert not isinstance(raised.value, AirflowFailException)  # Airflow retries it
     with ctx.db.session() as session:
-        assert repository.list_quarantine(session) == []  # a storage hiccup is not a bad input
+        assert list_quarantine(session) == []  # a storage hiccup is not a bad input
     result = operator.execute(context)
     assert result["videos"] == 1
     assert len(result["clip_ids"]) == 2  # with the clip the failed try registered
     assert ingest(ctx, [key]).skipped_videos != []
     with ctx.db.session() as session:
-        assert len(repository.list_clips(session)) == 2
+        assert len(list_clips(session)) == 2

@@ -19,9 +19,10 @@ from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.ingest import discover, discovery, ingest, landing_videos, pipeline
 from dataengine.ingest.sources import VideoSource, source_sha256
-from dataengine.lineage import repository
+from dataengine.lineage.clips import list_clips
 from dataengine.lineage.db import Database
 from dataengine.lineage.models import Clip, ClipEvent
+from dataengine.lineage.videos import get_video
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import SyntheticScene, render_video, write_landing
 
@@ -68,7 +69,7 @@ def test_kill_mid_video_then_rerun_leaves_no_partial_clip_and_no_duplicate(
         folders = {key.split("/")[1] for key in ctx.store.list("clips")}
         assert 3 <= len(written) < 29, "killed too late: the video was finished"
         with ctx.db.session() as session:
-            registered = {clip.id for clip in repository.list_clips(session)}
+            registered = {clip.id for clip in list_clips(session)}
         # A clip without meta.json (partial) is never registered: later stages cannot see it.
         assert registered <= written
         assert folders - written or len(registered) < 29
@@ -157,7 +158,7 @@ def test_path_pattern_and_container_tags(settings: Settings, tmp_path: Path) -> 
         # No match in the path: the container's camera and creation_time tags.
         assert (second.camera, second.recorded_at) == ("lobby-cam", "2026-03-04T05:06:07Z")
         with ctx.db.session() as session:
-            video = repository.get_video(session, second.video_id)
+            video = get_video(session, second.video_id)
             assert video is not None
             assert video.recorded_at == datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     finally:

@@ -18,7 +18,9 @@ from dataengine.errors import RetryableLineageError
 from dataengine.ingest import ingest
 from dataengine.ingest.clipper import ClipWriter
 from dataengine.ingest.record import LineageRecorder
-from dataengine.lineage import repository
+from dataengine.lineage.clips import clip_events, get_clip, list_clips
+from dataengine.lineage.quarantine import quarantine
+from dataengine.lineage.videos import get_video
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import write_landing
 
@@ -142,7 +144,7 @@ def test_named_rerun_rebuilds_frames_deleted_by_hand(ctx: Context, video: str) -
     leftover.write_bytes(b"half a video")
     # The clip was quarantined meanwhile, the way triggers do when its frames cannot be read.
     with ctx.db.session() as session:
-        repository.quarantine(
+        quarantine(
             session,
             kind="clip",
             input=ctx.store.uri(f"clips/{clip_id}"),
@@ -158,16 +160,16 @@ def test_named_rerun_rebuilds_frames_deleted_by_hand(ctx: Context, video: str) -
     assert report.summary() == "Repaired 1 clip of 1 video (objects were missing)."
     assert _clip_objects(ctx.store) == before
     with ctx.db.session() as session:
-        clip = repository.get_clip(session, clip_id)
+        clip = get_clip(session, clip_id)
         assert clip.stage == "ingested"
-        events = repository.clip_events(session, clip_id)
+        events = clip_events(session, clip_id)
         assert [(e.stage, e.status) for e in events] == [
             ("ingested", "ok"),
             ("quarantined", "ok"),
             ("ingested", "ok"),
         ]
         assert events[-1].details["decision"] == "repaired"
-        video_row = repository.get_video(session, video_id)
+        video_row = get_video(session, video_id)
         assert video_row is not None
         assert video_row.status == "ingested"
     assert ingest(ctx, [video], clip_seconds=1.0).skipped_videos == [video_id]
@@ -194,5 +196,5 @@ def test_repair_flag_checks_every_ingested_video(ctx: Context, video: str) -> No
 
 def _event_count(ctx: Context) -> int:
     with ctx.db.session() as session:
-        clips = repository.list_clips(session)
-        return sum(len(repository.clip_events(session, c.id)) for c in clips)
+        clips = list_clips(session)
+        return sum(len(clip_events(session, c.id)) for c in clips)

@@ -17,7 +17,9 @@ from dataengine.clips import ClipMeta, read_frame, read_meta, video_id_for, vide
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.ingest import ingest, quarantine_key
-from dataengine.lineage import repository
+from dataengine.lineage.clips import clip_events
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.videos import get_video
 from dataengine.synthetic import SyntheticScene
 from dataengine.synthetic.variants import corrupt_frames, render_variant, unknown_codec
 
@@ -72,7 +74,7 @@ def test_keyframe_gop_gives_stream_copies_that_cover_every_frame(ctx: Context, t
             jpeg = read_frame(ctx.store, meta.clip_id, index).astype(float)
             assert np.abs(jpeg - decoded[meta.start_frame + index]).mean() < 4
     with ctx.db.session() as session:
-        events = repository.clip_events(session, metas[1].clip_id)
+        events = clip_events(session, metas[1].clip_id)
         assert events[0].details["encoding"] == "copy"
         assert events[0].details["split"] == "fixed"
 
@@ -126,7 +128,7 @@ def test_rotated_video_gives_upright_frames(ctx: Context, tmp_path: Path) -> Non
     assert np.abs(jpeg - np.rot90(raw, 1)).mean() < 4  # counter-clockwise, as FFmpeg displays it
     assert np.abs(jpeg - np.rot90(raw, -1)).mean() > 10
     with ctx.db.session() as session:
-        video = repository.get_video(session, _video_id(path))
+        video = get_video(session, _video_id(path))
         assert video is not None
         assert (video.width, video.height) == (240, 320)
 
@@ -185,10 +187,10 @@ def test_corrupt_packets_keep_clean_clips_and_record_the_gap(ctx: Context, tmp_p
         }
     ]
     with ctx.db.session() as session:
-        video = repository.get_video(session, video_id)
+        video = get_video(session, video_id)
         assert video is not None
         assert (video.status, video.error) == ("ingested", item.reason)
-        [gap] = repository.list_quarantine(session)
+        [gap] = list_quarantine(session)
         assert (gap.kind, gap.input, gap.video_id) == ("gap", f"file://{path}#frames=23-29", video_id)
     assert ingest(ctx, [str(path)]).skipped_videos == [video_id]
 
@@ -244,21 +246,21 @@ def test_duplicates_are_dropped_and_scene_cuts_split(settings: Settings, tmp_pat
         metas = _metas(ctx, report.clips)
         assert [(m.start_frame, m.end_frame) for m in metas] == [(0, 20), (40, 50), (50, 60)]
         with ctx.db.session() as session:
-            first = repository.clip_events(session, f"{video_id}-0000000")
+            first = clip_events(session, f"{video_id}-0000000")
             assert [(e.status, e.details.get("decision")) for e in first] == [
                 ("ok", None),
                 ("skipped", "dropped_duplicate"),
             ]
             assert first[1].details["clip_id"] == f"{video_id}-0000020"
             assert first[1].details["difference"] < 3.0
-            cut = repository.clip_events(session, f"{video_id}-0000050")
+            cut = clip_events(session, f"{video_id}-0000050")
             assert cut[0].details["split"] == "scene_cut"
         # A rerun of the video (as after a kill: still "ingesting") writes and records nothing twice.
         with ctx.db.session() as session:
-            video = repository.get_video(session, video_id)
+            video = get_video(session, video_id)
             assert video is not None
             video.status = "ingesting"
         again = ingest(ctx, [str(path)], clip_seconds=2.0, sample_fps=5.0)
         assert again.existing_clips == report.clips
         with ctx.db.session() as session:
-            assert len(repository.clip_events(session, f"{video_id}-0000000")) == 2
+            assert len(clip_events(session, f"{video_id}-0000000")) == 2

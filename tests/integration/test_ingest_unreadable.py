@@ -11,7 +11,7 @@ import pytest
 from cli_process import run_cli
 from dataengine.context import Context
 from dataengine.ingest import discovery, hashcache, ingest, pipeline, probe
-from dataengine.lineage import repository
+from dataengine.lineage.quarantine import list_quarantine
 from dataengine.synthetic import SyntheticScene, render_video, write_landing
 
 
@@ -57,7 +57,7 @@ def test_folders_links_pipes_and_vanishing_files_are_quarantined(
         f"file://{vanishing}": f"file://{vanishing} disappeared before it could be read",
     }
     with ctx.db.session() as session:
-        assert sorted(item.input for item in repository.list_quarantine(session)) == sorted(reasons)
+        assert sorted(item.input for item in list_quarantine(session)) == sorted(reasons)
 
 
 def test_a_landing_file_gone_since_the_listing_is_quarantined(

@@ -1,4 +1,4 @@
-"""Lineage schema and repository on SQLite and on PostgreSQL (the same tests on both)."""
+"""Lineage schema and aggregate functions on SQLite and on PostgreSQL (the same tests on both)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,28 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from dataengine.errors import LineageError, NotFoundError
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import annotation_versions, latest_annotation, record_annotation
+from dataengine.lineage.clips import clip_events, get_clip, list_clips, record_event, register_clip, set_stage
+from dataengine.lineage.datasets import (
+    clip_datasets,
+    create_dataset,
+    dataset_members,
+    get_dataset,
+    next_dataset_version,
+)
 from dataengine.lineage.db import HEAD_REVISION, Database, open_database
+from dataengine.lineage.model_registry import (
+    get_model,
+    list_models,
+    promoted_model,
+    register_model,
+    set_model_status,
+)
 from dataengine.lineage.models import Base, ClipEvent, Dataset, TriggerScore
+from dataengine.lineage.quarantine import quarantine
+from dataengine.lineage.reviews import finish_review_task, review_tasks, upsert_review_task
+from dataengine.lineage.triggers import record_trigger_score, trigger_scores
+from dataengine.lineage.videos import get_video, register_video
 from dataengine.lineage.views.reports import clip_history, quarantine_list, status_summary
 
 VIDEO = "3fa2c1d9e0b7a455"
@@ -22,11 +41,11 @@ VIDEO = "3fa2c1d9e0b7a455"
 def _clip(db: Database, start: int = 0, *, video: str = VIDEO) -> str:
     clip_id = f"{video}-{start:07d}"
     with db.session() as s:
-        if repo.get_video(s, video) is None:
-            repo.register_video(
+        if get_video(s, video) is None:
+            register_video(
                 s, video_id=video, uri=f"file:///v/{video}.mp4", sha256=video * 4, status="ingested"
             )
-        repo.register_clip(
+        register_clip(
             s,
             clip_id=clip_id,
             video_id=video,
@@ -72,20 +91,20 @@ def test_register_clip_is_idempotent_and_writes_one_event(db: Database) -> None:
     clip_id = _clip(db)
     _clip(db)
     with db.session() as s:
-        events = repo.clip_events(s, clip_id)
+        events = clip_events(s, clip_id)
         assert [(e.stage, e.status, e.run_id) for e in events] == [("ingested", "ok", "r/1")]
-        assert repo.get_clip(s, clip_id).stage == "ingested"
+        assert get_clip(s, clip_id).stage == "ingested"
 
 
 def test_stage_changes_are_recorded_in_order(db: Database) -> None:
     clip_id = _clip(db)
     with db.session() as s:
-        repo.set_stage(s, clip_id, "scored", run_id="r/2", actor="airflow", details={"n": 1})
-        repo.set_stage(s, clip_id, "selected", run_id="r/2", details={"trigger": "flicker"})
-        repo.record_event(s, clip_id, "autolabel", status="failed", details={"error": "x"})
+        set_stage(s, clip_id, "scored", run_id="r/2", actor="airflow", details={"n": 1})
+        set_stage(s, clip_id, "selected", run_id="r/2", details={"trigger": "flicker"})
+        record_event(s, clip_id, "autolabel", status="failed", details={"error": "x"})
     with db.session() as s:
-        assert repo.get_clip(s, clip_id).stage == "selected"
-        events = repo.clip_events(s, clip_id)
+        assert get_clip(s, clip_id).stage == "selected"
+        events = clip_events(s, clip_id)
         assert [e.stage for e in events] == ["ingested", "scored", "selected", "autolabel"]
         assert events[2].details == {"trigger": "flicker"}
         assert events[1].actor == "airflow"
@@ -98,13 +117,13 @@ def test_stage_change_rolls_back_with_its_transaction(db: Database) -> None:
 
     def crashing_task() -> None:
         with db.session() as s:
-            repo.set_stage(s, clip_id, "scored")
+            set_stage(s, clip_id, "scored")
             raise RuntimeError("task crashed")
 
     with pytest.raises(RuntimeError):
         crashing_task()
     with db.session() as s:
-        assert repo.get_clip(s, clip_id).stage == "ingested"
+        assert get_clip(s, clip_id).stage == "ingested"
         assert s.scalar(select(func.count()).select_from(ClipEvent)) == 1
 
 
@@ -112,34 +131,32 @@ def test_unknown_stage_and_clip_are_clear_errors(db: Database) -> None:
     clip_id = _clip(db)
     with db.session() as s:
         with pytest.raises(LineageError, match="unknown clip stage 'done'"):
-            repo.set_stage(s, clip_id, "done")
+            set_stage(s, clip_id, "done")
         with pytest.raises(NotFoundError, match="no clip 'nope'"):
-            repo.get_clip(s, "nope")
+            get_clip(s, "nope")
 
 
 def test_list_clips_filters(db: Database) -> None:
     a, b = _clip(db, 0), _clip(db, 100)
     c = _clip(db, 0, video="00000000000000ff")
     with db.session() as s:
-        repo.set_stage(s, b, "scored")
-        assert [x.id for x in repo.list_clips(s)] == sorted([a, b, c])
-        assert [x.id for x in repo.list_clips(s, stage="scored")] == [b]
-        assert [x.id for x in repo.list_clips(s, stage=["scored", "ingested"], video_id=VIDEO)] == [a, b]
-        assert [x.id for x in repo.list_clips(s, clip_ids=[c])] == [c]
+        set_stage(s, b, "scored")
+        assert [x.id for x in list_clips(s)] == sorted([a, b, c])
+        assert [x.id for x in list_clips(s, stage="scored")] == [b]
+        assert [x.id for x in list_clips(s, stage=["scored", "ingested"], video_id=VIDEO)] == [a, b]
+        assert [x.id for x in list_clips(s, clip_ids=[c])] == [c]
 
 
 def test_trigger_scores_are_upserts(db: Database) -> None:
     clip_id = _clip(db)
     with db.session() as s:
-        repo.record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.2, frames=[1], model_id="m1")
-        repo.record_trigger_score(
-            s, clip_id=clip_id, trigger="flicker", score=0.7, frames=[2, 3], model_id="m1"
-        )
-        repo.record_trigger_score(s, clip_id=clip_id, trigger="brightness", score=0.1)
-        repo.record_trigger_score(s, clip_id=clip_id, trigger="brightness", score=0.3)
-        repo.record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.1, model_id="m2")
+        record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.2, frames=[1], model_id="m1")
+        record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.7, frames=[2, 3], model_id="m1")
+        record_trigger_score(s, clip_id=clip_id, trigger="brightness", score=0.1)
+        record_trigger_score(s, clip_id=clip_id, trigger="brightness", score=0.3)
+        record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.1, model_id="m2")
     with db.session() as s:
-        rows = {(t.trigger, t.model_id): (t.score, t.frames) for t in repo.trigger_scores(s, clip_id)}
+        rows = {(t.trigger, t.model_id): (t.score, t.frames) for t in trigger_scores(s, clip_id)}
         assert rows == {
             ("flicker", "m1"): (0.7, [2, 3]),
             ("brightness", None): (0.3, []),
@@ -154,18 +171,14 @@ def test_annotation_versions_are_immutable(db: Database) -> None:
         clip_id=clip_id, uri="u1", source="autolabel", parent_version=None, n_frames=5, n_boxes=3
     )
     with db.session() as s:
-        _, created = repo.record_annotation(
-            s, version=1, sha256="a" * 64, producer={"models": ["m"]}, **kwargs
-        )
+        _, created = record_annotation(s, version=1, sha256="a" * 64, producer={"models": ["m"]}, **kwargs)
         assert created
-        _, created = repo.record_annotation(
-            s, version=1, sha256="a" * 64, producer={"models": ["m"]}, **kwargs
-        )
+        _, created = record_annotation(s, version=1, sha256="a" * 64, producer={"models": ["m"]}, **kwargs)
         assert not created
         with pytest.raises(LineageError, match="immutable"):
-            repo.record_annotation(s, version=1, sha256="b" * 64, producer={}, **kwargs)
+            record_annotation(s, version=1, sha256="b" * 64, producer={}, **kwargs)
     with db.session() as s:
-        repo.record_annotation(
+        record_annotation(
             s,
             clip_id=clip_id,
             version=2,
@@ -177,12 +190,12 @@ def test_annotation_versions_are_immutable(db: Database) -> None:
             n_frames=5,
             n_boxes=4,
         )
-        assert [a.version for a in repo.annotation_versions(s, clip_id)] == [1, 2]
-        latest = repo.latest_annotation(s, clip_id)
+        assert [a.version for a in annotation_versions(s, clip_id)] == [1, 2]
+        latest = latest_annotation(s, clip_id)
         assert latest is not None
         assert latest.version == 2
         assert latest.producer == {"reviewers": ["ann-7"]}
-        autolabel = repo.latest_annotation(s, clip_id, sources=["autolabel"])
+        autolabel = latest_annotation(s, clip_id, sources=["autolabel"])
         assert autolabel is not None
         assert autolabel.version == 1
 
@@ -190,19 +203,19 @@ def test_annotation_versions_are_immutable(db: Database) -> None:
 def test_review_tasks(db: Database) -> None:
     clip_id = _clip(db)
     with db.session() as s:
-        task, created = repo.upsert_review_task(
+        task, created = upsert_review_task(
             s, clip_id=clip_id, platform="local", exported_version=1, external_id="t1"
         )
-        again, created_again = repo.upsert_review_task(
+        again, created_again = upsert_review_task(
             s, clip_id=clip_id, platform="local", exported_version=1, external_id="t1"
         )
         assert created
         assert not created_again
         assert task.id == again.id
-        assert [t.clip_id for t in repo.review_tasks(s, platform="local", status="exported")] == [clip_id]
-        repo.finish_review_task(s, task, imported_version=2)
+        assert [t.clip_id for t in review_tasks(s, platform="local", status="exported")] == [clip_id]
+        finish_review_task(s, task, imported_version=2)
     with db.session() as s:
-        done = repo.review_tasks(s, status="imported")
+        done = review_tasks(s, status="imported")
         assert [(t.imported_version, t.error) for t in done] == [(2, None)]
         assert done[0].imported_at is not None
 
@@ -210,8 +223,8 @@ def test_review_tasks(db: Database) -> None:
 def test_datasets_and_models(db: Database) -> None:
     a, b = _clip(db, 0), _clip(db, 100)
     with db.session() as s:
-        assert repo.next_dataset_version(s, "default") == 1
-        repo.create_dataset(
+        assert next_dataset_version(s, "default") == 1
+        create_dataset(
             s,
             name="default",
             version=1,
@@ -221,7 +234,7 @@ def test_datasets_and_models(db: Database) -> None:
             members=[(a, 2, "train"), (b, 1, "val")],
         )
         with pytest.raises(LineageError, match="immutable"):
-            repo.create_dataset(
+            create_dataset(
                 s,
                 name="default",
                 version=1,
@@ -231,42 +244,38 @@ def test_datasets_and_models(db: Database) -> None:
                 members=[],
             )
     with db.session() as s:
-        assert repo.next_dataset_version(s, "default") == 2
-        assert repo.get_dataset(s, "default").id == "default@1"
+        assert next_dataset_version(s, "default") == 2
+        assert get_dataset(s, "default").id == "default@1"
         with pytest.raises(NotFoundError, match="default@7"):
-            repo.get_dataset(s, "default", 7)
-        members = [(m.clip_id, m.annotation_version, m.split) for m in repo.dataset_members(s, "default@1")]
+            get_dataset(s, "default", 7)
+        members = [(m.clip_id, m.annotation_version, m.split) for m in dataset_members(s, "default@1")]
         assert members == sorted([(a, 2, "train"), (b, 1, "val")])
-        assert [d.dataset_id for d in repo.clip_datasets(s, a)] == ["default@1"]
+        assert [d.dataset_id for d in clip_datasets(s, a)] == ["default@1"]
         assert s.scalar(select(func.count()).select_from(Dataset)) == 1
 
-        assert repo.promoted_model(s) is None
-        repo.register_model(
-            s, model_id="m1", checkpoint_uri="c1", dataset_id="default@1", parent_model_id=None
-        )
-        repo.set_model_status(s, "m1", "promoted", metrics={"map": 0.3})
-        repo.register_model(
-            s, model_id="m2", checkpoint_uri="c2", dataset_id="default@1", parent_model_id="m1"
-        )
+        assert promoted_model(s) is None
+        register_model(s, model_id="m1", checkpoint_uri="c1", dataset_id="default@1", parent_model_id=None)
+        set_model_status(s, "m1", "promoted", metrics={"map": 0.3})
+        register_model(s, model_id="m2", checkpoint_uri="c2", dataset_id="default@1", parent_model_id="m1")
     with db.session() as s:
-        promoted = repo.promoted_model(s)
+        promoted = promoted_model(s)
         assert promoted is not None
         assert promoted.id == "m1"
         assert promoted.metrics == {"map": 0.3}
-        repo.set_model_status(s, "m2", "promoted")
+        set_model_status(s, "m2", "promoted")
     with db.session() as s:
-        statuses = {m.id: m.status for m in repo.list_models(s)}
+        statuses = {m.id: m.status for m in list_models(s)}
         assert statuses == {"m1": "retired", "m2": "promoted"}
         with pytest.raises(LineageError, match="unknown model status"):
-            repo.set_model_status(s, "m2", "great")
+            set_model_status(s, "m2", "great")
         with pytest.raises(NotFoundError):
-            repo.get_model(s, "m9")
+            get_model(s, "m9")
 
 
 def test_quarantine_moves_clip_and_is_listed_once(db: Database) -> None:
     clip_id = _clip(db)
     with db.session() as s:
-        repo.quarantine(
+        quarantine(
             s,
             kind="video",
             input="landing/bad.mp4",
@@ -274,7 +283,7 @@ def test_quarantine_moves_clip_and_is_listed_once(db: Database) -> None:
             stage="ingest",
             video_id="e3b0c44298fc1c14",
         )
-        repo.quarantine(
+        quarantine(
             s,
             kind="video",
             input="landing/bad.mp4",
@@ -282,7 +291,7 @@ def test_quarantine_moves_clip_and_is_listed_once(db: Database) -> None:
             stage="ingest",
             video_id="e3b0c44298fc1c14",
         )
-        repo.quarantine(
+        quarantine(
             s,
             kind="clip",
             input=f"clips/{clip_id}/frames/000000.jpg",
@@ -296,17 +305,17 @@ def test_quarantine_moves_clip_and_is_listed_once(db: Database) -> None:
             ("landing/bad.mp4", "zero-byte file (again)"),
             (f"clips/{clip_id}/frames/000000.jpg", "corrupt jpeg"),
         ]
-        assert repo.get_clip(s, clip_id).stage == "quarantined"
-        assert repo.clip_events(s, clip_id)[-1].details == {"stage": "triggers", "reason": "corrupt jpeg"}
+        assert get_clip(s, clip_id).stage == "quarantined"
+        assert clip_events(s, clip_id)[-1].details == {"stage": "triggers", "reason": "corrupt jpeg"}
 
 
 def test_reports(db: Database) -> None:
     clip_id = _clip(db)
     _clip(db, 100)
     with db.session() as s:
-        repo.set_stage(s, clip_id, "scored")
-        repo.record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.5, model_id="m1")
-        repo.record_annotation(
+        set_stage(s, clip_id, "scored")
+        record_trigger_score(s, clip_id=clip_id, trigger="flicker", score=0.5, model_id="m1")
+        record_annotation(
             s,
             clip_id=clip_id,
             version=1,
@@ -318,7 +327,7 @@ def test_reports(db: Database) -> None:
             n_frames=1,
             n_boxes=2,
         )
-        repo.register_model(
+        register_model(
             s, model_id="m1", checkpoint_uri="c", dataset_id=None, parent_model_id=None, status="promoted"
         )
     with db.session() as s:
@@ -351,12 +360,12 @@ def test_reports(db: Database) -> None:
 
 def test_naive_datetimes_are_refused(db: Database) -> None:
     with pytest.raises(Exception, match="naive datetime"), db.session() as s:
-        repo.register_video(s, video_id="0" * 16, uri="u", sha256="0" * 64, recorded_at=datetime(2026, 1, 1))
+        register_video(s, video_id="0" * 16, uri="u", sha256="0" * 64, recorded_at=datetime(2026, 1, 1))
     with db.session() as s:
-        video = repo.register_video(
+        video = register_video(
             s, video_id="1" * 16, uri="u", sha256="1" * 64, recorded_at=datetime(2026, 1, 1, tzinfo=UTC)
         )
     with db.session() as s:
-        stored = repo.get_video(s, video.id)
+        stored = get_video(s, video.id)
         assert stored is not None
         assert stored.recorded_at == datetime(2026, 1, 1, tzinfo=UTC)

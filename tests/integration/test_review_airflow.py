@@ -17,7 +17,7 @@ from encord import exceptions as enc_errors
 
 from dataengine.airflow.operators import ReviewExportOperator, with_review_credentials
 from dataengine.context import Context
-from dataengine.lineage import repository as repo
+from dataengine.lineage.clips import get_clip
 
 pytestmark = pytest.mark.airflow
 
@@ -98,4 +98,4 @@ def test_fake_encord_errors_become_airflow_retries_or_failures(
     assert isinstance(caught.value, AirflowFailException) == (raised is AirflowFailException)
     assert type(error).__name__ in str(caught.value)
     with ctx.db.session() as session:
-        assert repo.get_clip(session, clip_id).stage == "autolabelled"
+        assert get_clip(session, clip_id).stage == "autolabelled"

@@ -32,7 +32,7 @@ from dataengine.cli import app
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
 from dataengine.formats import list_versions, load_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.clips import get_clip
 from dataengine.lineage.models import QuarantineItem
 from dataengine.review import export_for_review, import_reviews, review_report
 from dataengine.review.base import RetryableReviewError
@@ -257,7 +257,7 @@ def _edit(row: dict[str, Any]) -> None:
 
 def _stage(ctx: Context, clip_id: str) -> str:
     with ctx.db.session() as session:
-        return repo.get_clip(session, clip_id).stage
+        return get_clip(session, clip_id).stage
 
 
 def test_fake_encord_export_uploads_links_and_saves_prelabels_in_one_bundle(

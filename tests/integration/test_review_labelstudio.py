@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from dataengine.context import Context
 from dataengine.formats import list_versions, load_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.clips import get_clip
 from dataengine.lineage.models import QuarantineItem
 from dataengine.review import export_for_review, import_reviews, review_report
 from dataengine.review.platforms.labelstudio import LabelStudioClient, LabelStudioPlatform
@@ -54,7 +54,7 @@ def _submit(ls_ctx: Context, task_id: str, result: list[dict[str, Any]], lead_ti
 
 def _stage(ctx: Context, clip_id: str) -> str:
     with ctx.db.session() as session:
-        return repo.get_clip(session, clip_id).stage
+        return get_clip(session, clip_id).stage
 
 
 def test_labelstudio_round_trip_on_a_real_server(ls_ctx: Context, make_clip: Callable[..., str]) -> None:

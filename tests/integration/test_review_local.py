@@ -18,9 +18,12 @@ from dataengine.clips import clip_id_for, frame_key, frame_name
 from dataengine.context import Context
 from dataengine.errors import ConfigError, ReviewError
 from dataengine.formats import Box, ClipAnnotations, Frame, list_versions, load_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import latest_annotation
+from dataengine.lineage.clips import clip_events, get_clip
 from dataengine.lineage.db import Database
 from dataengine.lineage.models import ClipEvent, QuarantineItem
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.reviews import review_tasks
 from dataengine.review import (
     ReviewPlatform,
     box_changes,
@@ -46,19 +49,19 @@ def _add_clip(ctx: Context, start_frame: int) -> str:
 
 def _stage(ctx: Context, clip_id: str) -> str:
     with ctx.db.session() as session:
-        return repo.get_clip(session, clip_id).stage
+        return get_clip(session, clip_id).stage
 
 
 def _events(ctx: Context, clip_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     with ctx.db.session() as session:
-        return [(e.stage, e.status, e.details) for e in repo.clip_events(session, clip_id)]
+        return [(e.stage, e.status, e.details) for e in clip_events(session, clip_id)]
 
 
 def _tasks(ctx: Context) -> list[tuple[str, str, int, int | None, str | None]]:
     with ctx.db.session() as session:
         return [
             (t.clip_id, t.status, t.exported_version, t.imported_version, t.external_id)
-            for t in repo.review_tasks(session)
+            for t in review_tasks(session)
         ]
 
 
@@ -209,7 +212,7 @@ def test_import_of_a_hand_written_review(pg_ctx: Context) -> None:
         "total": 3,
     }
     with ctx.db.session() as session:
-        row = repo.latest_annotation(session, clip)
+        row = latest_annotation(session, clip)
         assert row is not None
         assert (row.version, row.source, row.parent_version, row.n_boxes) == (2, "review", 1, 3)
 
@@ -269,7 +272,7 @@ def test_malformed_review_is_refused_quarantined_and_retried_when_fixed(ctx: Con
     assert list_versions(ctx.store, bad) == [1]
     assert _stage(ctx, bad) == "in_review"
     with ctx.db.session() as session:
-        items = repo.list_quarantine(session)
+        items = list_quarantine(session)
         assert [(q.kind, q.input, q.clip_id, q.stage, q.reason) for q in items] == [
             ("annotation", bad_uri, None, "review", message)
         ]

@@ -30,8 +30,13 @@ from dataengine.config import load_settings
 from dataengine.context import Context
 from dataengine.errors import EmptyDatasetError, NotFoundError, TrainingError
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.lineage import repository as repo
+from dataengine.lineage.annotations import record_annotation
+from dataengine.lineage.clips import clip_events, get_clip, register_clip, set_stage
+from dataengine.lineage.datasets import dataset_members
+from dataengine.lineage.model_registry import get_model, promoted_model, register_model, set_model_status
 from dataengine.lineage.models import ClipEvent, Dataset, DatasetClip, Model
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.videos import register_video
 from dataengine.synthetic import SyntheticScene
 from dataengine.training import (
     DatasetRef,
@@ -85,7 +90,7 @@ def add_video(
     scene = SyntheticScene(seed=int(vid[:6], 16), width=WIDTH, height=HEIGHT, n_frames=n_clips * length)
     rendered = {index: (rgb, boxes) for index, rgb, boxes in scene.frames() if index % STEP == 0}
     with ctx.db.session() as session:
-        repo.register_video(session, video_id=vid, uri=f"file:///landing/{name}.mp4", sha256=vid * 4)
+        register_video(session, video_id=vid, uri=f"file:///landing/{name}.mp4", sha256=vid * 4)
     clip_ids = []
     for start in range(0, n_clips * length, length):
         clip_id = clips.clip_id_for(vid, start)
@@ -122,17 +127,17 @@ def register(
 ) -> None:
     """Register the clip (if new) and its annotation version, and move it to ``stage``."""
     with ctx.db.session() as session:
-        repo.register_clip(
+        register_clip(
             session, clip_id=clip_id, video_id=vid, start_frame=start, end_frame=start + length,
             start_time=start / 10, n_frames=length, uri=ctx.store.uri(clips.clip_prefix(clip_id)),
         )  # fmt: skip
-        repo.record_annotation(
+        record_annotation(
             session, clip_id=clip_id, version=saved.version, uri=saved.uri, sha256=saved.sha256,
             source=source, parent_version=saved.version - 1 or None, producer={},
             n_frames=saved.n_frames, n_boxes=saved.n_boxes,
         )  # fmt: skip
-        if repo.get_clip(session, clip_id).stage != stage:
-            repo.set_stage(session, clip_id, stage, run_id="test/setup")
+        if get_clip(session, clip_id).stage != stage:
+            set_stage(session, clip_id, stage, run_id="test/setup")
 
 
 def review_again(ctx: Context, clip_id: str) -> int:
@@ -142,7 +147,7 @@ def review_again(ctx: Context, clip_id: str) -> int:
     new = replace(old, version=old.version + 1, parent_version=old.version, source="review", frames=frames)
     saved = formats.save_annotations(ctx.store, new)
     with ctx.db.session() as session:
-        clip = repo.get_clip(session, clip_id)
+        clip = get_clip(session, clip_id)
     length = clip.end_frame - clip.start_frame
     register(ctx, clip_id, clip.video_id, clip.start_frame, length, saved, source="review", stage="reviewed")
     return saved.version
@@ -151,7 +156,7 @@ def review_again(ctx: Context, clip_id: str) -> int:
 def members(ctx: Context, dataset_id: str) -> dict[str, tuple[int, str]]:
     """clip id -> (annotation version, split) of a dataset version."""
     with ctx.db.session() as session:
-        return {m.clip_id: (m.annotation_version, m.split) for m in repo.dataset_members(session, dataset_id)}
+        return {m.clip_id: (m.annotation_version, m.split) for m in dataset_members(session, dataset_id)}
 
 
 def count(ctx: Context, table: type[Any]) -> int:
@@ -161,7 +166,7 @@ def count(ctx: Context, table: type[Any]) -> int:
 
 def events(ctx: Context, clip_id: str, *, status: str | None = None) -> list[ClipEvent]:
     with ctx.db.session() as session:
-        found = repo.clip_events(session, clip_id)
+        found = clip_events(session, clip_id)
     return [e for e in found if status is None or e.status == status]
 
 
@@ -263,7 +268,7 @@ def test_member_clips_move_to_in_dataset_with_an_event_naming_it(ctx: Context) -
     second = build_dataset(ctx)
 
     with ctx.db.session() as session:
-        stages = {repo.get_clip(session, c).stage for c in clip_ids}
+        stages = {get_clip(session, c).stage for c in clip_ids}
     assert stages == {"in_dataset"}
     for clip_id in clip_ids:
         joined = [e for e in events(ctx, clip_id) if e.stage == "in_dataset"]
@@ -292,8 +297,8 @@ def test_a_corrupt_annotation_file_is_quarantined_and_the_rest_goes_on(ctx: Cont
 
     assert sorted(members(ctx, ref.dataset_id)) == sorted(good)
     with ctx.db.session() as session:
-        assert repo.get_clip(session, broken).stage == "quarantined"
-        (item,) = repo.list_quarantine(session)
+        assert get_clip(session, broken).stage == "quarantined"
+        (item,) = list_quarantine(session)
     assert (item.clip_id, item.input) == (broken, ctx.store.uri(key))
     assert "sha256" in item.reason
 
@@ -316,7 +321,7 @@ def store_model(
         min_size=HEIGHT, max_size=WIDTH,
     )  # fmt: skip
     with ctx.db.session() as session:
-        repo.register_model(
+        register_model(
             session, model_id=model_id, checkpoint_uri=uri, dataset_id=dataset_id,
             parent_model_id=None, status=status,
         )  # fmt: skip
@@ -324,7 +329,7 @@ def store_model(
 
 def status_of(ctx: Context, model_id: str) -> str:
     with ctx.db.session() as session:
-        return repo.get_model(session, model_id).status
+        return get_model(session, model_id).status
 
 
 # train: real torchrun ---------------------------------------------------------------------------
@@ -388,8 +393,8 @@ def test_train_writes_the_checkpoint_and_its_record(trained: Trained) -> None:
 
 def test_the_model_row_is_a_candidate_child_of_the_promoted_model(trained: Trained) -> None:
     with trained.ctx.db.session() as session:
-        row = repo.get_model(session, trained.result.model_id)
-        promoted = repo.promoted_model(session)
+        row = get_model(session, trained.result.model_id)
+        promoted = promoted_model(session)
 
     assert (row.status, row.parent_model_id, row.dataset_id) == ("candidate", "m-seed", "default@1")
     assert row.checkpoint_uri == trained.result.checkpoint_uri
@@ -427,7 +432,7 @@ def test_a_warm_start_begins_at_the_promoted_weights_and_is_another_model(traine
     _, seed_weights = load_checkpoint(trained.ctx.store, "m-seed")
     _, cold_weights = load_checkpoint(trained.ctx.store, trained.result.model_id)
     with trained.ctx.db.session() as session:
-        parent = repo.get_model(session, warm.model_id).parent_model_id
+        parent = get_model(session, warm.model_id).parent_model_id
 
     def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
         name = "backbone.body.0.0.weight"
@@ -685,7 +690,7 @@ def test_training_again_after_a_promotion_returns_the_model_of_that_dataset(
     try:
         first = train(ctx, nproc=1)
         with ctx.db.session() as session:
-            repo.set_model_status(session, first.model_id, "promoted")
+            set_model_status(session, first.model_id, "promoted")
         monkeypatch.setattr(subprocess, "Popen", _no_launch)
         again = train(ctx, nproc=1)
     finally:

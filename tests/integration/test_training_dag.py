@@ -11,7 +11,8 @@ from test_training import add_video
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.demo import AirflowRunner
-from dataengine.lineage import repository as repo
+from dataengine.lineage.datasets import get_dataset
+from dataengine.lineage.model_registry import list_models
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
@@ -46,12 +47,12 @@ def test_one_click_train_trains_promotes_reports_and_then_skips(tmp_path: Path) 
 
     runner.run("one_click_train", "first")
     with ctx.db.session() as session:
-        (model,) = repo.list_models(session)
-        dataset = repo.get_dataset(session, "default")
+        (model,) = list_models(session)
+        dataset = get_dataset(session, "default")
     first = task_log(tmp_path, "first")
     runner.run("one_click_train", "again")
     with ctx.db.session() as session:
-        models_after = [m.id for m in repo.list_models(session)]
+        models_after = [m.id for m in list_models(session)]
     again = task_log(tmp_path, "again")
     ctx.close()
 

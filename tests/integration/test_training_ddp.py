@@ -26,7 +26,7 @@ from dataengine import clips, formats
 from dataengine.context import Context
 from dataengine.errors import TrainingError
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.lineage import repository as repo
+from dataengine.lineage.model_registry import get_model
 from dataengine.storage import ObjectStore
 from dataengine.training import (
     ClipFrameDataset,
@@ -68,7 +68,7 @@ def test_two_gloo_ranks_train_one_epoch_and_the_loss_falls(ctx: Context) -> None
     assert record["n_train_frames"] == result.n_train_frames >= 24
     assert epoch["loss_last"] < epoch["loss_first"]
     with ctx.db.session() as session:
-        model = repo.get_model(session, result.model_id)
+        model = get_model(session, result.model_id)
     config = model.metrics["config"]
     assert (config["arch"], config["classes"]) == ("tiny_fasterrcnn", CLASSES)
     assert config["train_args"]["epochs"] == 1
@@ -112,7 +112,7 @@ def test_a_killed_job_resumes_from_its_last_epoch(ctx: Context) -> None:
     assert [e["epoch"] for e in record["epochs"]] == [0, 1, 2, 3]
     assert record["epochs"][: saved["next_epoch"]] == saved["epochs"]  # the finished epochs are kept
     with ctx.db.session() as session:
-        assert repo.get_model(session, model_id).metrics["train"]["resumed_from_epoch"] >= 1
+        assert get_model(session, model_id).metrics["train"]["resumed_from_epoch"] >= 1
 
 
 def test_run_torchrun_reports_a_missing_manifest(ctx: Context) -> None:
@@ -201,6 +201,6 @@ def test_a_better_candidate_within_the_margin_is_rejected(ctx: Context) -> None:
     measured = [c for c in comparison["metrics"]["per_class"].values() if c["support"]]
     assert max(c["ap"] for c in measured) > 0.9
     with ctx.db.session() as session:
-        model = repo.get_model(session, "m-oracle")
+        model = get_model(session, "m-oracle")
     assert (model.status, model.dataset_id) == ("rejected", ref.dataset_id)
     assert model.metrics["eval"]["per_class"] == comparison["metrics"]["per_class"]

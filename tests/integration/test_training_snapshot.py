@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from dataengine.cli import app
 from dataengine.context import Context
 from dataengine.formats import load_annotations, sha256_hex
-from dataengine.lineage import repository as repo
+from dataengine.lineage.datasets import get_dataset
+from dataengine.lineage.videos import register_video
 from dataengine.storage import ObjectStore
 from dataengine.training import ClipFrameDataset, build_dataset, diff_datasets, read_manifest
 from dataengine.training import columns as columns_module
@@ -66,8 +67,8 @@ def test_a_version_records_its_boxes_per_class_and_split(ctx: Context) -> None:
             for box in frame.boxes:
                 expected[split][box.label] += 1
     with ctx.db.session() as session:
-        row = repo.get_dataset(session, "default", ref.version)
-        heldout = repo.get_dataset(session, "default-heldout")
+        row = get_dataset(session, "default", ref.version)
+        heldout = get_dataset(session, "default-heldout")
     assert row.counts["class_boxes"] == expected
     assert sum(expected["train"].values()) + sum(expected["val"].values()) == ref.n_boxes > 0
     assert heldout.counts["class_boxes"]["val"] == expected["val"]
@@ -111,7 +112,7 @@ def test_evaluation_reads_the_fixed_held_out_set(ctx: Context) -> None:
     second = build_dataset(ctx)
 
     with ctx.db.session() as session:
-        row = repo.get_dataset(session, "default", second.version)
+        row = get_dataset(session, "default", second.version)
     source, split, label = held_out_source(ctx, row)
     entries = read_manifest(ctx.store, source.manifest_uri)
 
@@ -176,7 +177,7 @@ def test_splits_by_camera_keep_every_video_of_a_camera_together(ctx: Context) ->
         add_video(ctx, name, n_clips=1, n_frames=1)
         with ctx.db.session() as session:
             vid = video_id_of(name)
-            repo.register_video(
+            register_video(
                 session, video_id=vid, uri=f"file:///landing/{name}.mp4", sha256=vid * 4, camera=camera
             )
 
@@ -235,7 +236,7 @@ def build_and_check_index(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> str:
     for dataset_id in (first.dataset_id, second.dataset_id, first.heldout_id or ""):
         with ctx.db.session() as session:
             name, version = dataset_id.split("@")
-            row = repo.get_dataset(session, name, int(version))
+            row = get_dataset(session, name, int(version))
             manifest_uri, manifest_sha256 = row.manifest_uri, row.manifest_sha256
         assert ctx.store.exists(index_key(ctx.store.key_of(manifest_uri)))
         assert_index_matches_manifest(ctx.store, manifest_uri, manifest_sha256)
@@ -285,5 +286,5 @@ def test_on_s3_a_stale_index_is_ignored_and_replaced(
     assert (dataset.n_clips, len(dataset)) == (second.n_clips, second.n_frames)  # v2, not v1's 4 clips
     assert (first.n_clips, second.n_clips) == (4, 6)
     with ctx.db.session() as session:
-        row = repo.get_dataset(session, "default", 2)
+        row = get_dataset(session, "default", 2)
     assert_index_matches_manifest(s3_store, row.manifest_uri, row.manifest_sha256)  # rewritten for v2

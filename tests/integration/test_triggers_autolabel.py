@@ -17,7 +17,12 @@ from dataengine.autolabel import run as autolabel_run
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ModelError, NotFoundError
-from dataengine.lineage import repository
+from dataengine.lineage.annotations import annotation_versions, latest_annotation, record_annotation
+from dataengine.lineage.clips import clip_events, list_clips, register_clip, set_stage
+from dataengine.lineage.model_registry import register_model, set_model_status
+from dataengine.lineage.quarantine import list_quarantine
+from dataengine.lineage.triggers import record_trigger_score, trigger_scores
+from dataengine.lineage.videos import register_video
 from dataengine.triggers import NO_MODEL_MESSAGE, run_triggers
 from dataengine.vision import Detections, Detector, build_detector, save_checkpoint
 
@@ -34,7 +39,7 @@ def make_engine(settings: Settings, **overrides: Any) -> Context:
     update = {"score_threshold": 0.2, "device": "cpu", "triggers": triggers, **overrides}
     context = Context.create(settings.model_copy(update=update), run_id="test/run")
     with context.db.session() as session:
-        repository.register_video(
+        register_video(
             session, video_id=VIDEO_ID, uri="file:///landing/v.mp4", sha256=VIDEO_ID * 4, status="ingested"
         )
     return context
@@ -75,7 +80,7 @@ def add_clip(ctx: Context, start_frame: int, levels: Sequence[int]) -> str:
     )
     clips.write_meta(ctx.store, meta)
     with ctx.db.session() as session:
-        repository.register_clip(
+        register_clip(
             session,
             clip_id=clip_id,
             video_id=VIDEO_ID,
@@ -99,27 +104,27 @@ def add_model(
         ctx.store, model_id, model=model, arch="tiny_fasterrcnn", classes=CLASSES, min_size=64, max_size=96
     )
     with ctx.db.session() as session:
-        repository.register_model(
+        register_model(
             session, model_id=model_id, checkpoint_uri=uri, dataset_id=None, parent_model_id=parent
         )
         if promote:
-            repository.set_model_status(session, model_id, "promoted")
+            set_model_status(session, model_id, "promoted")
 
 
 def stages(ctx: Context) -> dict[str, str]:
     with ctx.db.session() as session:
-        return {clip.id: clip.stage for clip in repository.list_clips(session)}
+        return {clip.id: clip.stage for clip in list_clips(session)}
 
 
 def lineage_counts(ctx: Context) -> dict[str, int]:
     """Rows per table that a rerun must not grow."""
     with ctx.db.session() as session:
-        ids = [clip.id for clip in repository.list_clips(session)]
+        ids = [clip.id for clip in list_clips(session)]
         return {
-            "events": sum(len(repository.clip_events(session, i)) for i in ids),
-            "scores": sum(len(repository.trigger_scores(session, i)) for i in ids),
-            "annotations": sum(len(repository.annotation_versions(session, i)) for i in ids),
-            "quarantine": len(repository.list_quarantine(session)),
+            "events": sum(len(clip_events(session, i)) for i in ids),
+            "scores": sum(len(trigger_scores(session, i)) for i in ids),
+            "annotations": sum(len(annotation_versions(session, i)) for i in ids),
+            "quarantine": len(list_quarantine(session)),
         }
 
 
@@ -168,19 +173,19 @@ def test_without_a_model_only_image_triggers_run_and_the_brightest_jump_is_selec
     assert "skipped trigger flicker" in report.summary()
     assert json.loads(json.dumps(report.to_dict()))["selected"] == [jump]
     with engine.db.session() as session:
-        (row,) = repository.trigger_scores(session, jump)
+        (row,) = trigger_scores(session, jump)
         assert (row.trigger, row.model_id, row.frames, row.run_id) == (
             "brightness",
             None,
             [10],
             "test/run",
         )
-        events = repository.clip_events(session, jump)
+        events = clip_events(session, jump)
         assert [e.stage for e in events] == ["ingested", "scored", "selected"]
         assert events[-1].details["trigger"] == "brightness"
         assert events[-1].details["score"] == 1.0
         assert events[-1].run_id == "test/run"
-        rejected = repository.clip_events(session, small)[-1]
+        rejected = clip_events(session, small)[-1]
         assert rejected.details["trigger"] == "brightness"
         assert rejected.details["score"] == pytest.approx(report.scores[small]["brightness"], abs=1e-6)
         assert rejected.details["reason"] == "ranked 2, below the budget of 1"
@@ -214,7 +219,7 @@ def test_model_triggers_share_one_detector_pass_per_clip(
     assert all(0.0 <= s <= 1.0 for scores in report.scores.values() for s in scores.values())
     assert report.selected == [b]
     with engine.db.session() as session:
-        rows = {row.trigger: row for row in repository.trigger_scores(session, a)}
+        rows = {row.trigger: row for row in trigger_scores(session, a)}
         assert rows["flicker"].model_id == "m-1"
         assert rows["flicker"].details["detections_per_frame"] == [10, 10, 10, 10]  # the strongest 10 of 50
         assert rows["brightness"].model_id is None
@@ -243,9 +248,9 @@ def test_flicker_selects_the_clip_where_a_monkeypatched_detector_blinks(
     assert report.scores[blinks]["brightness"] < 0.1
     assert report.selected == [blinks]
     with engine.db.session() as session:
-        event = repository.clip_events(session, blinks)[-1]
+        event = clip_events(session, blinks)[-1]
         assert (event.stage, event.details["trigger"], event.details["score"]) == ("selected", "flicker", 1.0)
-        row = next(r for r in repository.trigger_scores(session, blinks) if r.trigger == "flicker")
+        row = next(r for r in trigger_scores(session, blinks) if r.trigger == "flicker")
         assert row.frames == [5]  # gone at 5, back at 10; gone again at the clip's end
         assert row.details["vanish_and_return"] == 1
 
@@ -264,7 +269,7 @@ def test_disagreement_compares_with_the_previously_promoted_model(
     assert sorted(predict_calls) == [("m-1", 4), ("m-2", 4)]
     assert report.rejected == [clip_id]
     with engine.db.session() as session:
-        row = next(r for r in repository.trigger_scores(session, clip_id) if r.trigger == "disagreement")
+        row = next(r for r in trigger_scores(session, clip_id) if r.trigger == "disagreement")
         assert row.details["reference_model_id"] == "m-1"
         assert row.details["max_frame_disagreement"] == 0.0
 
@@ -275,16 +280,14 @@ def test_disagreement_is_skipped_when_the_parent_model_has_no_checkpoint(engine:
     report = run_triggers(engine, budget_count=1)
     assert "m-gone" in report.skipped_triggers["disagreement"]
     with engine.db.session() as session:
-        repository.register_model(
+        register_model(
             session,
             model_id="m-1",
             checkpoint_uri="file:///nowhere/model.pt",
             dataset_id=None,
             parent_model_id=None,
         )
-        repository.register_model(
-            session, model_id="m-3", checkpoint_uri="x", dataset_id=None, parent_model_id="m-1"
-        )
+        register_model(session, model_id="m-3", checkpoint_uri="x", dataset_id=None, parent_model_id="m-1")
     add_model(engine, "m-3", seed=2, parent="m-1")
     add_clip(engine, 20, [90, 90, 90, 90])
     report = run_triggers(engine, budget_count=1)
@@ -319,8 +322,8 @@ def test_named_clips_only_and_unknown_names(engine: Context) -> None:
 def test_a_clip_left_in_scored_by_an_interrupted_run_is_selected_next_time(engine: Context) -> None:
     stranded = add_clip(engine, 0, [20, 200, 20, 200])
     with engine.db.session() as session:
-        repository.record_trigger_score(session, clip_id=stranded, trigger="brightness", score=0.9)
-        repository.set_stage(session, stranded, "scored")
+        record_trigger_score(session, clip_id=stranded, trigger="brightness", score=0.9)
+        set_stage(session, stranded, "scored")
     fresh = add_clip(engine, 20, [90, 90, 90, 90])
     report = run_triggers(engine, budget_count=1)
     assert report.scored == [fresh]
@@ -353,7 +356,7 @@ def test_unreadable_clips_are_quarantined_and_the_batch_goes_on(engine: Context)
         no_frames: "quarantined",
     }
     with engine.db.session() as session:
-        items = {item.clip_id: item for item in repository.list_quarantine(session)}
+        items = {item.clip_id: item for item in list_quarantine(session)}
         assert items[corrupt].input == engine.store.uri(clips.frame_key(corrupt, 10))
         assert items[corrupt].kind == "clip"
         assert items[corrupt].stage == "triggers"
@@ -376,10 +379,10 @@ def test_the_loop_through_autolabel_on_each_database(settings: Settings, databas
         assert labelled.versions == {clip_ids[1]: 1}
         assert autolabel(ctx, clip_ids=[clip_ids[1]]).skipped == [clip_ids[1]]
         with ctx.db.session() as session:
-            rows = {row.trigger: row for row in repository.trigger_scores(session, clip_ids[1])}
+            rows = {row.trigger: row for row in trigger_scores(session, clip_ids[1])}
             assert rows["brightness"].frames == [5, 10, 15]
             assert rows["flicker"].details["detections_per_frame"] == [10, 10, 10, 10]  # strongest 10
-            latest = repository.latest_annotation(session, clip_ids[1])
+            latest = latest_annotation(session, clip_ids[1])
             assert latest is not None
             assert (latest.version, latest.producer["models"]) == (1, ["m-1"])
     finally:
@@ -437,7 +440,7 @@ def test_autolabel_writes_a_valid_tracked_version_and_registers_it(engine: Conte
     assert min(box.track or 0 for box in boxes) == 1
     assert stages(engine)[extra] == "ingested"
     with engine.db.session() as session:
-        (row,) = repository.annotation_versions(session, clip_id)
+        (row,) = annotation_versions(session, clip_id)
         assert (row.version, row.source, row.parent_version, row.n_boxes, row.n_frames) == (
             1,
             "autolabel",
@@ -447,7 +450,7 @@ def test_autolabel_writes_a_valid_tracked_version_and_registers_it(engine: Conte
         )
         assert row.producer == labels.producer
         assert row.sha256 == formats.sha256_hex(engine.store.read_bytes(formats.annotation_key(clip_id, 1)))
-        event = repository.clip_events(session, clip_id)[-1]
+        event = clip_events(session, clip_id)[-1]
         assert event.stage == "autolabelled"
         assert event.details["model_id"] == "m-1"
         assert event.details["version"] == 1
@@ -485,7 +488,7 @@ def test_a_new_model_labels_on_top_of_a_review(engine: Context) -> None:
     ]
     saved = formats.save_annotations(engine.store, review)
     with engine.db.session() as session:
-        repository.record_annotation(
+        record_annotation(
             session,
             clip_id=clip_id,
             version=2,
@@ -497,7 +500,7 @@ def test_a_new_model_labels_on_top_of_a_review(engine: Context) -> None:
             n_frames=saved.n_frames,
             n_boxes=0,
         )
-        repository.set_stage(session, clip_id, "reviewed")
+        set_stage(session, clip_id, "reviewed")
     add_model(engine, "m-2", seed=2, parent="m-1")
 
     report = autolabel(engine, clip_ids=[clip_id])
@@ -547,7 +550,7 @@ def test_autolabel_quarantines_a_clip_with_a_corrupt_frame_and_labels_the_others
     assert stages(engine) == {good: "autolabelled", bad: "quarantined"}
     assert formats.list_versions(engine.store, bad) == []
     with engine.db.session() as session:
-        (item,) = repository.list_quarantine(session)
+        (item,) = list_quarantine(session)
         assert (item.clip_id, item.stage) == (bad, "autolabel")
 
 
@@ -573,5 +576,5 @@ def test_a_version_written_but_not_registered_is_adopted_on_rerun(
     assert formats.list_versions(engine.store, clip_id) == [1]
     assert stages(engine)[clip_id] == "autolabelled"
     with engine.db.session() as session:
-        (row,) = repository.annotation_versions(session, clip_id)
+        (row,) = annotation_versions(session, clip_id)
         assert row.sha256 == formats.sha256_hex(engine.store.read_bytes(formats.annotation_key(clip_id, 1)))

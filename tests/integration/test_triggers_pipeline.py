@@ -18,7 +18,10 @@ from dataengine.cli import app
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.ingest import ingest
-from dataengine.lineage import repository
+from dataengine.lineage.clips import list_clips
+from dataengine.lineage.datasets import create_dataset
+from dataengine.lineage.model_registry import register_model, set_model_status
+from dataengine.lineage.triggers import trigger_scores
 from dataengine.synthetic import write_landing
 from dataengine.triggers import NO_MODEL_MESSAGE, TRIGGERS, run_triggers
 from dataengine.triggers.anomaly_task import train_anomaly
@@ -78,15 +81,15 @@ def add_model(ctx: Context, model_id: str, *, seed: int, class_boxes: dict[str, 
     with ctx.db.session() as session:
         if class_boxes is not None:
             counts = {"class_boxes": {"train": class_boxes, "val": dict.fromkeys(class_boxes, 0)}}
-            dataset = repository.create_dataset(
+            dataset = create_dataset(
                 session, name=f"for-{model_id}", version=1, manifest_uri="file:///none",
                 manifest_sha256="0" * 64, counts=counts, members=[],
             )  # fmt: skip
             dataset_id = dataset.id
-        repository.register_model(
+        register_model(
             session, model_id=model_id, checkpoint_uri=uri, dataset_id=dataset_id, parent_model_id=None
         )
-        repository.set_model_status(session, model_id, "promoted")
+        set_model_status(session, model_id, "promoted")
 
 
 def test_cli_scores_explains_and_plots(cli_env: Path) -> None:
@@ -145,7 +148,7 @@ def test_every_trigger_runs_and_detections_are_cached_for_reuse(
     clip_id = report.scored[0]
     assert engine.store.exists(detections_key(clip_id, "m-1"))
     with engine.db.session() as session:
-        rows = {row.trigger: row for row in repository.trigger_scores(session, clip_id)}
+        rows = {row.trigger: row for row in trigger_scores(session, clip_id)}
     assert rows["flicker"].model_id == "m-1"
     assert (rows["anomaly"].model_id or "").startswith("anomaly-")
     assert rows["blur"].model_id is None
@@ -188,7 +191,7 @@ def test_rare_class_reads_the_class_balance_the_promoted_model_was_trained_on(
     assert [report.scores[c]["rare_class"] for c in report.scored[1:]] == [0.0] * 3
     assert report.selected == [first]
     with engine.db.session() as session:
-        row = next(r for r in repository.trigger_scores(session, first) if r.trigger == "rare_class")
+        row = next(r for r in trigger_scores(session, first) if r.trigger == "rare_class")
     assert (row.model_id, row.details["class"], row.details["prior_share"]) == ("m-1", "wheelchair", 0.04)
     assert len(row.frames) == 5
     assert "strongest trigger rare_class" in report.reasons[report.selected[0]]
@@ -203,7 +206,7 @@ def test_rare_class_is_skipped_with_the_reason_when_the_class_balance_is_unknown
     assert all(set(s) == {"blur"} for s in report.scores.values())
     add_model(engine, "m-2", seed=2, class_boxes={"person": 0, "bed": 0, "wheelchair": 0})
     with engine.db.session() as session:
-        repository.set_model_status(session, "m-1", "retired")
+        set_model_status(session, "m-1", "retired")
     why = run_triggers(engine, budget_count=1, triggers=["rare_class"]).skipped_triggers["rare_class"]
     assert why.startswith("dataset for-m-2@1 of the promoted model m-2 records no boxes per class")
 
@@ -214,7 +217,7 @@ def test_zero_detections_and_a_single_frame_clip_score_cleanly(
     add_model(engine, "m-1", seed=1)
     monkeypatch.setattr(Detector, "predict", lambda self, frames, **kw: [Detections.empty() for _ in frames])
     with engine.db.session() as session:
-        single = repository.list_clips(session)[0].id
+        single = list_clips(session)[0].id
     meta = engine.store.read_json(f"clips/{single}/meta.json")
     meta["sampled"] = meta["sampled"][:1]
     engine.store.write_json(f"clips/{single}/meta.json", meta)

@@ -21,8 +21,9 @@ from dataengine.airflow.ui.static import ORIGIN_COLOURS
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.formats import annotation_key, load_annotations
-from dataengine.lineage import repository as repo
+from dataengine.lineage.clips import clip_events, set_stage
 from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent
+from dataengine.lineage.quarantine import quarantine
 from ui_scene import BUDGET, EXPORT_RUN, INGEST_RUN, SCORES, VIDEO_ID, Scene, build_scene
 
 pytestmark = pytest.mark.airflow
@@ -148,7 +149,7 @@ def test_clip_page_shows_both_versions_history_and_scores(
     assert "v1 · autolabel · m-0000000001" in page.text
     assert "v2 · review" in page.text
     with engine.db.session() as session:
-        stages = [e.stage for e in repo.clip_events(session, scene.reviewed)]
+        stages = [e.stage for e in clip_events(session, scene.reviewed)]
     assert re.findall(r"<tr><td>[\d: -]+</td><td>(\w+)</td>", page.text) == stages
     assert f"{SCORES['uncertainty'][1]:.3f}" in page.text
     assert "ward@1 (train)" in page.text
@@ -217,7 +218,7 @@ def test_stream_lists_the_newest_predictions_and_then_only_new_ones(
     assert f'src="/clips/{first["events"][0]["clip_id"]}/frames/' in first["html"]
     assert client.get("/api/stream", params={"after": first["last_id"]}).json()["events"] == []
     with engine.db.session() as session:
-        repo.set_stage(
+        set_stage(
             session,
             scene.selected[2],
             "autolabelled",
@@ -327,7 +328,7 @@ def test_funnel_lists_recent_quarantine(sqlite_client: TestClient, ctx: Context)
     assert "Nothing quarantined." in sqlite_client.get("/").text
     clip_id = f"{VIDEO_ID}-0000100"
     with ctx.db.session() as session:
-        repo.quarantine(
+        quarantine(
             session,
             kind="clip",
             input=f"clips/{clip_id}/frames/000005.jpg",
@@ -356,7 +357,7 @@ def test_funnel_counts_the_events_of_its_window_and_new_ones(sqlite_client: Test
     assert day_cells()[1][:3] == ["6", "6", "3"]  # ingested, scored, selected
     clip_id = f"{VIDEO_ID}-0000000"
     with ctx.db.session() as session:
-        repo.set_stage(session, clip_id, "selected", run_id="detect_triggers/r9/select")
+        set_stage(session, clip_id, "selected", run_id="detect_triggers/r9/select")
     assert day_cells()[1][:3] == ["6", "6", "4"]
     old_day = datetime.now(UTC).date() - timedelta(days=40)
     with ctx.db.session() as session:
