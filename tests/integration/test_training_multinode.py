@@ -28,7 +28,7 @@ from test_training import add_video
 from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, TrainingError
-from dataengine.lineage import repository as repo
+from dataengine.lineage.model_registry import get_model
 from dataengine.storage import ObjectStore
 from dataengine.training import build_dataset, train
 from dataengine.training.distributed import weights_digest
@@ -234,7 +234,7 @@ def test_a_second_worker_joins_the_job_as_node_1_and_node_0_registers_the_model(
     record = ctx.store.read_json(f"models/{result.model_id}/training.json")
     assert record["world_size"] == 2
     with ctx.db.session() as session:
-        model = repo.get_model(session, result.model_id)
+        model = get_model(session, result.model_id)
     assert model.metrics["train"]["world_size"] == 2
     assert model.checkpoint_uri == ctx.store.uri(checkpoint_key(result.model_id))
 
