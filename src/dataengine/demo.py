@@ -24,6 +24,7 @@ from dataengine.config import Settings, load_settings
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
 from dataengine.lineage.views.activity import activity_since
+from dataengine.workflow import run_dag
 
 _MARKER = ".dataengine-demo"
 _DAG_ORDER = (
@@ -234,39 +235,6 @@ class AirflowRunner:
         self.echo(f"  airflow dags test {dag_id}: ok ({time.monotonic() - started:.0f} s)")
 
 
-# Python path (no Airflow) -------------------------------------------------------------------------
-
-
-def _run_python(ctx: Context, dag_id: str) -> None:
-    """The stage calls each DAG makes, in-process, for machines without Airflow."""
-    if dag_id == "ingest_daily":
-        from dataengine.ingest import ingest
-
-        ingest(ctx)
-    elif dag_id == "detect_triggers":
-        from dataengine.triggers import run_triggers
-
-        run_triggers(ctx)
-    elif dag_id == "autolabel":
-        from dataengine.autolabel import autolabel
-
-        autolabel(ctx)
-    elif dag_id == "review_export":
-        from dataengine.review import export_for_review
-
-        export_for_review(ctx)
-    elif dag_id == "review_import":
-        from dataengine.review import import_reviews
-
-        import_reviews(ctx)
-    elif dag_id == "one_click_train":
-        from dataengine.training import build_dataset, promote_if_better, train
-
-        ref = build_dataset(ctx)
-        result = train(ctx, dataset=ref.dataset_id)
-        promote_if_better(ctx, model_id=result.model_id)
-
-
 # Statistics ---------------------------------------------------------------------------------------
 
 
@@ -336,8 +304,8 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
         if runner is not None:
             runner.run(dag_id, label)
         else:
-            _run_python(ctx.with_run(f"demo/{label}/{dag_id}"), dag_id)
-            echo(f"  {dag_id}: ok (in-process)")
+            done = run_dag(ctx.with_run(f"demo/{label}/{dag_id}"), dag_id)
+            echo(f"  {dag_id}: ok (in-process: {', '.join(done) or 'nothing to do'})")
 
     results = []
     try:

@@ -93,3 +93,14 @@ class ReviewError(DataEngineError):
 
 class EmptyDatasetError(TrainingError):
     """No clip qualifies for a dataset snapshot, or a split has no frames to train or evaluate on."""
+
+
+class NothingToDoError(DataEngineError):
+    """Not a failure: a task found no new input, so it and what depends on it are skipped.
+
+    Airflow marks the task skipped (no Asset event fires); ``demo --through python`` stops the DAG there.
+    """
+
+
+class AlreadyDecidedError(NothingToDoError):
+    """The dataset version has had its round: a model was trained on it and its promotion decided."""

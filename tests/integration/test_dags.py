@@ -66,6 +66,23 @@ def _outlets(dag: Any) -> dict[str, list[str]]:
     return {t.task_id: [a.name for a in t.outlets] for t in dag.tasks if t.outlets}
 
 
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_each_dag_runs_the_tasks_of_the_workflow_table(dagbag: Any, dag_id: str) -> None:
+    """`demo --through python` runs dataengine.workflow.DAGS: the same tasks, calls and mapping."""
+    from dataengine.workflow import DAGS as TABLE
+
+    dag = dagbag.dags[dag_id]
+    table = {task.task_id: task for task in TABLE[dag_id]}
+    assert [t.task_id for t in dag.topological_sort()] == list(table)
+    for operator in dag.topological_sort():
+        task = table[operator.task_id]
+        mapped = type(operator).__name__ == "MappedOperator"
+        operator_class = operator.operator_class if mapped else type(operator)
+        assert operator_class.task_call is task.call, operator.task_id
+        assert mapped == (task.mapped_over is not None), operator.task_id
+        assert set(task.inputs.values()) <= set(operator.upstream_task_ids), operator.task_id
+
+
 def test_assets_chain_the_dags(dagbag: Any) -> None:
     assert _outlets(dagbag.dags["ingest_daily"]) == {"announce_clips": ["dataengine://clips"]}
     assert _outlets(dagbag.dags["detect_triggers"]) == {"announce_selected": ["dataengine://selected"]}

@@ -42,7 +42,5 @@ def test_no_sql_outside_lineage() -> None:
     files = list(checker.python_files(checker.CHECKED))
     assert any(path.name == "snapshot.py" for path in files)
     assert not any("lineage" in path.parts for path in files)
-    problems = [
-        problem for path in files for problem in checker.violations_in(path.read_text(), str(path))
-    ]
+    problems = [problem for path in files for problem in checker.violations_in(path.read_text(), str(path))]
     assert problems == []

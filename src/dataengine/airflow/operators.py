@@ -1,16 +1,20 @@
-"""Airflow operators: each one holds a task's parameters and calls one stage's Python API.
+"""Airflow operators: each one holds a task's parameters and runs one task of :mod:`dataengine.workflow`.
 
-Heavy imports (torch, av, the stages) happen inside ``execute``: Airflow parses DAG files constantly.
-XCom carries ids, counts and URIs, never frames. Every stage call is idempotent, so retries are safe.
+``task_call`` names the workflow function an operator runs; the workflow's table of DAG id -> tasks is
+what ``demo --through python`` runs too, and a test checks every DAG against it. Heavy imports (torch,
+av, the stages) happen inside the workflow functions: Airflow parses DAG files constantly. XCom carries
+ids, counts and URIs, never frames. Every stage call is idempotent, so retries are safe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from dataengine import workflow
 
 if TYPE_CHECKING:
     from airflow.sdk import XComArg
@@ -32,25 +36,22 @@ def rendered(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def batches(items: Sequence[str], size: int) -> list[list[str]]:
-    """``items`` in consecutive batches of at most ``size``: the unit of dynamic task mapping."""
-    if size < 1:
-        raise ValueError(f"batch size must be at least 1, got {size}")
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
 class StageOperator(BaseOperator):
     """Base: opens a dataengine Context for the task and maps our errors onto Airflow's."""
 
     ui_color = "#e8f1fb"
+    #: The :mod:`dataengine.workflow` function this operator runs.
+    task_call: ClassVar[Callable[..., Any]]
 
     def execute(self, context: AirflowContext) -> Any:
         from dataengine.context import Context
-        from dataengine.errors import DataEngineError
+        from dataengine.errors import DataEngineError, NothingToDoError
 
         ctx = Context.create(run_id=airflow_run_id(context), actor="airflow")
         try:
             return self.run_stage(ctx, context)
+        except NothingToDoError as exc:
+            raise AirflowSkipException(str(exc)) from exc
         except DataEngineError as exc:
             if exc.retryable:
                 raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
@@ -67,22 +68,20 @@ class StageOperator(BaseOperator):
 class DiscoverVideosOperator(StageOperator):
     """Lists new landing videos in batches for the mapped ingest tasks; skips when there are none."""
 
+    task_call = staticmethod(workflow.discover)
+
     def __init__(self, *, batch_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_size = batch_size
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> list[list[str]]:
-        from dataengine.ingest import discover
-
-        keys = discover(ctx)
-        self.log.info("%d new video(s) in %s", len(keys), ctx.store.uri(ctx.settings.landing_prefix))
-        if not keys:
-            raise AirflowSkipException("no new videos in landing/")
-        return batches(keys, self.batch_size or ctx.settings.ingest_batch_size)
+        return workflow.discover(ctx, batch_size=self.batch_size)
 
 
 class IngestOperator(StageOperator):
     """Ingests a batch of videos (store keys); returns the report's counts."""
+
+    task_call = staticmethod(workflow.ingest)
 
     template_fields: Sequence[str] = ("inputs",)
 
@@ -91,23 +90,13 @@ class IngestOperator(StageOperator):
         self.inputs = inputs
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.ingest import ingest
-
-        report = ingest(ctx, self.inputs)
-        self.log.info("%s", report.summary())
-        # Clips of the videos this task completed, with those an earlier, failed try registered:
-        # no Asset event has named them yet.
-        clip_ids = [*report.existing_clips, *report.clips]
-        return {
-            "videos": len(report.videos),
-            "clips": len(clip_ids),
-            "quarantined": len(report.quarantined),
-            "clip_ids": sorted(clip_ids),
-        }
+        return workflow.ingest(ctx, inputs=self.inputs)
 
 
 class AnnounceOperator(StageOperator):
     """Sums a count over upstream results; skips (so its outlets emit no Asset event) when it is zero."""
+
+    task_call = staticmethod(workflow.announce)
 
     template_fields: Sequence[str] = ("results",)
 
@@ -118,22 +107,26 @@ class AnnounceOperator(StageOperator):
         self.ids_key = ids_key
 
     def execute(self, context: AirflowContext) -> int:
+        from dataengine.errors import NothingToDoError
+
         # Mapped upstreams give a lazy XCom sequence, not a list.
-        results = [self.results] if isinstance(self.results, dict) else list(self.results or [])
-        total = sum(int(r.get(self.count_key, 0)) for r in results if isinstance(r, dict))
-        self.log.info("%s: %d", self.count_key, total)
-        if total == 0:
-            raise AirflowSkipException(f"no new {self.count_key}: nothing to announce downstream")
+        results = self.results if isinstance(self.results, dict) else list(self.results or [])
+        try:
+            total, ids = workflow.announce(results, count_key=self.count_key, ids_key=self.ids_key)
+        except NothingToDoError as exc:
+            raise AirflowSkipException(str(exc)) from exc
         if self.ids_key is not None:
             # The Asset event names what is new, so a consumer can pick exactly those ids up.
-            ids = sorted({i for r in results if isinstance(r, dict) for i in r.get(self.ids_key, [])})
+            extra: dict[str, Any] = {self.ids_key: ids}
             for outlet in self.outlets:
-                context["outlet_events"][outlet].extra = {self.ids_key: ids}
+                context["outlet_events"][outlet].extra = extra
         return total
 
 
 class TriggersOperator(StageOperator):
     """Scores new clips with the data triggers and selects under the budget."""
+
+    task_call = staticmethod(workflow.score_and_select)
 
     def __init__(
         self, *, budget_fraction: float | None = None, budget_count: int | None = None, **kwargs: Any
@@ -143,35 +136,24 @@ class TriggersOperator(StageOperator):
         self.budget_count = budget_count
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.triggers import run_triggers
-
-        report = run_triggers(ctx, budget_fraction=self.budget_fraction, budget_count=self.budget_count)
-        self.log.info("%s", report.summary())
-        if not report.scored and not report.selected and not report.rejected and not report.quarantined:
-            raise AirflowSkipException("no new clips to score")
-        return {
-            "scored": len(report.scored),
-            "selected": len(report.selected),
-            "rejected": len(report.rejected),
-            "skipped_triggers": report.skipped_triggers,
-        }
+        return workflow.score_and_select(
+            ctx, budget_fraction=self.budget_fraction, budget_count=self.budget_count
+        )
 
 
 class RetrainAnomalyOperator(StageOperator):
     """Retrains the anomaly trigger's autoencoder on recent clips; skips when there are none."""
 
-    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.triggers.anomaly_task import train_anomaly
+    task_call = staticmethod(workflow.train_anomaly)
 
-        report = train_anomaly(ctx)
-        self.log.info("%s", report.summary())
-        if report.n_clips == 0:
-            raise AirflowSkipException(report.reason)
-        return {"model_id": report.model_id, "trained": report.trained, "clips": report.n_clips}
+    def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
+        return workflow.train_anomaly(ctx)
 
 
 class ListClipsOperator(StageOperator):
     """Lists clips in a stage, in batches for mapped tasks; skips when there are none."""
+
+    task_call = staticmethod(workflow.list_clips)
 
     def __init__(self, *, stage: str, batch_size: int = 64, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -179,18 +161,13 @@ class ListClipsOperator(StageOperator):
         self.batch_size = batch_size
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> list[list[str]]:
-        from dataengine.lineage.clips import list_clips
-
-        with ctx.db.session() as session:
-            clip_ids = [clip.id for clip in list_clips(session, stage=self.stage)]
-        self.log.info("%d clip(s) in stage %s", len(clip_ids), self.stage)
-        if not clip_ids:
-            raise AirflowSkipException(f"no clips in stage {self.stage}")
-        return batches(clip_ids, self.batch_size)
+        return workflow.list_clips(ctx, stage=self.stage, batch_size=self.batch_size)
 
 
 class AutolabelOperator(StageOperator):
     """Autolabels a batch of selected clips with the promoted model."""
+
+    task_call = staticmethod(workflow.autolabel)
 
     template_fields: Sequence[str] = ("clip_ids",)
 
@@ -199,11 +176,7 @@ class AutolabelOperator(StageOperator):
         self.clip_ids = clip_ids
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.autolabel import autolabel
-
-        report = autolabel(ctx, clip_ids=self.clip_ids)
-        self.log.info("%s", report.summary())
-        return {"clips": len(report.clips), "boxes": report.n_boxes, "model_id": report.model_id}
+        return workflow.autolabel(ctx, clip_ids=self.clip_ids)
 
 
 #: Airflow Connections holding the review platforms' secrets.
@@ -258,17 +231,15 @@ class ReviewExportOperator(StageOperator):
     Platform rate limits and outages raise retryable errors, so Airflow retries the task.
     """
 
+    task_call = staticmethod(workflow.export_for_review)
+
     def __init__(self, *, platform: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.platform = platform
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.review import export_for_review
-
         ctx = with_review_credentials(ctx, self.platform)
-        report = export_for_review(ctx, platform=self.platform)
-        self.log.info("%s", report.summary())
-        return {"exported": len(report.exported), "platform": report.platform}
+        return workflow.export_for_review(ctx, platform=self.platform)
 
 
 class ReviewImportOperator(StageOperator):
@@ -278,60 +249,34 @@ class ReviewImportOperator(StageOperator):
     answers from synthetic ground truth: for demos and tests only.
     """
 
+    task_call = staticmethod(workflow.import_reviews)
+
     def __init__(self, *, platform: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.platform = platform
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.review import import_reviews
-
         ctx = with_review_credentials(ctx, self.platform)
-        report = import_reviews(ctx, platform=self.platform)
-        self.log.info("%s", report.summary())
-        if not report.imported and not report.failed:
-            raise AirflowSkipException("no completed reviews to import")
-        return {
-            "imported": len(report.imported),
-            "boxes_changed": report.boxes_changed,
-            "failed": len(report.failed),
-            "simulated": report.simulated,
-        }
+        return workflow.import_reviews(ctx, platform=self.platform)
 
 
 class BuildDatasetOperator(StageOperator):
     """Snapshots the reviewed clips as a new dataset version; returns ``name@version``."""
+
+    task_call = staticmethod(workflow.build_dataset)
 
     def __init__(self, *, dataset_name: str = "default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset_name = dataset_name
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> str:
-        from dataengine.training import build_dataset
-        from dataengine.training.summary import decided_model_for
-
         params = context.get("params") or {}
-        ref = build_dataset(
+        return workflow.build_dataset(
             ctx,
-            name=str(params.get("dataset_name") or self.dataset_name),
+            dataset_name=str(params.get("dataset_name") or self.dataset_name),
             rebuild_heldout=bool(params.get("rebuild_heldout")),
+            force=bool(params.get("force")),
         )
-        self.log.info(
-            "dataset %s: %d clips (%d train, %d val), %s; diff %s; held-out set %s",
-            ref.dataset_id,
-            ref.n_clips,
-            ref.n_train,
-            ref.n_val,
-            "new" if ref.created else "unchanged",
-            ref.diff,
-            ref.heldout_id,
-        )
-        decided = None if ref.created or params.get("force") else decided_model_for(ctx, ref.dataset_id)
-        if decided is not None:
-            raise AirflowSkipException(
-                f"no new reviewed data: {ref.dataset_id} has the same clips as before and model {decided} "
-                "was already trained and decided on it; trigger with force=true to train again"
-            )
-        return ref.dataset_id
 
 
 class TrainOperator(StageOperator):
@@ -340,6 +285,8 @@ class TrainOperator(StageOperator):
     ``node_rank`` > 0 makes the task one more node of a multi-node job (``DATAENGINE_TRAIN_NNODES``):
     it joins node 0's rendezvous and returns the same model id, which node 0 registers.
     """
+
+    task_call = staticmethod(workflow.train)
 
     template_fields: Sequence[str] = ("dataset",)
 
@@ -357,23 +304,11 @@ class TrainOperator(StageOperator):
         self.node_rank = node_rank
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> str:
-        from dataengine.training import train
-
         params = context.get("params") or {}
         nproc = params.get("nproc") or self.nproc
-        result = train(
-            ctx,
-            dataset=rendered(self.dataset),
-            nproc=int(nproc) if nproc else None,
-            node_rank=self.node_rank,
+        return workflow.train(
+            ctx, dataset=rendered(self.dataset), nproc=int(nproc) if nproc else None, node_rank=self.node_rank
         )
-        self.log.info(
-            "model %s on %s (%s)",
-            result.model_id,
-            result.dataset_id,
-            "trained" if result.created else "exists",
-        )
-        return result.model_id
 
 
 class EvaluateOperator(StageOperator):
@@ -381,6 +316,8 @@ class EvaluateOperator(StageOperator):
 
     With ``dataset`` it only scores the model on that dataset's regression held-out set.
     """
+
+    task_call = staticmethod(workflow.evaluate)
 
     template_fields: Sequence[str] = ("model_id", "dataset")
 
@@ -392,31 +329,13 @@ class EvaluateOperator(StageOperator):
         self.dataset = dataset
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.training import evaluate, evaluate_candidate
-
-        dataset = rendered(self.dataset)
-        if dataset:
-            result = evaluate(ctx, model_id=str(self.model_id), dataset=dataset)
-            self.log.info("%s", result.summary())
-            return result.to_dict()
-        comparison = evaluate_candidate(ctx, model_id=str(self.model_id))
-        for line in comparison.summary().splitlines():
-            self.log.info("%s", line)
-        regression, edge = comparison.regression, comparison.edge_case
-        return {
-            "held_out": comparison.held_out,
-            "map": regression.candidate.map,
-            "per_class": regression.candidate.to_dict()["per_class"],
-            "previous_model_id": comparison.promoted_model_id,
-            "previous_map": regression.promoted.map if regression.promoted else None,
-            "edge_case": edge.label if edge else None,
-            "edge_map": edge.candidate.map if edge else None,
-            "previous_edge_map": edge.promoted.map if edge and edge.promoted else None,
-        }
+        return workflow.evaluate(ctx, model_id=str(self.model_id), dataset=rendered(self.dataset))
 
 
 class PromoteOperator(StageOperator):
     """Promotes the model when it passes the promotion gate against the promoted one."""
+
+    task_call = staticmethod(workflow.promote)
 
     template_fields: Sequence[str] = ("model_id",)
 
@@ -425,15 +344,13 @@ class PromoteOperator(StageOperator):
         self.model_id = model_id
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> dict[str, Any]:
-        from dataengine.training import promote_if_better
-
-        decision = promote_if_better(ctx, model_id=str(self.model_id))
-        self.log.info("%s", decision.summary())
-        return decision.to_dict()
+        return workflow.promote(ctx, model_id=str(self.model_id))
 
 
 class SummariseOperator(StageOperator):
     """Writes the round's report (dataset diff, metrics before and after, decision) to the task log."""
+
+    task_call = staticmethod(workflow.summarise)
 
     template_fields: Sequence[str] = ("dataset", "model_id")
 
@@ -443,9 +360,4 @@ class SummariseOperator(StageOperator):
         self.model_id = model_id
 
     def run_stage(self, ctx: Context, context: AirflowContext) -> str:
-        from dataengine.training.summary import summarise_round
-
-        report = summarise_round(ctx, dataset_id=str(self.dataset), model_id=str(self.model_id))
-        for line in report.splitlines():
-            self.log.info("%s", line)
-        return report
+        return workflow.summarise(ctx, dataset=str(self.dataset), model_id=str(self.model_id))
