@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError
 from dataengine.lineage.models import AnnotationVersion
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def record_annotation(
@@ -26,32 +27,32 @@ def record_annotation(
     n_boxes: int,
 ) -> tuple[AnnotationVersion, bool]:
     """Register an annotation file; returns ``(row, created)``. Same version, other bytes: an error."""
+    created = insert_if_absent(
+        session,
+        AnnotationVersion,
+        {
+            "clip_id": clip_id,
+            "version": version,
+            "uri": uri,
+            "sha256": sha256,
+            "source": source,
+            "parent_version": parent_version,
+            "producer": producer,
+            "n_frames": n_frames,
+            "n_boxes": n_boxes,
+        },
+    )
     row = session.scalars(
         select(AnnotationVersion).where(
             AnnotationVersion.clip_id == clip_id, AnnotationVersion.version == version
         )
-    ).one_or_none()
-    if row is not None:
-        if row.sha256 != sha256:
-            raise LineageError(
-                f"annotation {clip_id} v{version} is registered with sha256 {row.sha256}, not {sha256}; "
-                "annotation versions are immutable"
-            )
-        return row, False
-    row = AnnotationVersion(
-        clip_id=clip_id,
-        version=version,
-        uri=uri,
-        sha256=sha256,
-        source=source,
-        parent_version=parent_version,
-        producer=producer,
-        n_frames=n_frames,
-        n_boxes=n_boxes,
-    )
-    session.add(row)
-    session.flush()
-    return row, True
+    ).one()
+    if row.sha256 != sha256:
+        raise LineageError(
+            f"annotation {clip_id} v{version} is registered with sha256 {row.sha256}, not {sha256}; "
+            "annotation versions are immutable"
+        )
+    return row, created
 
 
 def annotation_versions(session: Session, clip_id: str) -> list[AnnotationVersion]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError, NotFoundError
 from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent, utcnow
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def get_clip(session: Session, clip_id: str) -> Clip:
@@ -37,24 +38,26 @@ def register_clip(
     actor: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> tuple[Clip, bool]:
-    """Register a newly ingested clip; returns ``(clip, created)``. An existing clip is left as it is."""
-    clip = session.get(Clip, clip_id)
-    if clip is not None:
-        return clip, False
-    clip = Clip(
-        id=clip_id,
-        video_id=video_id,
-        start_frame=start_frame,
-        end_frame=end_frame,
-        start_time=start_time,
-        n_frames=n_frames,
-        uri=uri,
-        stage="ingested",
+    """Register a newly ingested clip; returns ``(clip, created)``. An existing clip is left as it is,
+    also one that another run registers at the same moment: only the run that inserted the row writes
+    its ``ingested`` event."""
+    created = insert_if_absent(
+        session,
+        Clip,
+        {
+            "id": clip_id,
+            "video_id": video_id,
+            "start_frame": start_frame,
+            "end_frame": end_frame,
+            "start_time": start_time,
+            "n_frames": n_frames,
+            "uri": uri,
+            "stage": "ingested",
+        },
     )
-    session.add(clip)
-    session.flush()
-    _add_event(session, clip_id, "ingested", "ok", run_id, actor, details)
-    return clip, True
+    if created:
+        _add_event(session, clip_id, "ingested", "ok", run_id, actor, details)
+    return get_clip(session, clip_id), created
 
 
 def _add_event(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError, NotFoundError
 from dataengine.lineage.models import AnnotationVersion, Clip, Dataset, DatasetClip, Video
+from dataengine.lineage.upsert import insert_if_absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +61,22 @@ def create_dataset(
 ) -> Dataset:
     """Register a dataset version and its ``(clip_id, annotation_version, split)`` members."""
     ident = dataset_id(name, version)
-    if session.get(Dataset, ident) is not None:
-        raise LineageError(f"dataset {ident} exists already; dataset versions are immutable")
-    dataset = Dataset(
-        id=ident,
-        name=name,
-        version=version,
-        manifest_uri=manifest_uri,
-        manifest_sha256=manifest_sha256,
-        counts=counts,
+    created = insert_if_absent(
+        session,
+        Dataset,
+        {
+            "id": ident,
+            "name": name,
+            "version": version,
+            "manifest_uri": manifest_uri,
+            "manifest_sha256": manifest_sha256,
+            "counts": counts,
+        },
     )
-    session.add(dataset)
-    session.flush()
+    if not created:
+        raise LineageError(f"dataset {ident} exists already; dataset versions are immutable")
+    dataset = session.get(Dataset, ident)
+    assert dataset is not None, "inserted just now"
     session.add_all(
         DatasetClip(dataset_id=ident, clip_id=clip_id, annotation_version=ann_version, split=split)
         for clip_id, ann_version, split in members

@@ -75,9 +75,9 @@ _TRANSIENT_MARKERS = ("database is locked", "could not connect", "connection ref
 def _operational_error(database: Database, exc: OperationalError) -> LineageError:
     message = str(exc.orig)
     if exc.connection_invalidated or any(marker in message.lower() for marker in _TRANSIENT_MARKERS):
-        return RetryableLineageError(f"lineage database {database!r} is unavailable: {message}")
+        return RetryableLineageError(f"lineage database {database.display_url} is unavailable: {message}")
     return LineageError(
-        f"lineage database {database!r} refused the operation: {message}; "
+        f"lineage database {database.display_url} refused the operation: {message}; "
         "if a table is missing, run `dataengine init` to migrate it"
     )
 
@@ -111,8 +111,8 @@ class Database:
         except IntegrityError as exc:
             session.rollback()
             raise RetryableLineageError(
-                f"lineage database {self!r}: another run wrote the same rows meanwhile ({exc.orig}); "
-                "run it again, it picks up what the other run wrote"
+                f"lineage database {self.display_url}: another run wrote the same rows meanwhile "
+                f"({exc.orig}); run it again, it picks up what the other run wrote"
             ) from exc
         except DatabaseError as exc:
             session.rollback()
@@ -141,7 +141,9 @@ class Database:
 
         with self.lock("migrate", wait_seconds=_MIGRATE_WAIT_SECONDS) as held:
             if not held:
-                raise RetryableLineageError(f"{self!r} is being migrated by another process; try again")
+                raise RetryableLineageError(
+                    f"{self.display_url} is being migrated by another process; try again"
+                )
             with self.engine.begin() as connection:
                 config = alembic_config(self.url)
                 config.attributes["connection"] = connection

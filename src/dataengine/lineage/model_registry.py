@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError, NotFoundError
 from dataengine.lineage.models import MODEL_STATUSES, Model, utcnow
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def register_model(
@@ -25,10 +26,13 @@ def register_model(
     """Insert or update a model row."""
     if status not in MODEL_STATUSES:
         raise LineageError(f"unknown model status {status!r}; statuses are {', '.join(MODEL_STATUSES)}")
-    model = session.get(Model, model_id)
-    if model is None:
-        model = Model(id=model_id, status=status, created_at=utcnow())
-        session.add(model)
+    insert_if_absent(
+        session,
+        Model,
+        {"id": model_id, "status": status, "created_at": utcnow(), "checkpoint_uri": checkpoint_uri},
+    )
+    model = session.get(Model, model_id, populate_existing=True)
+    assert model is not None, "inserted or found just now"
     model.checkpoint_uri = checkpoint_uri
     model.dataset_id = dataset_id
     model.parent_model_id = parent_model_id

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from dataengine.lineage.clips import set_stage
 from dataengine.lineage.models import Clip, QuarantineItem, utcnow
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def quarantine(
@@ -21,12 +22,12 @@ def quarantine(
     run_id: str | None = None,
 ) -> QuarantineItem:
     """Record a refused input; a quarantined clip moves to stage ``quarantined``."""
+    insert_if_absent(
+        session, QuarantineItem, {"kind": kind, "input": input, "reason": reason, "stage": stage}
+    )
     item = session.scalars(
         select(QuarantineItem).where(QuarantineItem.kind == kind, QuarantineItem.input == input)
-    ).one_or_none()
-    if item is None:
-        item = QuarantineItem(kind=kind, input=input)
-        session.add(item)
+    ).one()
     item.reason = reason
     item.stage = stage
     item.video_id = video_id

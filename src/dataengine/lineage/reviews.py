@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataengine.lineage.models import ReviewTask, utcnow
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def upsert_review_task(
@@ -17,28 +18,24 @@ def upsert_review_task(
     external_id: str | None,
 ) -> tuple[ReviewTask, bool]:
     """The review task of a clip version on a platform; returns ``(task, created)``."""
-    task = session.scalars(
-        select(ReviewTask).where(
-            ReviewTask.platform == platform,
-            ReviewTask.clip_id == clip_id,
-            ReviewTask.exported_version == exported_version,
-        )
-    ).one_or_none()
-    if task is not None:
-        if external_id is not None:
-            task.external_id = external_id
-        return task, False
-    task = ReviewTask(
-        clip_id=clip_id,
-        platform=platform,
-        exported_version=exported_version,
-        external_id=external_id,
-        status="exported",
-        exported_at=utcnow(),
+    created = insert_if_absent(
+        session,
+        ReviewTask,
+        {
+            "clip_id": clip_id,
+            "platform": platform,
+            "exported_version": exported_version,
+            "external_id": external_id,
+            "status": "exported",
+            "exported_at": utcnow(),
+        },
     )
-    session.add(task)
-    session.flush()
-    return task, True
+    task = find_task(session, platform=platform, clip_id=clip_id, exported_version=exported_version)
+    assert task is not None, "inserted or found just now"
+    if not created and external_id is not None:
+        task.external_id = external_id
+        session.flush()
+    return task, created
 
 
 def review_tasks(

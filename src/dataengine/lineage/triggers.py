@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataengine.lineage.models import TriggerScore, utcnow
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def record_trigger_score(
@@ -24,16 +25,18 @@ def record_trigger_score(
 ) -> TriggerScore:
     """Insert or replace the score of one trigger (and model) on one clip."""
     key = model_id or ""
+    insert_if_absent(
+        session,
+        TriggerScore,
+        {"clip_id": clip_id, "trigger": trigger, "model_key": key, "score": float(score), "frames": []},
+    )
     row = session.scalars(
         select(TriggerScore).where(
             TriggerScore.clip_id == clip_id,
             TriggerScore.trigger == trigger,
             TriggerScore.model_key == key,
         )
-    ).one_or_none()
-    if row is None:
-        row = TriggerScore(clip_id=clip_id, trigger=trigger, model_key=key)
-        session.add(row)
+    ).one()
     row.score = float(score)
     row.frames = [int(f) for f in frames]
     row.model_id = model_id

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError
 from dataengine.lineage.models import Video
+from dataengine.lineage.upsert import insert_if_absent
 
 
 def get_video(session: Session, video_id: str) -> Video | None:
@@ -32,12 +33,12 @@ def register_video(
     height: int | None = None,
     error: str | None = None,
 ) -> Video:
-    """Insert or update the video row keyed by ``video_id``."""
-    video = session.get(Video, video_id)
+    """Insert or update the video row keyed by ``video_id`` (an upsert: two runs may race)."""
+    insert_if_absent(session, Video, {"id": video_id, "sha256": sha256, "uri": uri, "status": status})
+    video = session.get(Video, video_id, populate_existing=True)
     if video is None:
-        video = Video(id=video_id, sha256=sha256)
-        session.add(video)
-    elif video.sha256 != sha256:
+        raise LineageError(f"video {video_id}: its sha256 {sha256} is registered under another id")
+    if video.sha256 != sha256:
         raise LineageError(f"video id {video_id} is registered with another sha256 ({video.sha256})")
     video.uri = uri
     video.status = status
