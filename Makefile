@@ -25,7 +25,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/.dataengine/airflow \
 	DATAENGINE_DATABASE_URL=$(DATAENGINE_DATABASE_URL) \
 	DATAENGINE_STORAGE_URL=$(DATAENGINE_STORAGE_URL)
 
-.PHONY: venv demo test lint unit bench up train-now clean mmdet labelstudio chromium
+.PHONY: venv demo test lint unit bench up train-now clean mmdet labelstudio chromium up-cluster down-cluster compose-env
 
 venv: $(STAMP)
 
@@ -95,3 +95,17 @@ train-now: venv
 
 clean:
 	rm -rf .dataengine .pytest_cache .mypy_cache .ruff_cache
+
+# The cluster mode (docs/operations.md, "Deployment"): Airflow with the CeleryExecutor on this machine's
+# Redis and PostgreSQL, a worker on the default queue and one on the gpu queue, the store on S3 (moto's
+# server in memory unless DATAENGINE_STORAGE_URL names yours). Ctrl-C stops every process it started.
+up-cluster: venv .env
+	$(BIN)/python -m dataengine.airflow.cluster_cli up
+
+# Stops a cluster left running (by the pids under .dataengine/cluster/pids).
+down-cluster: venv
+	$(BIN)/python -m dataengine.airflow.cluster_cli down
+
+# The shared secrets (JWT, Fernet, passwords) that docker-compose.yaml and up-cluster read: kept, never committed.
+compose-env .env: | venv
+	$(BIN)/python -m dataengine.airflow.cluster_cli env-file .env
