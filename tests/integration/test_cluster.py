@@ -26,12 +26,12 @@ from dataengine import clips
 from dataengine.airflow.cluster import Worker
 from dataengine.config import Settings
 from dataengine.context import Context
-from dataengine.demo import label_seed_from_ground_truth
 from dataengine.ingest import ingest
 from dataengine.lineage import clips as lineage_clips
 from dataengine.lineage import datasets, model_registry, videos
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import write_landing
+from dataengine.synthetic.seed import label_seed_from_ground_truth
 
 pytest.importorskip("airflow.providers.celery", reason="apache-airflow-providers-celery is not installed")
 
