@@ -126,6 +126,18 @@ class AirflowAPI:
                 raise AirflowAPIError(f"runs still active after {timeout:.0f} s: {busy}")
             time.sleep(1.0)
 
+    def settle_unpaused(self, dag_ids: list[str], timeout: float) -> None:
+        """After unpausing cron DAGs: until the scheduler has made each one's first run and all ended.
+
+        Unpausing a cron DAG without catchup runs it for the latest interval at once.
+        """
+        deadline = time.monotonic() + timeout
+        while not all(self.runs(d) for d in dag_ids):
+            if time.monotonic() > deadline:
+                raise AirflowAPIError(f"no run of {dag_ids} after {timeout:.0f} s: is the scheduler up?")
+            time.sleep(1.0)
+        self.wait_idle(dag_ids, max(1.0, deadline - time.monotonic()))
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's task instances (mapped ones one per map index) with state, hostname and queue."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
