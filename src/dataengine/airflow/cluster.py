@@ -320,17 +320,6 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def ensure_database(url: str) -> None:
     """Create the PostgreSQL database that ``url`` names, unless it exists."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from dataengine.lineage.admin import create_database_if_missing
 
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
-            ).first()
-            if exists is None:
-                connection.execute(text(f'CREATE DATABASE "{target.database}"'))
-    finally:
-        admin.dispose()
+    create_database_if_missing(url)
