@@ -298,6 +298,8 @@ def _mapped_npz(path: Path) -> dict[str, NDArray[Any]] | None:
             if len(local) != 30 or local[:4] != b"PK\x03\x04":
                 return None
             name_length, extra_length = struct.unpack("<HH", local[26:30])
+            if raw.read(name_length) != info.filename.encode() or not _local_header_agrees(local, info):
+                raise ValueError(f"{info.filename}: its local header disagrees with the zip directory")
             raw.seek(info.header_offset + 30 + name_length + extra_length)
             version = np.lib.format.read_magic(raw)
             if version == (1, 0):
@@ -317,6 +319,17 @@ def _mapped_npz(path: Path) -> dict[str, NDArray[Any]] | None:
                 str(path), dtype=dtype, mode="r", offset=raw.tell(), shape=tuple(shape), order=order
             )
     return arrays
+
+
+def _local_header_agrees(local: bytes, info: zipfile.ZipInfo) -> bool:
+    """Whether a member's local header gives the CRC and sizes of the central directory (unless it
+    defers them to a data descriptor or to zip64 fields)."""
+    flags, crc, compressed, size = struct.unpack("<H6xIII", local[6:26])
+    if flags & 0x08:
+        return True
+    if crc != info.CRC:
+        return False
+    return compressed in (info.compress_size, 0xFFFFFFFF) and size in (info.file_size, 0xFFFFFFFF)
 
 
 def _offsets_problem(offsets: NDArray[np.int64], n: int, total: int) -> bool:
