@@ -46,6 +46,15 @@ app.add_typer(clip_app, name="clip")
 app.add_typer(clips_app, name="clips")
 app.add_typer(quarantine_app, name="quarantine")
 
+
+def _add_model_commands() -> None:
+    from dataengine.cli_model import model_app
+
+    app.add_typer(model_app, name="model")
+
+
+_add_model_commands()
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 

@@ -18,6 +18,8 @@ from dataengine.errors import ConfigError
 from dataengine.redaction import mask_options, mask_url
 
 DEFAULT_CONFIG_FILE = "dataengine.toml"
+#: In ``autolabel_models``: the model promoted when autolabel runs.
+PROMOTED_ALIAS = "promoted"
 
 
 class Settings(BaseSettings):
@@ -105,8 +107,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
 
     # Autolabel (docs/autolabel.md): the ensemble, the tracker and the hindsight pass.
-    # Model ids of the ensemble; empty means the promoted model alone.
-    autolabel_models: list[str] = Field(default_factory=list)
+    # Model ids of the ensemble. "promoted" stands for whichever model is promoted at the time, so the
+    # ensemble follows promotions: e.g. ["promoted", "m-0123456789"] (an imported open-vocabulary model).
+    autolabel_models: list[str] = Field(default_factory=lambda: [PROMOTED_ALIAS])
     # Weights of autolabel_models in Weighted Boxes Fusion, in the same order; empty means all 1.
     autolabel_model_weights: list[float] = Field(default_factory=list)
     # Per-class score thresholds of fused boxes (class name -> threshold); others use score_threshold.

@@ -33,7 +33,7 @@ def call(*args: str, code: int = 0) -> Any:
 
 
 def test_init_and_empty_status(engine_env: ObjectStore) -> None:
-    assert "revision 0002" in call("init")
+    assert "revision 0003" in call("init")
     status = call("status", "--json")
     assert status["videos"] == 0
     assert status["clips"] == 0

@@ -403,7 +403,7 @@ def select_all(ctx: Context, n_clips: int = 1) -> list[str]:
 
 def test_autolabel_without_a_promoted_model_is_a_model_error(engine: Context) -> None:
     add_clip(engine, 0, [90, 90, 90, 90])
-    with pytest.raises(ModelError, match="no promoted model yet: train one with `dataengine train`"):
+    with pytest.raises(ModelError, match="no promoted model yet: import one you have"):
         autolabel(engine)
 
 

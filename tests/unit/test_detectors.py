@@ -133,7 +133,9 @@ def test_a_torchvision_checkpoint_round_trips_through_the_backend_registry(store
     torch.save({"config": {**config, "backend": "caffe"}, "state_dict": {}}, buffer)
     store.write_bytes(checkpoint_key("odd"), buffer.getvalue())
     with pytest.raises(
-        ModelError, match="model odd: unknown backend 'caffe'; known backends: mmdet, torchvision"
+        ModelError,
+        match="model odd: unknown backend 'caffe'; known backends: mmdet, opencv_hog, torchvision, "
+        "transformers",
     ):
         load_any_detector(store, "odd")
 

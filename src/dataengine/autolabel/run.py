@@ -14,7 +14,7 @@ from dataengine import clips, formats
 from dataengine.autolabel.frames import FrameItem, stream_frames
 from dataengine.autolabel.labelling import FrameSize, count_tracks
 from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, fuse, label_clip
-from dataengine.config import Settings
+from dataengine.config import PROMOTED_ALIAS, Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
 from dataengine.formats import ClipAnnotations, SavedAnnotation
@@ -29,7 +29,11 @@ from dataengine.vision.detection_cache import load_detections
 
 logger = logging.getLogger(__name__)
 
-NO_MODEL_MESSAGE = "no promoted model yet: train one with `dataengine train`"
+NO_MODEL_MESSAGE = (
+    "no promoted model yet: import one you have (`dataengine model import`, docs/quickstart.md), train one "
+    "with `dataengine train`, or export the selected clips with empty pre-labels (`dataengine review "
+    "export`) to label them from scratch"
+)
 #: Stages from which a named clip may be (re)labelled.
 LABELLABLE_STAGES = ("selected", "autolabelled", "in_review", "reviewed", "in_dataset")
 #: The stage name recorded on quarantine rows this package writes.
@@ -331,10 +335,35 @@ class _Labeller:
         self.report.quarantined[clip.id] = reason
 
 
-def _model_ids(ctx: Context) -> list[str]:
-    """The ensemble's model ids: ``autolabel_models`` from the settings, else the promoted model."""
-    configured = list(ctx.settings.autolabel_models)
-    return configured if configured else [_promoted_model_id(ctx)]
+def _model_ids(ctx: Context) -> tuple[list[str], list[float]]:
+    """The ensemble's model ids and their fusion weights: ``autolabel_models`` with ``promoted``
+    standing for the model promoted now (an empty list means the promoted model alone).
+
+    A model named twice (listed by id and promoted since) counts once, with its first weight. When no
+    model is promoted, the alias drops out if other members remain.
+    """
+    settings = ctx.settings
+    configured = list(settings.autolabel_models) or [PROMOTED_ALIAS]
+    weights = list(settings.autolabel_model_weights) or [1.0] * len(configured)
+    if len(weights) != len(configured):
+        raise ConfigError(
+            f"autolabel_model_weights has {len(weights)} weight(s) for {len(configured)} autolabel model(s)"
+        )
+    promoted: str | None = None
+    if PROMOTED_ALIAS in configured:
+        with ctx.db.session() as session:
+            row = promoted_model(session)
+            promoted = row.id if row is not None else None
+        if promoted is None and configured == [PROMOTED_ALIAS]:
+            raise ModelError(NO_MODEL_MESSAGE)
+    ids: list[str] = []
+    kept: list[float] = []
+    for name, weight in zip(configured, weights, strict=True):
+        model_id = promoted if name == PROMOTED_ALIAS else name
+        if model_id is not None and model_id not in ids:
+            ids.append(model_id)
+            kept.append(weight)
+    return ids, kept
 
 
 def _load_ensemble(ctx: Context, model_ids: Sequence[str]) -> list[FrameDetector]:
@@ -373,15 +402,15 @@ def autolabel(
 ) -> AutolabelReport:
     """Label the clips in stage ``selected`` (or the named ones) with the ensemble, tracked, with hindsight.
 
-    The ensemble is ``settings.autolabel_models`` or, when that is empty, the promoted model. Each clip
+    The ensemble is ``settings.autolabel_models`` (``promoted`` naming the promoted model). Each clip
     gets a new annotation version (``source="autolabel"``) with one frame per sampled frame, registered
     in the lineage database, and moves to ``autolabelled``; each clip is committed as soon as it is
     done, so a rerun after a crash skips it. A clip whose newest version is already an autolabel by the
     same models and parameters is skipped; a clip with unreadable frames is quarantined. Raises
     :class:`ModelError` when no model is promoted and none is configured.
     """
-    settings = ctx.settings
-    model_ids = _model_ids(ctx)
+    model_ids, weights = _model_ids(ctx)
+    settings = ctx.settings.model_copy(update={"autolabel_model_weights": weights})
     todo, left = _clips_to_label(ctx, clip_ids)
     report = AutolabelReport([], {}, 0, sorted(left), "+".join(model_ids), skip_reasons=dict(left))
     report.model_ids = list(model_ids)

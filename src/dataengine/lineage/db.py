@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dataengine.errors import ConfigError, LineageError, RetryableLineageError
 from dataengine.redaction import mask_url
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _MIGRATE_WAIT_SECONDS = 120.0
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError, NotFoundError
-from dataengine.lineage.models import MODEL_STATUSES, Model, utcnow
+from dataengine.lineage.models import MODEL_ORIGINS, MODEL_STATUSES, Model, utcnow
 from dataengine.lineage.upsert import insert_if_absent
 
 
@@ -22,10 +22,15 @@ def register_model(
     parent_model_id: str | None,
     metrics: dict[str, Any] | None = None,
     status: str = "candidate",
+    origin: str = "trained",
+    source_uri: str | None = None,
+    source_sha256: str | None = None,
 ) -> Model:
-    """Insert or update a model row."""
+    """Insert or update a model row; ``origin`` is ``trained`` or ``imported`` (from ``source_uri``)."""
     if status not in MODEL_STATUSES:
         raise LineageError(f"unknown model status {status!r}; statuses are {', '.join(MODEL_STATUSES)}")
+    if origin not in MODEL_ORIGINS:
+        raise LineageError(f"unknown model origin {origin!r}; origins are {', '.join(MODEL_ORIGINS)}")
     insert_if_absent(
         session,
         Model,
@@ -33,6 +38,7 @@ def register_model(
     )
     model = session.get(Model, model_id, populate_existing=True)
     assert model is not None, "inserted or found just now"
+    model.origin, model.source_uri, model.source_sha256 = origin, source_uri, source_sha256
     model.checkpoint_uri = checkpoint_uri
     model.dataset_id = dataset_id
     model.parent_model_id = parent_model_id

@@ -34,6 +34,7 @@ CLIP_STAGES = (
     "quarantined",
 )
 MODEL_STATUSES = ("candidate", "promoted", "rejected", "retired")
+MODEL_ORIGINS = ("trained", "imported")
 
 _NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -205,6 +206,10 @@ class Model(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: "trained" here, or "imported" (`dataengine model import`) from the file at source_uri.
+    origin: Mapped[str] = mapped_column(String(20), default="trained", server_default="trained")
+    source_uri: Mapped[str | None] = mapped_column(Text)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class QuarantineItem(Base):

@@ -146,6 +146,12 @@ def warm_start(model: nn.Module, store: ObjectStore, args: argparse.Namespace) -
             f"cannot warm-start from {args.init_model_id}: it is a {config['arch']} for {config['classes']}, "
             f"this run trains a {args.arch} for {args.classes}"
         )
+    if config.get("label_map"):
+        # An imported model with labels of its own (e.g. COCO's): transfer what fits, class by class.
+        from dataengine.training.transfer import transfer_weights
+
+        print(f"[dataengine.training] {transfer_weights(model, config, state_dict).summary()}", flush=True)
+        return
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:

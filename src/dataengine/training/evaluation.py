@@ -37,7 +37,7 @@ from dataengine.training.manifest import (
     resolve_dataset,
 )
 from dataengine.training.metrics import ClassScore, Evaluation
-from dataengine.vision import load_detector
+from dataengine.vision import Detector, FrameDetector, load_any_detector
 
 #: ``split`` value that evaluates every frame of the dataset.
 ALL_SPLITS = "all"
@@ -160,6 +160,22 @@ def _class_ap(evaluator: COCOeval, k: int) -> tuple[float | None, float | None]:
     return mean(precision[:, :, k, 0, -1]), mean(precision[0, :, k, 0, -1])
 
 
+def predict_frames(detector: FrameDetector, loader: DataLoader[Any]) -> list[dict[str, torch.Tensor]]:
+    """Raw detections (``boxes``, ``scores``, ``labels`` = class index + 1) of every ``uint8`` image."""
+    outputs: list[dict[str, torch.Tensor]] = []
+    for images, _ in loader:
+        frames = [image.permute(1, 2, 0).numpy() for image in images]
+        for found in detector.predict_batch(frames):
+            outputs.append(
+                {
+                    "boxes": torch.from_numpy(found.boxes_xyxy),
+                    "scores": torch.from_numpy(found.scores),
+                    "labels": torch.from_numpy(found.labels + 1),
+                }
+            )
+    return outputs
+
+
 def _label_map(model_classes: Sequence[str], dataset_classes_: Sequence[str]) -> dict[int, int]:
     """Model label (class index + 1) → dataset category id, matched by class name."""
     category = {name: i + 1 for i, name in enumerate(dataset_classes_)}
@@ -235,13 +251,25 @@ def evaluate(ctx: Context, *, model_id: str, dataset: str | None = None, split: 
         e for e in read_manifest(ctx.store, source.manifest_uri) if wanted is None or e.split == wanted
     ]
     gt, image_ids = ground_truth(ctx.store, entries, classes)
-    detector = load_detector(ctx.store, model_id, device=ctx.settings.device)
-    frames = ClipFrameDataset(
-        ctx.store, source.manifest_uri, split=wanted, classes=classes, input_size=input_size(detector.model)
-    )
-    loader = DataLoader(frames, batch_size=EVAL_BATCH_SIZE, collate_fn=collate)
-    outputs = predict(detector.model, loader, detector.device) if len(frames) else []
-    outputs = [to_frame_pixels(output, frames.image_scale(i)) for i, output in enumerate(outputs)]
+    detector = load_any_detector(ctx.store, model_id, device=ctx.settings.device)
+    if isinstance(detector, Detector):
+        frames = ClipFrameDataset(
+            ctx.store,
+            source.manifest_uri,
+            split=wanted,
+            classes=classes,
+            input_size=input_size(detector.model),
+        )
+        loader = DataLoader(frames, batch_size=EVAL_BATCH_SIZE, collate_fn=collate)
+        outputs = predict(detector.model, loader, detector.device) if len(frames) else []
+        outputs = [to_frame_pixels(output, frames.image_scale(i)) for i, output in enumerate(outputs)]
+    else:
+        # Any other backend (imported with a class map, open-vocabulary, HOG, mmdet) sees whole frames.
+        frames = ClipFrameDataset(
+            ctx.store, source.manifest_uri, split=wanted, classes=classes, as_uint8=True
+        )
+        loader = DataLoader(frames, batch_size=EVAL_BATCH_SIZE, collate_fn=collate)
+        outputs = predict_frames(detector, loader) if len(frames) else []
     ids = [image_ids[frames.sample(i)] for i in range(len(frames))]
     results = coco_results(outputs, ids, _label_map(detector.classes, classes))
     return coco_scores(gt, results, held_out=label, model_id=model_id)

@@ -48,15 +48,16 @@ def _scored(ctx: Context, model_id: str, previous_id: str | None, dataset_id: st
     return ScoredSet(new.held_out, new, previous)
 
 
-def evaluate_candidate(ctx: Context, *, model_id: str) -> CandidateComparison:
+def evaluate_candidate(ctx: Context, *, model_id: str, dataset_id: str | None = None) -> CandidateComparison:
     """Score the candidate and the promoted model on both held-out sets of the candidate's dataset.
 
-    Both models see the same frames in the same task, so the numbers compare. The result is stored in
-    ``models/{model_id}/evaluation.json`` for :func:`promote_if_better` and returned.
+    Both models see the same frames in the same task, so the numbers compare. ``dataset_id`` names the
+    dataset to judge on when the candidate was trained on none (an imported model). The result is
+    stored in ``models/{model_id}/evaluation.json`` for :func:`promote_if_better` and returned.
     """
     with ctx.db.session() as session:
         model = get_model(session, model_id)
-        dataset_id = model.dataset_id
+        dataset_id = model.dataset_id or dataset_id
         current = promoted_model(session)
         previous_id = current.id if current is not None and current.id != model_id else None
         name, _, version = (dataset_id or "").rpartition("@")
@@ -76,15 +77,18 @@ def evaluate_candidate(ctx: Context, *, model_id: str) -> CandidateComparison:
     return comparison
 
 
-def _comparison(ctx: Context, model_id: str, previous_id: str | None) -> CandidateComparison:
+def _comparison(ctx: Context, model_id: str, previous_id: str | None, dataset_id: str) -> CandidateComparison:
     """The stored comparison when it was made against today's promoted model, else a new one."""
     key = evaluation_key(model_id)
     if ctx.store.exists(key):
         doc: dict[str, Any] = ctx.store.read_json(key)
         # A record from before the edge-case set existed has no "edge_case" key: measure again.
-        if "edge_case" in doc and (doc.get("previous") or {}).get("model_id") == previous_id:
+        same = (doc.get("previous") or {}).get("model_id") == previous_id and doc.get(
+            "dataset_id"
+        ) == dataset_id
+        if "edge_case" in doc and same:
             return CandidateComparison.from_dict(doc)
-    return evaluate_candidate(ctx, model_id=model_id)
+    return evaluate_candidate(ctx, model_id=model_id, dataset_id=dataset_id)
 
 
 def _decide(ctx: Context, comparison: CandidateComparison) -> tuple[bool, str, tuple[GateCheck, ...]]:
@@ -121,17 +125,18 @@ def _decision(ctx: Context, comparison: CandidateComparison) -> PromotionDecisio
     )
 
 
-def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
+def promote_if_better(ctx: Context, *, model_id: str, dataset_id: str | None = None) -> PromotionDecision:
     """Promote the candidate if it passes the gate against the promoted model, else reject it.
 
     Uses the comparison :func:`evaluate_candidate` stored (or makes it), writes
     ``models/{model_id}/metrics.json``, stores the metrics on the model row and records a ``trained``
-    event on every clip of the candidate's dataset. A model decided before returns that decision again,
-    with no new evaluation, rows or events.
+    event on every clip of the candidate's dataset. ``dataset_id`` is the dataset to judge on when the
+    candidate was trained on none (an imported model). A model decided before returns that decision
+    again, with no new evaluation, rows or events.
     """
     with ctx.db.session() as session:
         model = get_model(session, model_id)
-        status, dataset_id = model.status, model.dataset_id
+        status, dataset_id = model.status, model.dataset_id or dataset_id
         current = promoted_model(session)
         previous_id = current.id if current is not None and current.id != model_id else None
     if status in DECIDED:
@@ -140,7 +145,7 @@ def promote_if_better(ctx: Context, *, model_id: str) -> PromotionDecision:
             return stored
     if dataset_id is None:
         raise TrainingError(f"model {model_id} names no dataset, so there is no held-out set to score it on")
-    comparison = _comparison(ctx, model_id, previous_id)
+    comparison = _comparison(ctx, model_id, previous_id, dataset_id)
     decision = _decision(ctx, comparison)
     _record(ctx, decision, comparison)
     return decision

@@ -17,7 +17,9 @@ from dataengine.triggers.anomaly import AnomalyModel, current_anomaly_id, load_a
 from dataengine.triggers.base import Trigger
 from dataengine.vision import FrameDetector, load_any_detector
 
-NO_MODEL_MESSAGE = "no promoted model yet: train one with `dataengine train`"
+NO_MODEL_MESSAGE = (
+    "no promoted model yet: import one (`dataengine model import`) or train one (`dataengine train`)"
+)
 NO_ANOMALY_MESSAGE = "no anomaly autoencoder yet: train one with `dataengine triggers train-anomaly`"
 
 

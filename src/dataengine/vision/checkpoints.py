@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,15 +14,17 @@ from torch import nn
 
 from dataengine.errors import ModelError, StorageError
 from dataengine.storage import ObjectStore
+from dataengine.vision.class_map import LabelMap
 from dataengine.vision.detectors import build_detector
 from dataengine.vision.inference import Detector, FrameDetector, pick_device
 from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key, model_prefix
+from dataengine.vision.mapped import MappedDetector
 
 #: The backend of checkpoints whose config names none (all written before backends existed).
 DEFAULT_BACKEND = "torchvision"
 
-#: Builds a ready detector from a checkpoint's ``(config, state_dict)``, its model id and the device.
-BackendLoader = Callable[[dict[str, Any], dict[str, Any], str, torch.device], FrameDetector]
+#: Builds a ready detector from the store, a checkpoint's ``(config, state_dict)``, its model id and device.
+BackendLoader = Callable[[ObjectStore, dict[str, Any], dict[str, Any], str, torch.device], FrameDetector]
 
 
 def save_checkpoint(
@@ -68,11 +73,16 @@ def load_checkpoint(store: ObjectStore, model_id: str) -> tuple[dict[str, Any], 
     return payload["config"], payload["state_dict"]
 
 
+def source_classes(config: dict[str, Any]) -> list[str]:
+    """What the stored model's own labels are: its source classes when imported with a map, else ours."""
+    return [str(c) for c in (config.get("source_classes") or config["classes"])]
+
+
 def build_from_config(config: dict[str, Any]) -> nn.Module:
     """An untrained model with the architecture a checkpoint config describes."""
     return build_detector(
         config["arch"],
-        num_classes=len(config["classes"]),
+        num_classes=len(source_classes(config)),
         min_size=int(config["min_size"]),
         max_size=int(config["max_size"]),
     )
@@ -88,14 +98,22 @@ def _torchvision_model(config: dict[str, Any], state_dict: dict[str, Any], model
 
 
 def _load_torchvision(
-    config: dict[str, Any], state_dict: dict[str, Any], model_id: str, device: torch.device
+    store: ObjectStore,
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    model_id: str,
+    device: torch.device,
 ) -> FrameDetector:
     model = _torchvision_model(config, state_dict, model_id)
-    return Detector(model, classes=config["classes"], model_id=model_id, device=device)
+    return Detector(model, classes=source_classes(config), model_id=model_id, device=device)
 
 
 def _load_mmdet(
-    config: dict[str, Any], state_dict: dict[str, Any], model_id: str, device: torch.device
+    store: ObjectStore,
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    model_id: str,
+    device: torch.device,
 ) -> FrameDetector:
     # Imported here: mmdet is an optional extra (`make mmdet`), and importing it is slow.
     from dataengine.vision.mmdet_backend import load_mmdet_detector
@@ -103,8 +121,63 @@ def _load_mmdet(
     return load_mmdet_detector(config, state_dict, model_id=model_id, device=device)
 
 
+def _load_open_vocab(
+    store: ObjectStore,
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    model_id: str,
+    device: torch.device,
+) -> FrameDetector:
+    from dataengine.vision.open_vocab import OpenVocabDetector, load_open_vocab
+
+    with model_folder(store, model_id, list(config.get("files", []))) as folder:
+        model, processor = load_open_vocab(folder, arch=str(config["arch"]), device=device)
+    prompts = source_classes(config)
+    return OpenVocabDetector(model, processor, arch=str(config["arch"]), prompts=prompts, model_id=model_id)
+
+
+def _load_hog(
+    store: ObjectStore,
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    model_id: str,
+    device: torch.device,
+) -> FrameDetector:
+    from dataengine.vision.hog import HogPeopleDetector
+
+    params = config.get("params", {})
+    return HogPeopleDetector(
+        model_id=model_id,
+        upscale=float(params.get("upscale", 1.0)),
+        win_stride=int(params.get("win_stride", 8)),
+    )
+
+
 #: Detector backends by the ``backend`` name in a checkpoint's config.
-BACKENDS: dict[str, BackendLoader] = {"torchvision": _load_torchvision, "mmdet": _load_mmdet}
+BACKENDS: dict[str, BackendLoader] = {
+    "torchvision": _load_torchvision,
+    "mmdet": _load_mmdet,
+    "transformers": _load_open_vocab,
+    "opencv_hog": _load_hog,
+}
+
+
+def files_prefix(model_id: str) -> str:
+    """The folder of the files a model is loaded from besides ``model.pt`` (a transformers folder)."""
+    return f"{model_prefix(model_id)}/files"
+
+
+@contextlib.contextmanager
+def model_folder(store: ObjectStore, model_id: str, names: list[str]) -> Iterator[Path]:
+    """A local folder with the model's stored files: the store's own on ``file://``, else a temp copy."""
+    prefix = files_prefix(model_id)
+    if store.protocol == "file":
+        yield Path(store.root) / prefix
+        return
+    with tempfile.TemporaryDirectory(prefix="dataengine-model-") as tmp:
+        for name in names:
+            store.get_file(f"{prefix}/{name}", Path(tmp) / name)
+        yield Path(tmp)
 
 
 def backend_of(config: dict[str, Any]) -> str:
@@ -112,19 +185,31 @@ def backend_of(config: dict[str, Any]) -> str:
     return str(config.get("backend", DEFAULT_BACKEND))
 
 
+def _mapped(detector: FrameDetector, config: dict[str, Any], model_id: str) -> FrameDetector:
+    """The detector seen through the config's label map (imported models), else as it is."""
+    if not config.get("label_map"):
+        return detector
+    label_map = LabelMap.from_config(
+        config["label_map"], n_source=len(source_classes(config)), classes=config["classes"]
+    )
+    return MappedDetector(detector, label_map, model_id=model_id)
+
+
 def load_detector(store: ObjectStore, model_id: str, *, device: str = "auto") -> Detector:
-    """A stored torchvision model, ready for inference on ``device`` (training evaluates these)."""
+    """A stored torchvision model of our own classes, ready for inference or training on ``device``."""
     config, state_dict = load_checkpoint(store, model_id)
-    if backend_of(config) != DEFAULT_BACKEND:
-        raise ModelError(
-            f"model {model_id} is a {backend_of(config)} model; only torchvision models are accepted here"
-        )
+    if backend_of(config) != DEFAULT_BACKEND or config.get("label_map"):
+        kind = "an imported model with a class map" if config.get("label_map") else "a " + backend_of(config)
+        raise ModelError(f"model {model_id} is {kind} model; only torchvision models of our classes fit here")
     model = _torchvision_model(config, state_dict, model_id)
     return Detector(model, classes=config["classes"], model_id=model_id, device=pick_device(device))
 
 
 def load_any_detector(store: ObjectStore, model_id: str, *, device: str = "auto") -> FrameDetector:
-    """A stored model of any registered backend (:data:`BACKENDS`), ready for inference on ``device``."""
+    """A stored model of any registered backend (:data:`BACKENDS`), ready for inference on ``device``.
+
+    Its labels index our classes: an imported model's own labels pass through its label map.
+    """
     config, state_dict = load_checkpoint(store, model_id)
     backend = backend_of(config)
     loader = BACKENDS.get(backend)
@@ -132,4 +217,4 @@ def load_any_detector(store: ObjectStore, model_id: str, *, device: str = "auto"
         raise ModelError(
             f"model {model_id}: unknown backend {backend!r}; known backends: {', '.join(sorted(BACKENDS))}"
         )
-    return loader(config, state_dict, model_id, pick_device(device))
+    return _mapped(loader(store, config, state_dict, model_id, pick_device(device)), config, model_id)

@@ -113,7 +113,8 @@ def load_mmdet_detector(
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
         raise ModelError(f"model {model_id}: weights do not fit its mmdet config: {exc}") from exc
-    return MMDetDetector(model, classes=config["classes"], model_id=model_id, device=device)
+    classes = config.get("source_classes") or config["classes"]
+    return MMDetDetector(model, classes=classes, model_id=model_id, device=device)
 
 
 class MMDetDetector:
