@@ -78,16 +78,19 @@ bench: venv
 	@command -v ffmpeg >/dev/null || apt-get install -y ffmpeg || sudo apt-get install -y ffmpeg
 	$(BIN)/python -m benchmarks
 
+# Airflow with the API server up before anything else (src/dataengine/airflow/up.py): no task starts
+# before the API server answers. `make up DEMO=1` opens the engine that `make demo` left in .dataengine/demo.
+DEMO_ENV := .dataengine/demo/engine.env
 up: venv
 	mkdir -p .dataengine/airflow
-	$(AIRFLOW_ENV) $(BIN)/airflow db migrate
-	$(AIRFLOW_ENV) $(BIN)/airflow pools set gpu 1 "GPU slots for autolabel and training"
+	@if [ "$(DEMO)" = 1 ] && [ ! -f $(DEMO_ENV) ]; then \
+		echo "make up DEMO=1 opens the engine of \`make demo\`, and there is none yet: run \`make demo\` first"; exit 2; fi
 	@# `make up LABELSTUDIO=1` also starts Label Studio beside Airflow (stopped with it by Ctrl-C).
 	@if [ "$(LABELSTUDIO)" = 1 ]; then $(MAKE) --no-print-directory labelstudio && mkdir -p .dataengine/labelstudio && \
 		(LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/.dataengine/labelstudio SENTRY_DSN= FRONTEND_SENTRY_DSN= \
 		$(LS_VENV)/bin/label-studio start --no-browser --port $(LABELSTUDIO_PORT) \
 		>.dataengine/labelstudio.log 2>&1 &) && echo "Label Studio: http://localhost:$(LABELSTUDIO_PORT)"; fi
-	$(AIRFLOW_ENV) $(BIN)/airflow standalone
+	$(AIRFLOW_ENV) $(BIN)/python -m dataengine.airflow.up $(if $(filter 1,$(DEMO)),--env-file $(DEMO_ENV))
 
 # The weekly training run, now, on the `make up` instance (same as the Trigger button in the UI).
 train-now: venv

@@ -176,6 +176,17 @@ def _engine_env(options: DemoOptions, workdir: Path) -> dict[str, str]:
     return env
 
 
+#: The demo engine's settings, for `make up DEMO=1` to open the same engine afterwards.
+ENV_FILE = "engine.env"
+
+
+def _write_env_file(workdir: Path, env: dict[str, str]) -> None:
+    lines = [f"{key}={value}" for key, value in {**env, "AIRFLOW_HOME": str(workdir / "airflow")}.items()]
+    (workdir / ENV_FILE).write_text(
+        "# written by `dataengine demo`; read by `make up DEMO=1`\n" + "\n".join(lines) + "\n"
+    )
+
+
 def _repo_root() -> Path:
     root = Path(__file__).resolve().parents[2]
     if not (root / "dags").is_dir():
@@ -287,6 +298,7 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
     wall = time.monotonic()
     workdir = _prepare_workdir(options.workdir)
     env = _engine_env(options, workdir)
+    _write_env_file(workdir, env)
     # Explicit values win over the caller's DATAENGINE_* environment, which the demo leaves untouched.
     settings: Settings = load_settings(
         database_url=env["DATAENGINE_DATABASE_URL"],
