@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from dataengine.cli_model import add_model_commands
 from dataengine.errors import ConfigError, DataEngineError
 
 if TYPE_CHECKING:  # The engine (SQLAlchemy, settings, storage) loads only when a command needs it.
@@ -45,15 +46,6 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(clip_app, name="clip")
 app.add_typer(clips_app, name="clips")
 app.add_typer(quarantine_app, name="quarantine")
-
-
-def _add_model_commands() -> None:
-    from dataengine.cli_model import model_app
-
-    app.add_typer(model_app, name="model")
-
-
-_add_model_commands()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -109,6 +101,9 @@ def _emit(value: Any, as_json: bool, human: Callable[[Any], str]) -> None:
         typer.echo(json.dumps(value, indent=2, default=str))
     else:
         typer.echo(human(value))
+
+
+add_model_commands(app, _context, _emit)
 
 
 # Set-up --------------------------------------------------------------------------------------------

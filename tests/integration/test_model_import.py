@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dataengine.cli import app
 from dataengine.context import Context
-from dataengine.lineage import repository as repo
+from dataengine.lineage.model_registry import set_model_status
 from dataengine.storage import ObjectStore
 from dataengine.training.transfer import transfer_weights
 from dataengine.vision import build_detector, load_any_detector, load_checkpoint
@@ -227,7 +227,7 @@ def test_the_ensemble_follows_promotion_through_the_promoted_alias(ctx: Context,
     b = import_model(ctx, ModelImportRequest(arch="tiny_fasterrcnn", weights=str(second))).model_id
     assert _model_ids(ctx) == ([a], [1.0])
     with ctx.db.session() as session:
-        repo.set_model_status(session, b, "promoted")
+        set_model_status(session, b, "promoted")
     assert _model_ids(ctx) == ([b], [1.0])
     ensemble = ctx.settings.model_copy(
         update={"autolabel_models": ["promoted", a, b], "autolabel_model_weights": [2.0, 1.0, 3.0]}
