@@ -280,13 +280,20 @@ def autolabel(
 @review_app.command("export")
 def review_export(
     platform: Annotated[str | None, typer.Option(help="local, encord, labelstudio or simulated.")] = None,
+    prelabels: Annotated[
+        bool,
+        typer.Option(
+            help="Send the autolabels as pre-labels; --no-prelabels sends the selected and autolabelled "
+            "clips with none, to label from scratch (without a model that is what happens anyway)."
+        ),
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Push autolabelled clips and their pre-labels to the review platform."""
+    """Push autolabelled clips and their pre-labels (or selected clips, empty) to the review platform."""
     from dataengine.review import export_for_review
 
     with _context() as ctx:
-        report = export_for_review(ctx, platform=platform)
+        report = export_for_review(ctx, platform=platform, prelabels=prelabels)
     _emit(report.to_dict(), as_json, lambda _: report.summary())
 
 
@@ -297,8 +304,19 @@ def review_import(
         typer.Option(help="local, encord, labelstudio, or simulated (a SIMULATION, for demos)."),
     ] = None,
     file: Annotated[
-        Path | None, typer.Option(help="A label export file (Encord: JSON list of label rows).")
+        Path | None,
+        typer.Option(
+            help="A label export file: Encord's JSON list of label rows, Label Studio's JSON export."
+        ),
     ] = None,
+    open_tasks_only: Annotated[
+        bool,
+        typer.Option(
+            "--open-tasks-only",
+            help="With --file: import only rows of clips with an open review task; skip the others "
+            "(by default they become new labels with source import).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull completed reviews and write them as new annotation versions."""
@@ -307,10 +325,11 @@ def review_import(
     with _context() as ctx:
         kwargs: dict[str, Any] = {"platform": platform}
         if file is not None:
-            kwargs["file"] = file
+            kwargs.update(file=file, open_tasks_only=open_tasks_only)
         report = import_reviews(ctx, **kwargs)
     _emit(report.to_dict(), as_json, lambda _: report.summary())
-    if file is not None and not report.imported:
+    # A file of which nothing new could be imported; rows imported by an earlier run are no failure.
+    if file is not None and not report.imported and (report.failed or report.skipped or report.still_refused):
         raise typer.Exit(1)
 
 

@@ -95,6 +95,10 @@ class EmptyDatasetError(TrainingError):
     """No clip qualifies for a dataset snapshot, or a split has no frames to train or evaluate on."""
 
 
+class NothingReviewedError(EmptyDatasetError):
+    """No clip has trusted labels yet (day one): there is nothing to build a dataset from."""
+
+
 class NothingToDoError(DataEngineError):
     """Not a failure: a task found no new input, so it and what depends on it are skipped.
 

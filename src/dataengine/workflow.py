@@ -121,9 +121,19 @@ def list_clips(ctx: Context, *, stage: str, batch_size: int = 64) -> list[list[s
 
 
 def autolabel(ctx: Context, *, clip_ids: list[str] | None = None) -> dict[str, Any]:
-    """Autolabel a batch of selected clips with the promoted model."""
-    from dataengine.autolabel import autolabel as label
+    """Autolabel a batch of selected clips with the promoted model.
 
+    With no model yet (day one, labelling from scratch), the clips are passed on unlabelled: review
+    export sends them with empty pre-labels.
+    """
+    from dataengine.autolabel import autolabel as label
+    from dataengine.review.exporting import model_available
+
+    if not model_available(ctx):
+        log.info(
+            "no model to autolabel with: %d clip(s) go to review without pre-labels", len(clip_ids or [])
+        )
+        return {"clips": len(clip_ids or []), "boxes": 0, "model_id": None, "without_prelabels": True}
     report = label(ctx, clip_ids=clip_ids)
     log.info("%s", report.summary())
     return {"clips": len(report.clips), "boxes": report.n_boxes, "model_id": report.model_id}
@@ -138,7 +148,11 @@ def export_for_review(ctx: Context, *, platform: str | None = None) -> dict[str,
 
     report = export(ctx, platform=platform)
     log.info("%s", report.summary())
-    return {"exported": len(report.exported), "platform": report.platform}
+    return {
+        "exported": len(report.exported),
+        "platform": report.platform,
+        "without_prelabels": len(report.empty),
+    }
 
 
 def import_reviews(ctx: Context, *, platform: str | None = None) -> dict[str, Any]:
@@ -164,9 +178,14 @@ def build_dataset(
     ctx: Context, *, dataset_name: str = "default", rebuild_heldout: bool = False, force: bool = False
 ) -> str:
     """Snapshot the reviewed clips for a training round; the dataset id (see ``dataset_for_round``)."""
+    from dataengine.errors import NothingReviewedError
     from dataengine.training.rounds import dataset_for_round
 
-    return dataset_for_round(ctx, name=dataset_name, rebuild_heldout=rebuild_heldout, force=force).dataset_id
+    try:
+        ref = dataset_for_round(ctx, name=dataset_name, rebuild_heldout=rebuild_heldout, force=force)
+    except NothingReviewedError as exc:
+        raise NothingToDoError(str(exc)) from exc  # day one: a skip, not a failed weekly run
+    return ref.dataset_id
 
 
 def train(

@@ -56,9 +56,16 @@ def prelabels() -> list[Frame]:
 
 
 def add_autolabelled_clip(
-    ctx: Context, start_frame: int, *, model: str = MODEL, source_key: str = "landing/cam01/video.mp4"
+    ctx: Context,
+    start_frame: int,
+    *,
+    model: str = MODEL,
+    source_key: str = "landing/cam01/video.mp4",
+    stage: str = "autolabelled",
 ) -> str:
     """A clip at stage ``autolabelled``: frames, meta.json, clip.mp4 bytes and an autolabel v1 in lineage.
+
+    With another ``stage`` (e.g. ``selected``) the clip has no annotation version at all.
 
     The review platforms here never decode the video, so ``clip.mp4`` holds placeholder bytes.
     ``source_key`` is the landing video the clip says it was cut from.
@@ -89,7 +96,7 @@ def add_autolabelled_clip(
         frames=prelabels(),
         producer={"models": [model]},
     )
-    saved = save_annotations(ctx.store, labels)
+    saved = save_annotations(ctx.store, labels) if stage == "autolabelled" else None
     with ctx.db.session() as session:
         if get_video(session, VIDEO_ID) is None:
             register_video(
@@ -105,19 +112,20 @@ def add_autolabelled_clip(
             n_frames=20,
             uri=ctx.store.uri(f"clips/{clip_id}"),
         )
-        record_annotation(
-            session,
-            clip_id=clip_id,
-            version=1,
-            uri=saved.uri,
-            sha256=saved.sha256,
-            source="autolabel",
-            parent_version=None,
-            producer=labels.producer,
-            n_frames=saved.n_frames,
-            n_boxes=saved.n_boxes,
-        )
-        set_stage(session, clip_id, "autolabelled", run_id="test/setup")
+        if saved is not None:
+            record_annotation(
+                session,
+                clip_id=clip_id,
+                version=1,
+                uri=saved.uri,
+                sha256=saved.sha256,
+                source="autolabel",
+                parent_version=None,
+                producer=labels.producer,
+                n_frames=saved.n_frames,
+                n_boxes=saved.n_boxes,
+            )
+        set_stage(session, clip_id, stage, run_id="test/setup")
     return clip_id
 
 

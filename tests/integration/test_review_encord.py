@@ -357,7 +357,7 @@ def test_fake_encord_rate_limit_is_a_retryable_error_and_records_nothing(
     assert not refused.value.retryable
 
 
-def _export_file(fake: FakeEncord, tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
+def _export_file(fake: FakeEncord, tmp_path: Path, rows: list[Any]) -> Path:
     path = tmp_path / "encord-export.json"
     path.write_text(json.dumps(rows))
     return path
@@ -426,3 +426,46 @@ def test_missing_encord_settings_are_named(ctx: Context, make_clip: Callable[...
     bare = Context(settings=monkey, store=ctx.store, db=ctx.db, run_id="test/run")
     with pytest.raises(DataEngineError, match="DATAENGINE_ENCORD_PROJECT_HASH"):
         export_for_review(bare)
+
+
+def test_fake_encord_export_file_rows_without_tasks_unknown_and_malformed_each_get_an_outcome(
+    encord_ctx: Context,
+    fake: FakeEncord,
+    make_clip: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exported = make_clip(encord_ctx, 0)
+    never = make_clip(encord_ctx, 20, stage="ingested")  # labelled elsewhere before the engine came
+    export_for_review(encord_ctx)
+    good = copy.deepcopy(fake.labels[fake.row_of(exported)["label_hash"]])
+    _edit(good)
+    for_never = dict(copy.deepcopy(good), data_title=f"{never}.mp4")
+    unknown = dict(copy.deepcopy(good), data_title="ffffffffffffffff-0000040.mp4")
+    path = _export_file(fake, tmp_path, [{"foo": 1}, good, 17, for_never, unknown])
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", encord_ctx.settings.database_url)
+    monkeypatch.setenv("DATAENGINE_STORAGE_URL", encord_ctx.settings.storage_url)
+    result = CliRunner().invoke(app, ["review", "import", "--platform", "encord", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        f"{path}: 5 row(s): imported 2 (1 review(s) of open encord tasks, 1 as new labels, source import), "
+        "refused 2, skipped 1"
+    )
+    assert f"  refused {path} row 0: it has no data_title naming its clip" in lines
+    assert f"  refused {path} row 2: a label row is a JSON object, not int" in lines
+    assert (
+        f"  skipped {path} row 4 (clip ffffffffffffffff-0000040): no clip ffffffffffffffff-0000040 in the "
+        "lineage database"
+    ) in lines
+    assert (_stage(encord_ctx, exported), _stage(encord_ctx, never)) == ("reviewed", "reviewed")
+    review, imported = (
+        load_annotations(encord_ctx.store, exported, 2),
+        load_annotations(encord_ctx.store, never, 1),
+    )
+    assert (review.source, imported.source, imported.parent_version) == ("review", "import", None)
+    # The same labels either way: the clip's own frames and the reviewer's boxes.
+    assert [[b.label for b in f.boxes] for f in imported.frames] == [
+        [b.label for b in f.boxes] for f in review.frames
+    ]
+    assert imported.producer["file"] == str(path)

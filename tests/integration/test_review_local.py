@@ -109,8 +109,9 @@ def test_get_platform_defaults_to_local_and_refuses_others(ctx: Context) -> None
     encord = get_platform(ctx, "encord")  # connects on first use only
     assert isinstance(encord, ReviewPlatform)
     assert encord.name == "encord"
+    labelstudio = get_platform(ctx, "labelstudio")  # reads export files without a server
     with pytest.raises(ReviewError, match="DATAENGINE_LABELSTUDIO_URL"):
-        get_platform(ctx, "labelstudio")
+        labelstudio.review_status(["1"])
     with pytest.raises(ConfigError, match="unknown review platform 'nope'"):
         get_platform(ctx, "nope")
     with pytest.raises(ReviewError, match=r"cannot import the label export rows\.json"):

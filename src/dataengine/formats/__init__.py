@@ -1,6 +1,7 @@
 """Clip annotation format v1 and converters."""
 
 from dataengine.formats.annotations import (
+    NO_LABELS,
     SCHEMA_ID,
     TRUSTED_SOURCES,
     Box,
@@ -24,6 +25,7 @@ from dataengine.formats.io import (
 )
 
 __all__ = [
+    "NO_LABELS",
     "SCHEMA_ID",
     "TRUSTED_SOURCES",
     "Box",

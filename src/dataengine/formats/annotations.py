@@ -17,7 +17,10 @@ if TYPE_CHECKING:  # jsonschema takes 0.1-0.3 s to import: only commands that va
     import jsonschema
 
 SCHEMA_ID = "dataengine.clip-annotations/1"
-Source = Literal["autolabel", "review", "import", "synthetic"]
+Source = Literal["autolabel", "review", "import", "synthetic", "none"]
+#: The source of the empty pre-labels of a clip sent to review with no model (label from scratch): version 0,
+#: no boxes, never stored under ``annotations/`` (it is not a label).
+NO_LABELS: Source = "none"
 Origin = Literal["detector", "ensemble", "interpolated", "human", "synthetic"]
 #: Sources whose labels a person (or, for synthetic data, the renderer) vouches for: training uses them.
 TRUSTED_SOURCES: tuple[Source, ...] = ("review", "import", "synthetic")
@@ -207,6 +210,12 @@ def validate_document(doc: Any, *, source_name: str = "<document>") -> None:
 
 
 def _check_semantics(doc: dict[str, Any], source_name: str) -> None:
+    if (doc["source"] == NO_LABELS) != (doc["version"] == 0):
+        raise AnnotationValidationError(
+            source_name, "$.version", "version 0 is the empty pre-labels of source 'none', and only that"
+        )
+    if doc["source"] == NO_LABELS and any(frame["boxes"] for frame in doc["frames"]):
+        raise AnnotationValidationError(source_name, "$.frames", "source 'none' (no pre-labels) has no boxes")
     parent = doc["parent_version"]
     if parent is not None and parent >= doc["version"]:
         raise AnnotationValidationError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dataengine.errors import AnnotationValidationError, ObjectNotFoundError
-from dataengine.formats.annotations import ClipAnnotations, sha256_hex, validate_document
+from dataengine.errors import AnnotationValidationError, FormatError, ObjectNotFoundError
+from dataengine.formats.annotations import NO_LABELS, ClipAnnotations, sha256_hex, validate_document
 from dataengine.storage import ObjectStore
 
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
@@ -52,6 +52,11 @@ def save_annotations(store: ObjectStore, annotations: ClipAnnotations) -> SavedA
     Writing identical bytes again is a no-op (``written=False``); different content under an existing
     version raises :class:`~dataengine.errors.ObjectExistsError`.
     """
+    if annotations.source == NO_LABELS:
+        raise FormatError(
+            f"clip {annotations.clip_id}: the empty pre-labels (source 'none', version 0) are not a label "
+            "and are never stored"
+        )
     key = annotation_key(annotations.clip_id, annotations.version)
     data = annotations.to_json_bytes()
     validate_document(annotations.to_dict(), source_name=store.uri(key))

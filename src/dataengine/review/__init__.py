@@ -16,7 +16,8 @@ from dataengine.review.base import (
 )
 from dataengine.review.diff import BoxChanges, box_changes, frame_changes
 from dataengine.review.exporting import ExportReport, export_for_review
-from dataengine.review.importing import ImportReport, import_reviews, open_tasks
+from dataengine.review.import_report import ImportReport
+from dataengine.review.importing import import_reviews, open_tasks
 from dataengine.review.platforms import PLATFORMS, get_platform
 from dataengine.review.report import open_task_status, plot_edit_rate, report_summary, review_report
 

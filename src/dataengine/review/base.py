@@ -62,6 +62,23 @@ class CompletedReview:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One row of a platform's label export file (an Encord label row, a Label Studio task).
+
+    ``name`` says where it is (``EXPORT.json row 3``). ``clip_id`` is the clip it names; a row that
+    cannot be read names none and ``problem`` says why, so one bad row never stops the others.
+    """
+
+    index: int
+    name: str
+    clip_id: str | None
+    payload: bytes = b""
+    reviewers: list[str] = field(default_factory=list)
+    external_id: str = ""
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OpenTask:
     """A review task that lineage holds as exported and not yet imported."""
 

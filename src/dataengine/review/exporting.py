@@ -7,19 +7,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataengine.clips import frame_key
+from dataengine.config import PROMOTED_ALIAS
 from dataengine.context import Context
 from dataengine.errors import DataEngineError, ReviewError
 from dataengine.formats import ClipAnnotations, load_annotations
 from dataengine.lineage import Session
 from dataengine.lineage.annotations import latest_annotation
 from dataengine.lineage.clips import get_clip, list_clips, record_event, set_stage
+from dataengine.lineage.model_registry import promoted_model
 from dataengine.lineage.reviews import find_task, upsert_review_task
 from dataengine.review.base import ExportItem, ReviewPlatform
+from dataengine.review.empty import EMPTY_VERSION, empty_labels
 from dataengine.review.platforms import get_platform
 
 #: Stages a clip may be exported from: pre-labels, or (when named explicitly) a reviewed version for a
 #: second round of review.
 EXPORTABLE_STAGES = ("autolabelled", "reviewed")
+#: Stages a clip may be exported from without pre-labels (label from scratch).
+EMPTY_EXPORTABLE_STAGES = ("selected", "autolabelled", "reviewed", "in_dataset")
 
 
 @dataclass
@@ -32,6 +37,8 @@ class ExportReport:
     tasks: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Exported clips that went without pre-labels (version 0, ``source: none``): label from scratch.
+    empty: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable form."""
@@ -42,6 +49,7 @@ class ExportReport:
             "tasks": dict(self.tasks),
             "reasons": dict(self.reasons),
             "failed": [{"clip_id": clip_id, "error": error} for clip_id, error in self.failed],
+            "without_prelabels": list(self.empty),
         }
 
     def summary(self) -> str:
@@ -50,6 +58,10 @@ class ExportReport:
             f"exported {len(self.exported)} clip(s) for review to {self.platform}; "
             f"skipped {len(self.skipped)}, failed {len(self.failed)}"
         ]
+        if self.empty:
+            lines.append(
+                f"  {len(self.empty)} without pre-labels (label from scratch): {', '.join(self.empty)}"
+            )
         lines += [f"  failed {clip_id}: {error}" for clip_id, error in self.failed]
         return "\n".join(lines)
 
@@ -59,25 +71,38 @@ EXPORT_BATCH = 20
 
 
 def export_for_review(
-    ctx: Context, *, platform: str | None = None, clip_ids: Sequence[str] | None = None
+    ctx: Context,
+    *,
+    platform: str | None = None,
+    clip_ids: Sequence[str] | None = None,
+    prelabels: bool = True,
 ) -> ExportReport:
     """Export the latest labels of every ``autolabelled`` clip (or of ``clip_ids``) for review.
 
-    Each exported clip gets a review task on the platform, a ``review_tasks`` row and stage ``in_review``.
-    Idempotent: a clip version that has a task on the platform already is skipped.
+    Label from scratch: while there is no model to autolabel with, the ``selected`` clips go too, with
+    empty pre-labels (version 0, ``source: none``); ``prelabels=False`` sends every candidate that way,
+    e.g. for a new class no model knows yet. Each exported clip gets a review task on the platform, a
+    ``review_tasks`` row and stage ``in_review``. Idempotent: a clip version that has a task on the
+    platform already is skipped.
     """
     reviewer = get_platform(ctx, platform)
     report = ExportReport(exported=[], skipped=[], platform=reviewer.name)
+    empty = not prelabels or not model_available(ctx)
     with ctx.db.session() as session:
         if clip_ids is None:
-            candidates = [clip.id for clip in list_clips(session, stage="autolabelled")]
+            stages = ("autolabelled", "selected") if empty else ("autolabelled",)
+            candidates = [clip.id for stage in stages for clip in list_clips(session, stage=stage)]
         else:
             known = {clip.id for clip in list_clips(session, clip_ids=clip_ids)}
             for clip_id in dict.fromkeys(clip_ids):
                 if clip_id not in known:
                     _skip(report, clip_id, "no such clip in the lineage database")
             candidates = [clip_id for clip_id in dict.fromkeys(clip_ids) if clip_id in known]
-    items = [item for item in (_item(ctx, reviewer, clip_id, report) for clip_id in candidates) if item]
+    items = [
+        item
+        for item in (_item(ctx, reviewer, clip_id, report, empty=not prelabels) for clip_id in candidates)
+        if item
+    ]
     for start in range(0, len(items), EXPORT_BATCH):
         _export_batch(ctx, reviewer, items[start : start + EXPORT_BATCH], report)
     return report
@@ -88,15 +113,28 @@ def _skip(report: ExportReport, clip_id: str, reason: str) -> None:
     report.reasons[clip_id] = reason
 
 
-def _item(ctx: Context, reviewer: ReviewPlatform, clip_id: str, report: ExportReport) -> ExportItem | None:
+def model_available(ctx: Context) -> bool:
+    """Whether autolabel has a model: one is promoted, or ``autolabel_models`` names one by id."""
+    if any(name != PROMOTED_ALIAS for name in ctx.settings.autolabel_models):
+        return True
+    with ctx.db.session() as session:
+        return promoted_model(session) is not None
+
+
+def _item(
+    ctx: Context, reviewer: ReviewPlatform, clip_id: str, report: ExportReport, *, empty: bool
+) -> ExportItem | None:
     """What to export of ``clip_id``, or ``None`` when it is skipped or cannot be read."""
     with ctx.db.session() as session:
-        version, reason = _exportable_version(session, reviewer.name, clip_id)
+        version, reason = _exportable_version(session, reviewer.name, clip_id, empty=empty)
     if version is None:
         _skip(report, clip_id, reason)
         return None
     try:
-        annotations = load_annotations(ctx.store, clip_id, version)
+        if version == EMPTY_VERSION:
+            annotations = empty_labels(ctx.store, clip_id, classes=ctx.settings.classes)
+        else:
+            annotations = load_annotations(ctx.store, clip_id, version)
     except DataEngineError as exc:
         if exc.retryable:
             raise
@@ -125,19 +163,29 @@ def _export_batch(
         _register(ctx, reviewer.name, item.annotations, outcome)
         report.exported.append(item.clip_id)
         report.tasks[item.clip_id] = outcome
+        if item.annotations.version == EMPTY_VERSION:
+            report.empty.append(item.clip_id)
 
 
-def _exportable_version(session: Session, platform: str, clip_id: str) -> tuple[int | None, str]:
-    """The annotation version to export, or ``None`` and why not."""
+def _exportable_version(
+    session: Session, platform: str, clip_id: str, *, empty: bool
+) -> tuple[int | None, str]:
+    """The annotation version to export (0: empty pre-labels), or ``None`` and why not."""
     clip = get_clip(session, clip_id)
-    if clip.stage not in EXPORTABLE_STAGES:
-        return None, f"stage {clip.stage} is not one of {', '.join(EXPORTABLE_STAGES)}"
     latest = latest_annotation(session, clip_id)
-    if latest is None:
+    stages: tuple[str, ...]
+    if empty or (clip.stage == "selected" and latest is None):
+        version, stages = EMPTY_VERSION, EMPTY_EXPORTABLE_STAGES
+    elif latest is None:
         return None, "the clip has no annotation version"
-    if find_task(session, platform=platform, clip_id=clip_id, exported_version=latest.version) is not None:
-        return None, f"version {latest.version} is already exported to {platform}"
-    return latest.version, ""
+    else:
+        version, stages = latest.version, EXPORTABLE_STAGES
+    if clip.stage not in stages:
+        return None, f"stage {clip.stage} is not one of {', '.join(stages)}"
+    if find_task(session, platform=platform, clip_id=clip_id, exported_version=version) is not None:
+        what = "its empty pre-labels are" if version == EMPTY_VERSION else f"version {version} is"
+        return None, f"{what} already exported to {platform}"
+    return version, ""
 
 
 def _register(ctx: Context, platform: str, annotations: ClipAnnotations, external_id: str) -> None:

@@ -8,13 +8,12 @@ adds no rows, a changed payload is tried again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dataengine.context import Context
-from dataengine.errors import DataEngineError, FormatError, ReviewError
+from dataengine.errors import DataEngineError, FormatError
 from dataengine.formats import (
     ClipAnnotations,
     SavedAnnotation,
@@ -31,56 +30,10 @@ from dataengine.lineage.quarantine import quarantine
 from dataengine.lineage.reviews import find_task, finish_review_task, review_tasks
 from dataengine.review.base import CompletedReview, OpenTask, ReviewPlatform
 from dataengine.review.diff import BoxChanges, box_changes, review_quality
+from dataengine.review.empty import EMPTY_VERSION, empty_labels
+from dataengine.review.import_report import ImportReport
+from dataengine.review.label_files import import_file
 from dataengine.review.platforms import get_platform
-
-
-@dataclass
-class ImportReport:
-    """What :func:`import_reviews` did. ``changes`` holds boxes changed per imported clip."""
-
-    imported: list[str]
-    versions: dict[str, int]
-    boxes_changed: int
-    changes: dict[str, int]
-    failed: list[tuple[str, str]]
-    platform: str
-    #: Whether any imported review came from the SIMULATED reviewer (the ``simulated`` platform).
-    simulated: bool = False
-    #: Clips whose review was refused before and whose payload has not changed since.
-    still_refused: list[str] = field(default_factory=list)
-    #: Imported clips that the SIMULATED reviewer labelled, not a person.
-    simulated_clips: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The machine-readable form."""
-        return {
-            "platform": self.platform,
-            "simulated": self.simulated,
-            "simulated_clips": list(self.simulated_clips),
-            "imported": list(self.imported),
-            "versions": dict(self.versions),
-            "boxes_changed": self.boxes_changed,
-            "changes": dict(self.changes),
-            "failed": [{"clip_id": clip_id, "error": error} for clip_id, error in self.failed],
-            "still_refused": list(self.still_refused),
-        }
-
-    def summary(self) -> str:
-        """A short human summary, one extra line per refused review."""
-        lines = []
-        if self.simulated:
-            lines.append(
-                f"SIMULATED review (not a person): {len(self.simulated_clips)} clip(s) labelled "
-                "from synthetic ground truth"
-            )
-        lines.append(
-            f"imported {len(self.imported)} review(s) from {self.platform}, "
-            f"{self.boxes_changed} box(es) changed; refused {len(self.failed)}"
-        )
-        lines += [f"  refused {clip_id}: {error}" for clip_id, error in self.failed]
-        if self.still_refused:
-            lines.append(f"  still refused, unchanged since the last run: {', '.join(self.still_refused)}")
-        return "\n".join(lines)
 
 
 def import_reviews(
@@ -88,6 +41,7 @@ def import_reviews(
     *,
     platform: str | None = None,
     file: str | Path | None = None,
+    open_tasks_only: bool = False,
 ) -> ImportReport:
     """Import every finished review of an open task as the clip's next annotation version.
 
@@ -97,22 +51,17 @@ def import_reviews(
     the platform. Idempotent: an imported review is never imported again.
     """
     reviewer = get_platform(ctx, platform)
-    reviews: Iterable[CompletedReview]
-    if file is not None:
-        reader = getattr(reviewer, "from_file", None)
-        if reader is None:
-            raise ReviewError(
-                f"cannot import the label export {file}: the {reviewer.name} platform reads no export files "
-                "(use --platform encord for an Encord label export)"
-            )
-        reviews = list(reader(file, open_tasks(ctx, reviewer.name)))
     report = ImportReport(
         imported=[], versions={}, boxes_changed=0, changes={}, failed=[], platform=reviewer.name
     )
-    if file is None:
-        reviews = reviewer.completed(open_tasks(ctx, reviewer.name))
-    for review in reviews:
-        _import_one(ctx, reviewer, review, report)
+    tasks = open_tasks(ctx, reviewer.name)
+    if file is not None:
+        import_file(
+            ctx, reviewer, file, tasks, report, import_one=import_one, open_tasks_only=open_tasks_only
+        )
+        return report
+    for review in reviewer.completed(tasks):
+        import_one(ctx, reviewer, review, report)
     return report
 
 
@@ -123,6 +72,13 @@ def open_tasks(ctx: Context, platform: str) -> list[OpenTask]:
             OpenTask(task.clip_id, task.exported_version, task.external_id)
             for task in review_tasks(session, platform=platform, status="exported")
         ]
+
+
+def exported_labels(ctx: Context, clip_id: str, version: int) -> ClipAnnotations:
+    """The version that went to review: a stored one, or the empty pre-labels of version 0."""
+    if version == EMPTY_VERSION:
+        return empty_labels(ctx.store, clip_id, classes=ctx.settings.classes)
+    return load_annotations(ctx.store, clip_id, version)
 
 
 def _refusal_note(sha256: str, message: str) -> str:
@@ -137,15 +93,14 @@ class _Pending:
     registered: set[int]
 
 
-def _import_one(
-    ctx: Context, reviewer: ReviewPlatform, review: CompletedReview, report: ImportReport
-) -> None:
+def import_one(ctx: Context, reviewer: ReviewPlatform, review: CompletedReview, report: ImportReport) -> None:
+    """Import one finished review of an open task as the clip's next version (or refuse it)."""
     sha256 = sha256_hex(review.payload)
     pending = _pending(ctx, reviewer.name, review, sha256, report)
     if pending is None:
         return
     try:
-        exported = load_annotations(ctx.store, review.clip_id, review.exported_version)
+        exported = exported_labels(ctx, review.clip_id, review.exported_version)
     except DataEngineError as exc:
         if exc.retryable:
             raise
@@ -222,7 +177,7 @@ def _save(
     result = _unregistered_import(ctx, review.clip_id, registered, producer) or ClipAnnotations(
         clip_id=review.clip_id,
         version=next_version(ctx.store, review.clip_id),
-        parent_version=review.exported_version,
+        parent_version=review.exported_version or None,
         source="review",
         producer=producer,
         classes=list(exported.classes),
@@ -263,7 +218,7 @@ def _register(
             uri=saved.uri,
             sha256=saved.sha256,
             source="review",
-            parent_version=review.exported_version,
+            parent_version=review.exported_version or None,
             producer=producer,
             n_frames=saved.n_frames,
             n_boxes=saved.n_boxes,

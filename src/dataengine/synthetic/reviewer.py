@@ -23,6 +23,7 @@ from dataengine.review.base import (
     TaskStatus,
     check_against_export,
 )
+from dataengine.review.empty import EMPTY_VERSION, empty_labels
 from dataengine.storage import ObjectStore
 from dataengine.synthetic.video import load_ground_truth as load_sidecar
 
@@ -46,6 +47,7 @@ class SimulatedPlatform:
 
     def __init__(self, ctx: Context) -> None:
         self.store = ctx.store
+        self.classes = list(ctx.settings.classes)
 
     def export_tasks(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
         """The task id of each clip version; a clip with no synthetic ground truth is refused."""
@@ -70,7 +72,11 @@ class SimulatedPlatform:
     def completed(self, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
         """The ground-truth review of every open task, by clip id."""
         for task in sorted(open_tasks, key=lambda t: (t.clip_id, t.exported_version)):
-            exported = load_annotations(self.store, task.clip_id, task.exported_version)
+            exported = (
+                empty_labels(self.store, task.clip_id, classes=self.classes)
+                if task.exported_version == EMPTY_VERSION
+                else load_annotations(self.store, task.clip_id, task.exported_version)
+            )
             labels = simulated_labels(self.store, exported)
             yield CompletedReview(
                 clip_id=task.clip_id,

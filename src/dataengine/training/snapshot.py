@@ -18,6 +18,7 @@ from dataengine.errors import (
     EmptyDatasetError,
     FormatError,
     NotFoundError,
+    NothingReviewedError,
     ObjectExistsError,
 )
 from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
@@ -299,7 +300,7 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
         if candidates and same is not None and not rebuild_heldout:
             return dataset_ref(same, created=False)
     if not candidates:
-        raise EmptyDatasetError(
+        raise NothingReviewedError(
             "nothing reviewed yet: no clip in stage reviewed or in_dataset has a trusted annotation "
             f"(source in {list(TRUSTED_SOURCES)}); review some clips, then build the dataset"
         )

@@ -31,6 +31,7 @@ from dataengine.review.base import (
     CompletedReview,
     ExportItem,
     ExportOutcome,
+    ExportRow,
     OpenTask,
     RetryableReviewError,
     TaskStatus,
@@ -320,31 +321,30 @@ class EncordPlatform:
         """The reviewed labels of a label row, in pixels, checked against the exported version."""
         return payload_to_annotations(review.payload, exported=exported, source_name=review.source_name)
 
-    def from_file(self, path: str | Path, open_tasks: Sequence[OpenTask]) -> Iterator[CompletedReview]:
-        """The rows of a label export file (a JSON list of label rows) whose clip has one of ``open_tasks``.
+    def read_export(self, path: str | Path) -> list[ExportRow]:
+        """The rows of a label export file (a JSON list of label rows), each naming its clip or a problem.
 
-        Rows are matched by ``data_title`` (the clip id, with or without extension). A row of a clip
-        without an open task (never exported, or imported already) is skipped with a log line.
+        A row maps to its clip by ``data_title`` (the clip id, with or without a file extension).
         """
-        rows = read_export_file(path)
-        open_by_clip = {task.clip_id: task for task in open_tasks}
-        for i, row in enumerate(rows):
-            title = row.get("data_title") if isinstance(row, dict) else None
-            if not isinstance(title, str) or not title:
-                raise FormatError(f"{path}: row {i} has no data_title naming its clip")
-            clip_id = labels.clip_id_of_title(title)
-            task = open_by_clip.get(clip_id)
-            if task is None:
-                log.info("%s: row %d (clip %s) has no open encord review task; skipped", path, i, clip_id)
-                continue
-            yield CompletedReview(
-                clip_id=clip_id,
-                external_id=task.external_id or str(row.get("data_hash", "")),
-                exported_version=task.exported_version,
-                payload=json.dumps(row, sort_keys=True).encode(),
-                source_name=f"{path} row {i} (clip {clip_id})",
-                reviewers=_file_reviewers(row, source_name=f"{path} row {i}"),
-            )
+        return [_export_row(path, i, row) for i, row in enumerate(read_export_file(path))]
+
+
+def _export_row(path: str | Path, i: int, row: Any) -> ExportRow:
+    name = f"{path} row {i}"
+    if not isinstance(row, dict):
+        return ExportRow(i, name, None, problem=f"a label row is a JSON object, not {type(row).__name__}")
+    title = row.get("data_title")
+    if not isinstance(title, str) or not title.strip():
+        return ExportRow(i, name, None, problem="it has no data_title naming its clip")
+    clip_id = labels.clip_id_of_title(title.strip())
+    return ExportRow(
+        index=i,
+        name=f"{name} (clip {clip_id})",
+        clip_id=clip_id,
+        payload=json.dumps(row, sort_keys=True).encode(),
+        reviewers=_file_reviewers(row, source_name=name),
+        external_id=str(row.get("data_hash") or ""),
+    )
 
 
 def read_export_file(path: str | Path) -> list[Any]:

@@ -15,19 +15,22 @@ around it while the earlier one is enabled, as the Label Studio editor shows it.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataengine.clips import read_meta, video_key
-from dataengine.errors import AnnotationValidationError, ReviewError
+from dataengine.errors import AnnotationValidationError, FormatError, ReviewError
 from dataengine.formats import ClipAnnotations
 from dataengine.redaction import mask_url
 from dataengine.review.base import (
     CompletedReview,
     ExportItem,
     ExportOutcome,
+    ExportRow,
     OpenTask,
     RetryableReviewError,
     TaskStatus,
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from dataengine.context import Context
 
 PLATFORM = "labelstudio"
+#: A clip id anywhere in a text (a task's video URL or path).
+CLIP_ID = re.compile(r"[0-9a-f]{16}-[0-9]{7}")
 _TIMEOUT = 60
 
 
@@ -102,14 +107,21 @@ class LabelStudioPlatform:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        url, key = ctx.settings.labelstudio_url, ctx.settings.labelstudio_api_key
-        if not url or key is None:
-            raise ReviewError(
-                "Label Studio: set DATAENGINE_LABELSTUDIO_URL and DATAENGINE_LABELSTUDIO_API_KEY "
-                "(a personal access token from Account & Settings)"
-            )
-        self.client = LabelStudioClient(url, key.get_secret_value())
+        self._client: LabelStudioClient | None = None
         self._project_id: int | None = None
+
+    @property
+    def client(self) -> LabelStudioClient:
+        """The REST client; the server's settings are needed only here (a file import needs none)."""
+        if self._client is None:
+            url, key = self.ctx.settings.labelstudio_url, self.ctx.settings.labelstudio_api_key
+            if not url or key is None:
+                raise ReviewError(
+                    "Label Studio: set DATAENGINE_LABELSTUDIO_URL and DATAENGINE_LABELSTUDIO_API_KEY "
+                    "(a personal access token from Account & Settings)"
+                )
+            self._client = LabelStudioClient(url, key.get_secret_value())
+        return self._client
 
     def project_id(self, classes: Sequence[str] | None = None) -> int:
         """The review project's id; created (with ``classes``) when there is none yet."""
@@ -214,6 +226,10 @@ class LabelStudioPlatform:
                 seconds=float(lead_time) if isinstance(lead_time, int | float) else None,
             )
 
+    def read_export(self, path: str | Path) -> list[ExportRow]:
+        """The tasks of a Label Studio JSON export, each naming its clip or a problem."""
+        return [_export_row(path, i, task) for i, task in enumerate(read_export_file(path))]
+
     def to_annotations(self, review: CompletedReview, *, exported: ClipAnnotations) -> ClipAnnotations:
         """The newest annotation of the task, in pixels of the exported frames."""
         try:
@@ -226,6 +242,45 @@ class LabelStudioPlatform:
         return result_to_annotations(
             annotation.get("result"), exported=exported, source_name=review.source_name
         )
+
+
+def read_export_file(path: str | Path) -> list[Any]:
+    """The tasks of a Label Studio JSON export (a list of tasks); a :class:`FormatError` otherwise."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: not a readable Label Studio JSON export: {exc}") from exc
+    if not isinstance(doc, list):
+        raise FormatError(f"{path}: a Label Studio JSON export is a list of tasks")
+    return doc
+
+
+def _clip_of(data: dict[str, Any]) -> str | None:
+    """The clip a task's data names: its ``clip_id``, else the clip id in its video's path or URL."""
+    named = data.get("clip_id")
+    if isinstance(named, str) and CLIP_ID.fullmatch(named):
+        return named
+    found = CLIP_ID.search(str(data.get("video", "")))
+    return found.group(0) if found else None
+
+
+def _export_row(path: str | Path, i: int, task: Any) -> ExportRow:
+    name = f"{path} task {i}"
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        return ExportRow(i, name, None, problem="a task is a JSON object with a 'data' object")
+    clip_id = _clip_of(task["data"])
+    if clip_id is None:
+        return ExportRow(i, name, None, problem="its data names no clip (no clip_id, no clip id in 'video')")
+    name = f"{name} (clip {clip_id})"
+    annotation = _latest_annotation(task)
+    if annotation is None:
+        return ExportRow(i, name, clip_id, problem="it has no submitted annotation")
+    who = annotation.get("completed_by")
+    reviewer = who.get("email") if isinstance(who, dict) else who
+    return ExportRow(
+        index=i, name=name, clip_id=clip_id, payload=json.dumps(task, sort_keys=True).encode(),
+        reviewers=[str(reviewer)] if reviewer is not None else [], external_id=str(task.get("id", "")),
+    )  # fmt: skip
 
 
 def _latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:

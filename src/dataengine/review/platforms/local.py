@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dataengine.errors import FormatError
+from dataengine.errors import AnnotationValidationError, FormatError
 from dataengine.formats import ClipAnnotations
 from dataengine.review.base import (
     CompletedReview,
@@ -91,8 +91,18 @@ def write_done(store: ObjectStore, annotations: ClipAnnotations, *, exported_ver
 
 
 def to_annotations(payload: bytes, *, source_name: str, exported: ClipAnnotations) -> ClipAnnotations:
-    """The labels of a local done file, validated and checked against the exported version."""
-    reviewed = ClipAnnotations.from_json_bytes(payload, source_name=source_name)
+    """The labels of a local done file, validated and checked against the exported version.
+
+    Version, parent and source are the importer's to set: a reviewer who edited the task's document of
+    empty pre-labels (version 0, ``source: none``) in place has written a review all the same.
+    """
+    try:
+        doc = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationValidationError(source_name, "$", f"not valid JSON: {exc}") from exc
+    if isinstance(doc, dict):
+        doc.update(version=exported.version + 1, parent_version=exported.version or None, source="review")
+    reviewed = ClipAnnotations.from_dict(doc, source_name=source_name)
     return check_against_export(reviewed, exported, source_name=source_name)
 
 
