@@ -7,6 +7,8 @@ from pathlib import Path
 
 #: bikes.mp4: 10 s of 640x272 street scenes at 25 fps, with people walking and cycling (from about 4 s).
 BIKES = "bikes.mp4"
+#: carphone_pristine.mp4: 4 s of 176x144 at 29.97 fps, a man talking in a moving car.
+CARPHONE = "carphone_pristine.mp4"
 #: bigbuckbunny.mp4: 5.3 s of 1280x720 animation at 25 fps, with an audio track.
 BUNNY = "bigbuckbunny.mp4"
 
