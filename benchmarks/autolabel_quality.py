@@ -1,342 +1,350 @@
-"""Autolabel quality: (a) one detector frame by frame, (b) the WBF ensemble, (c) the ensemble with tracking
-and hindsight, on synthetic clips with ground truth, through the same detectors, in one run.
+"""Autolabel quality under the robustness protocol: does the ensemble beat its members on scenes nobody
+tuned on, for every training seed and every evaluation range?
 
-Reports mAP@0.5 and mAP@0.5:0.95 (pycocotools), MOTA, IDF1, ID switches and fragmentations (motmetrics),
-and the reviewer's effort: 7 s per box to draw (a miss), 2 s per correction (delete, move or relabel).
-(a) is the best single detector of the ensemble. (a) and (b) get track ids from the greedy IoU tracker
-autolabel used before this pipeline.
-Goal: (c) beats (a) by >= 5 mAP@0.5 points and has at most half its fragmentations.
+Each cell is one training seed set (three detectors trained here, benchmarks/autolabel_common.py) and one
+evaluation range of scenes. Everything the pipeline chooses is chosen on the validation scenes only:
+which members are dropped and each kept member's weight per class (from its validation mAP@0.5 and
+per-class AP, as ``autolabel`` does from held-out metrics), each pipeline's score threshold (the one
+that costs the reviewer least there), and "the best member" (best validation mAP@0.5, not the best on
+the evaluation scenes). Then, on the evaluation scenes:
 
-    python -m benchmarks.autolabel_quality [--clips 6] [--frames 60] [--models 3] [--cache DIR]
+- (a) the validation-best member, frame by frame, ids from the greedy IoU tracker;
+- mean: the mean mAP@0.5 of the three members, frame by frame;
+- (b) the WBF ensemble of the kept members, frame by frame;
+- (c) the ensemble with tracking and hindsight: what ``autolabel`` writes.
 
-Scenes: training 100-127 (benchmarks/autolabel_common.py), validation 150-151 (the WBF weights),
-evaluation 200+; any change to the pipeline is tried on ``--first-clip 400`` first, never on 200+.
+Targets per cell: (c) >= (a) - 1 and >= mean + 5 mAP@0.5 points; boxes to draw (c) <= (a); fragmentations
+(c) <= (a) / 2; review minutes (c) <= 0.6 (a) and <= drawing from scratch / 8.
+
+    python -m benchmarks.autolabel_quality [--seeds 0 1 2] [--ranges 1000 2000 3000] [--clips 6]
+
+Scenes: training 100-127, validation 150-153, development 400+ (``--ranges 400``: where changes are
+tried), evaluation 1000-1005, 2000-2005 and 3000-3005 (never used for development). Trained detectors
+and their detections are cached under ``--cache``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import motmetrics as mm
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
-from benchmarks.autolabel_common import CLASSES, RECIPES, Sample, render_clip, trained_detector
+from benchmarks.autolabel_common import CLASSES, Recipe, Sample, recipes, render_clip, trained_detector
+from benchmarks.autolabel_metrics import DRAW_SECONDS, coco_scores, mot_scores, total_effort
 from dataengine.autolabel import IoUTracker, label_frames
+from dataengine.autolabel.ensemble import CONF_TYPES, DEFAULT_CONF_TYPE
 from dataengine.autolabel.labelling import FrameSize
-from dataengine.autolabel.pipeline import AutolabelParams, fuse, label_clip
+from dataengine.autolabel.members import DROP_MARGIN, EnsemblePlan, MemberQuality, plan_ensemble
+from dataengine.autolabel.pipeline import AutolabelParams, fuse, label_clip, strongest_view
 from dataengine.formats import Box, Frame
-from dataengine.training.evaluation import coco_map
 from dataengine.vision import Detections, Detector
-from dataengine.vision.boxes import pairwise_iou
 
-DRAW_SECONDS, FIX_SECONDS = 7.0, 2.0
-#: A matched box further than this from the truth (IoU below) is one the reviewer moves.
-MOVE_IOU = 0.85
+#: Validation scenes: member weights, dropping, thresholds and "the best member" come from them only.
+VALIDATION_SCENES = (150, 151, 152, 153)
+VALIDATION_FRAMES = 60
+#: The first scene of each evaluation range (``--clips`` scenes from there).
+EVALUATION_RANGES = (1000, 2000, 3000)
+#: The score thresholds each pipeline's operating point is chosen from, on the validation clips.
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+#: The floor of the detections a member's validation quality is measured on.
+QUALITY_FLOOR = 0.05
 
 
-@dataclass
-class Effort:
-    """What a reviewer does to the labels of a set of frames."""
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A rendered clip and every member's detections of it (``raw[m][frame]``)."""
 
-    draws: int = 0
-    deletes: int = 0
-    moves: int = 0
-    relabels: int = 0
+    samples: list[Sample]
+    raw: list[list[Detections]]
 
     @property
-    def seconds(self) -> float:
-        return DRAW_SECONDS * self.draws + FIX_SECONDS * (self.deletes + self.moves + self.relabels)
+    def truth(self) -> list[list[Box]]:
+        return [s.boxes for s in self.samples]
+
+    @property
+    def sizes(self) -> list[FrameSize]:
+        return [FrameSize(s.index, s.rgb.shape[1], s.rgb.shape[0]) for s in self.samples]
 
 
-def review_effort(frames: Sequence[Frame], truth: Sequence[list[Box]]) -> Effort:
-    """Boxes to draw, delete, move or relabel so the frames equal the truth (one-to-one at IoU >= 0.5)."""
-    effort = Effort()
-    for frame, gt in zip(frames, truth, strict=True):
-        iou = pairwise_iou(np.array([b.xyxy for b in gt]), np.array([b.xyxy for b in frame.boxes]))
-        rows, cols = linear_sum_assignment(-iou) if iou.size else (np.zeros(0, int), np.zeros(0, int))
-        pairs = [(r, c) for r, c in zip(rows.tolist(), cols.tolist(), strict=True) if iou[r, c] >= 0.5]
-        effort.draws += len(gt) - len(pairs)
-        effort.deletes += len(frame.boxes) - len(pairs)
-        effort.moves += sum(1 for r, c in pairs if iou[r, c] < MOVE_IOU)
-        effort.relabels += sum(1 for r, c in pairs if gt[r].label != frame.boxes[c].label)
-    return effort
-
-
-def _xywh(box: Sequence[float]) -> list[float]:
-    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
-
-
-def coco_scores(clips: Sequence[Sequence[Frame]], truths: Sequence[Sequence[list[Box]]]) -> dict[str, float]:
-    """mAP over every frame of every clip, with the boxes' scores as confidences."""
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for frames, truth in zip(clips, truths, strict=True):
-        for frame, gt in zip(frames, truth, strict=True):
-            image_id = len(images) + 1
-            images.append({"id": image_id, "width": frame.width, "height": frame.height})
-            for box in gt:
-                x, y, w, h = _xywh(box.xyxy)
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": CLASSES.index(box.label) + 1,
-                        "bbox": [x, y, w, h],
-                        "area": w * h,
-                        "iscrowd": 0,
-                    }
-                )
-            results += [
-                {
-                    "image_id": image_id,
-                    "category_id": CLASSES.index(box.label) + 1,
-                    "bbox": _xywh(box.xyxy),
-                    "score": float(box.score if box.score is not None else 1.0),
-                }
-                for box in frame.boxes
+def _detections(
+    detector: Detector, recipe: Recipe, scene: int, samples: Sequence[Sample], cache: Path
+) -> list[Detections]:
+    """The detector's output on a clip (score >= 0.05), from ``cache`` when computed before."""
+    path = cache / "detections" / f"{recipe.name}-{recipe.key()}-{scene}-{len(samples)}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            ends = np.cumsum([0, *data["counts"].tolist()]).tolist()
+            return [
+                Detections(data["boxes"][a:b], data["scores"][a:b], data["labels"][a:b])
+                for a, b in itertools.pairwise(ends)
             ]
-    coco_gt = {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)],
+    found = [d.above(QUALITY_FLOOR) for d in detector.predict([s.rgb for s in samples], batch_size=8)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        counts=np.asarray([len(d) for d in found], dtype=np.int64),
+        boxes=np.concatenate([d.boxes_xyxy.reshape(-1, 4) for d in found]).astype(np.float32),
+        scores=np.concatenate([d.scores for d in found]).astype(np.float32),
+        labels=np.concatenate([d.labels for d in found]).astype(np.int64),
+    )
+    tmp.replace(path)
+    return found
+
+
+def load_clips(
+    members: Sequence[tuple[Recipe, Detector]], scenes: Sequence[int], n_frames: int, cache: Path
+) -> list[Clip]:
+    """The clips of ``scenes`` with every member's detections."""
+    clips = []
+    for scene in scenes:
+        samples = render_clip(scene, n_frames)
+        clips.append(Clip(samples, [_detections(d, r, scene, samples, cache) for r, d in members]))
+    return clips
+
+
+def single(raw: Sequence[Detections], clip: Clip, threshold: float) -> list[Frame]:
+    """One member frame by frame, thresholded; ids from the greedy IoU tracker."""
+    kept = [d.above(threshold) for d in raw]
+    return label_frames(kept, clip.sizes, classes=CLASSES, tracker=IoUTracker())
+
+
+def wbf_only(clip: Clip, plan: Ensemble, threshold: float) -> list[Frame]:
+    """(b): the kept members' WBF frame by frame, thresholded; ids from the greedy IoU tracker."""
+    params = plan.params
+    fused = [fuse([clip.raw[m][i] for m in plan.members], params) for i in range(len(clip.samples))]
+    return label_frames(
+        [d.above(threshold) for d in fused], clip.sizes, classes=CLASSES, tracker=IoUTracker()
+    )
+
+
+def full(clip: Clip, plan: Ensemble, threshold: float) -> list[Frame]:
+    """(c): the kept members fused, tracked, with hindsight and recovery: what ``autolabel`` writes."""
+    params = replace(plan.params, score_threshold=threshold)
+    per_frame = [[clip.raw[m][i] for m in plan.members] for i in range(len(clip.samples))]
+    fused = [fuse(dets, params) for dets in per_frame]
+    strong = [strongest_view(dets, params) for dets in per_frame] if len(plan.members) > 1 else None
+    return label_clip(fused, clip.sizes, params, n_models=len(plan.members), strong=strong)
+
+
+@dataclass(frozen=True, slots=True)
+class Ensemble:
+    """The validation's choices: kept member indices, their parameters, and the plan behind them."""
+
+    members: tuple[int, ...]
+    params: AutolabelParams
+    plan: EnsemblePlan
+
+
+def _as_frame(sample: Sample, detections: Detections) -> Frame:
+    boxes = [
+        Box(CLASSES[label], (x1, y1, x2, y2), None, score)
+        for (x1, y1, x2, y2), score, label in zip(
+            detections.boxes_xyxy.tolist(),
+            detections.scores.tolist(),
+            detections.labels.tolist(),
+            strict=True,
+        )
+    ]
+    return Frame(sample.index, "", sample.rgb.shape[1], sample.rgb.shape[0], boxes)
+
+
+def member_quality(name: str, clips: Sequence[Clip], m: int) -> MemberQuality:
+    """Member ``m``'s mAP@0.5 and per-class AP on the validation clips (boxes >= 0.05, no tracking)."""
+    frames = [[_as_frame(s, d) for s, d in zip(c.samples, c.raw[m], strict=True)] for c in clips]
+    scores = coco_scores(frames, [c.truth for c in clips])
+    per_class = {str(k): float(v) for k, v in scores["per_class"].items()}
+    return MemberQuality(name, float(scores["map50"]), per_class, "validation 150-153")
+
+
+def choose(
+    names: Sequence[str], clips: Sequence[Clip], args: argparse.Namespace
+) -> tuple[list[MemberQuality], Ensemble, dict[str, float]]:
+    """Everything chosen on validation: member quality, the ensemble, each pipeline's threshold."""
+    quality = [member_quality(name, clips, m) for m, name in enumerate(names)]
+    plan = plan_ensemble(quality, CLASSES, drop_margin=args.drop_margin)
+    members = tuple(names.index(model_id) for model_id in plan.model_ids)
+    params = AutolabelParams(
+        classes=tuple(CLASSES),
+        weights=(1.0,) * len(members),
+        class_weights=dict(plan.class_weights) if len(members) > 1 else {},
+        conf_type=args.conf_type,
+        strong_start=args.strong_start,
+    )
+    ensemble = Ensemble(members, params, plan)
+    truths = [c.truth for c in clips]
+    pipelines: dict[str, Any] = {
+        **{f"a{m + 1}": (lambda c, t, m=m: single(c.raw[m], c, t)) for m in range(len(names))},
+        "b": lambda c, t: wbf_only(c, ensemble, t),
+        "c": lambda c, t: full(c, ensemble, t),
     }
-    return coco_map(coco_gt, results)
+    thresholds = {
+        name: min(THRESHOLDS, key=lambda t: total_effort([run(c, t) for c in clips], truths).seconds)
+        for name, run in pipelines.items()
+    }
+    return quality, ensemble, thresholds
 
 
-def mot_scores(clips: Sequence[Sequence[Frame]], truths: Sequence[Sequence[list[Box]]]) -> dict[str, float]:
-    """MOTA, IDF1, ID switches and fragmentations over all clips (motmetrics, IoU >= 0.5)."""
-    accumulators = []
-    for frames, truth in zip(clips, truths, strict=True):
-        acc = mm.MOTAccumulator(auto_id=True)
-        for frame, gt in zip(frames, truth, strict=True):
-            # motmetrics' own iou_matrix calls np.asfarray, which numpy 2 removed: the same distances here.
-            iou = pairwise_iou(np.array([b.xyxy for b in gt]), np.array([b.xyxy for b in frame.boxes]))
-            distances = np.where(iou >= 0.5, 1.0 - iou, np.nan)
-            acc.update([b.track for b in gt], [b.track for b in frame.boxes], distances)
-        accumulators.append(acc)
-    metrics = ["mota", "idf1", "num_switches", "num_fragmentations"]
-    summary = mm.metrics.create().compute_many(accumulators, metrics=metrics, generate_overall=True)
-    overall = summary.loc["OVERALL"]
-    return {name: float(overall[name]) for name in metrics}
+def measure(labelled: Sequence[Sequence[Frame]], clips: Sequence[Clip]) -> dict[str, float]:
+    """mAP, MOT metrics and the reviewer's effort of one pipeline's labels over the clips."""
+    truths = [c.truth for c in clips]
+    effort = total_effort(labelled, truths)
+    coco = coco_scores(labelled, truths)
+    return {
+        "map50": 100 * coco["map50"],
+        "map": 100 * coco["map"],
+        **mot_scores(labelled, truths),
+        "minutes": effort.seconds / 60,
+        "draws": effort.draws,
+        "corrections": effort.deletes + effort.moves + effort.relabels,
+    }
 
 
-def sizes_of(samples: Sequence[Sample]) -> list[FrameSize]:
-    return [FrameSize(s.index, s.rgb.shape[1], s.rgb.shape[0]) for s in samples]
+def run_cell(
+    names: Sequence[str], ensemble: Ensemble, thresholds: dict[str, float], clips: Sequence[Clip], best: int
+) -> dict[str, Any]:
+    """One seed set x one evaluation range: every pipeline measured, and the targets checked."""
+    rows = {
+        f"a{m + 1}": measure([single(c.raw[m], c, thresholds[f"a{m + 1}"]) for c in clips], clips)
+        for m in range(len(names))
+    }
+    rows["b"] = measure([wbf_only(c, ensemble, thresholds["b"]) for c in clips], clips)
+    rows["c"] = measure([full(c, ensemble, thresholds["c"]) for c in clips], clips)
+    a, c = rows[f"a{best + 1}"], rows["c"]
+    mean = statistics.fmean(rows[f"a{m + 1}"]["map50"] for m in range(len(names)))
+    scratch = DRAW_SECONDS * sum(len(gt) for clip in clips for gt in clip.truth) / 60
+    checks = {
+        "c >= a - 1": c["map50"] >= a["map50"] - 1,
+        "c >= mean + 5": c["map50"] >= mean + 5,
+        "draws c <= a": c["draws"] <= a["draws"],
+        "frag c <= a/2": c["num_fragmentations"] <= a["num_fragmentations"] / 2,
+        "minutes c <= 0.6 a": c["minutes"] <= 0.6 * a["minutes"],
+        "minutes c <= scratch/8": c["minutes"] <= scratch / 8,
+    }
+    return {"rows": rows, "a": a, "c": c, "mean": mean, "scratch": scratch, "checks": checks}
 
 
-def pipeline_a(
-    detections: list[Detections], samples: Sequence[Sample], params: AutolabelParams
-) -> list[Frame]:
-    """One detector, frame by frame, thresholded; ids from the greedy IoU tracker."""
-    thresholds = params.thresholds
-    kept = [
-        Detections(d.boxes_xyxy[m], d.scores[m], d.labels[m])
-        for d in detections
-        for m in [d.scores >= thresholds[d.labels]]
-    ]
-    return label_frames(kept, sizes_of(samples), classes=CLASSES, tracker=IoUTracker())
-
-
-def pipeline_b(
-    raw: list[list[Detections]], samples: Sequence[Sample], params: AutolabelParams
-) -> list[Frame]:
-    """The WBF ensemble, frame by frame, thresholded; ids from the greedy IoU tracker."""
-    thresholds = params.thresholds
-    fused = [fuse([model[i] for model in raw], params) for i in range(len(samples))]
-    kept = [
-        Detections(d.boxes_xyxy[m], d.scores[m], d.labels[m])
-        for d in fused
-        for m in [d.scores >= thresholds[d.labels]]
-    ]
-    frames = label_frames(kept, sizes_of(samples), classes=CLASSES, tracker=IoUTracker())
-    return [Frame(f.index, f.image, f.width, f.height, [_as_ensemble(b) for b in f.boxes]) for f in frames]
-
-
-def _as_ensemble(box: Box) -> Box:
-    return Box(box.label, box.xyxy, box.track, box.score, "ensemble")
-
-
-def pipeline_c(
-    raw: list[list[Detections]], samples: Sequence[Sample], params: AutolabelParams
-) -> list[Frame]:
-    """The ensemble with tracking and hindsight: what ``autolabel`` writes."""
-    fused = [fuse([model[i] for model in raw], params) for i in range(len(samples))]
-    return label_clip(fused, sizes_of(samples), params, n_models=len(raw))
-
-
-#: The score thresholds each pipeline's operating point is chosen from, on the validation clips.
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-#: Validation scenes: they set the WBF weights and the thresholds, and are never evaluated on.
-VALIDATION_SCENES = (150, 151)
-
-
-def label(
-    name: str, raw: list[list[Detections]], samples: Sequence[Sample], params: AutolabelParams
-) -> list[Frame]:
-    """Pipeline ``name`` (``a1``.. one model, ``b`` or ``c``) on one clip's raw detections."""
-    if name == "b":
-        return pipeline_b(raw, samples, params)
-    if name == "c":
-        return pipeline_c(raw, samples, params)
-    return pipeline_a(raw[int(name[1:]) - 1], samples, params)
-
-
-def total_effort(labelled: Sequence[Sequence[Frame]], truths: Sequence[Sequence[list[Box]]]) -> Effort:
-    """The reviewer's effort summed over clips."""
-    effort = Effort()
-    for labelled_frames, truth in zip(labelled, truths, strict=True):
-        e = review_effort(labelled_frames, truth)
-        effort.draws, effort.deletes = effort.draws + e.draws, effort.deletes + e.deletes
-        effort.moves, effort.relabels = effort.moves + e.moves, effort.relabels + e.relabels
-    return effort
-
-
-def validation_params(
-    detectors: Sequence[Detector], weights: Sequence[float] | None
-) -> dict[str, AutolabelParams]:
-    """Each pipeline's parameters, set on the validation clips (never the evaluation clips).
-
-    The WBF weights (unless given) are proportional to each model's mAP@0.5 there, as one would set
-    ``autolabel_model_weights`` from the models' held-out metrics. Then every pipeline, the single
-    models included, gets the score threshold of :data:`THRESHOLDS` that costs the reviewer least on
-    those clips: a WBF score is discounted by the share of the models that missed the box, so the fused
-    scores sit lower than one model's and the same threshold would not be the same operating point.
-    """
-    clips = [render_clip(seed, 40) for seed in VALIDATION_SCENES]
-    truths = [[s.boxes for s in samples] for samples in clips]
-    raws = [[d.predict([s.rgb for s in c], batch_size=8) for d in detectors] for c in clips]
-    single = AutolabelParams(classes=tuple(CLASSES), weights=(1.0,))
-    if not weights:
-        maps = [
-            max(
-                coco_scores(
-                    [pipeline_a(raw[m], c, single) for raw, c in zip(raws, clips, strict=True)], truths
-                )["map50"],
-                0.01,
-            )
-            for m in range(len(detectors))
-        ]
-        weights = [w / max(maps) for w in maps]
-    chosen: dict[str, AutolabelParams] = {}
-    for name in [*(f"a{m + 1}" for m in range(len(detectors))), "b", "c"]:
-        base = (
-            single
-            if name.startswith("a")
-            else AutolabelParams(classes=tuple(CLASSES), weights=tuple(weights))
-        )
-        candidates = [replace(base, score_threshold=t) for t in THRESHOLDS]
-        seconds = [
-            total_effort([label(name, raw, c, p) for raw, c in zip(raws, clips, strict=True)], truths).seconds
-            for p in candidates
-        ]
-        chosen[name] = candidates[int(np.argmin(seconds))]
-    return chosen
-
-
-def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every cell of the protocol: ``args.seeds`` x ``args.ranges``."""
     torch.set_num_threads(2)
-    detectors: list[Detector] = [trained_detector(r, args.cache)[0] for r in RECIPES[: args.models]]
-    clips = [render_clip(args.first_clip + i, args.frames) for i in range(args.clips)]
-    params = validation_params(detectors, args.weights)
-    if args.threshold is not None:
-        params = {name: replace(p, score_threshold=args.threshold) for name, p in params.items()}
-    print(f"ensemble weights: {', '.join(f'{w:.3f}' for w in params['c'].weights)}")
-    print("score thresholds: " + ", ".join(f"{name} {p.score_threshold:.1f}" for name, p in params.items()))
-    singles = [f"a{m + 1}" for m in range(len(detectors))]
-    outputs: dict[str, list[list[Frame]]] = {name: [] for name in [*singles, "b", "c"]}
-    for samples in clips:
-        raw = [d.predict([s.rgb for s in samples], batch_size=8) for d in detectors]
-        for name in outputs:
-            outputs[name].append(label(name, raw, samples, params[name]))
-    truths = [[s.boxes for s in samples] for samples in clips]
-    table: dict[str, dict[str, float]] = {}
-    for name, labelled in outputs.items():
-        effort = total_effort(labelled, truths)
-        coco = coco_scores(labelled, truths)
-        table[name] = {
-            "mAP@0.5": 100 * coco["map50"],
-            "mAP@0.5:0.95": 100 * coco["map"],
-            **mot_scores(labelled, truths),
-            "review minutes": effort.seconds / 60,
-            "boxes to draw": effort.draws,
-            "corrections": effort.deletes + effort.moves + effort.relabels,
-        }
-    # (a) is the best single detector by mAP@0.5: the ensemble has to beat the strongest member.
-    table["a"] = max((table[name] for name in singles), key=lambda row: row["mAP@0.5"])
-    n_truth = sum(len(gt) for truth in truths for gt in truth)
-    table["scratch"] = {"review minutes": DRAW_SECONDS * n_truth / 60, "boxes to draw": n_truth}
-    return table
+    cells = []
+    for seed_set in args.seeds:
+        members = [(r, trained_detector(r, args.cache)[0]) for r in recipes(seed_set)]
+        names = [r.name for r, _ in members]
+        validation = load_clips(members, VALIDATION_SCENES, VALIDATION_FRAMES, args.cache)
+        quality, ensemble, thresholds = choose(names, validation, args)
+        best = max(range(len(names)), key=lambda m: quality[m].map50)
+        for first in args.ranges:
+            clips = load_clips(members, range(first, first + args.clips), args.frames, args.cache)
+            cell = run_cell(names, ensemble, thresholds, clips, best)
+            cell.update(seed_set=seed_set, first=first, names=names, best=best, quality=quality)
+            cell.update(ensemble=ensemble, thresholds=thresholds)
+            cells.append(cell)
+            print_cell(cell, args.clips)
+    return cells
 
 
-def print_table(table: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    print(
-        f"autolabel quality: {args.clips} synthetic clips x {args.frames} frames, {args.models} tiny "
-        "detectors "
-        "trained here; (a) one detector, (b) WBF ensemble, (c) ensemble + tracking + hindsight"
-    )
-    print(f"{'metric':<18} {'(a)':>9} {'(b)':>9} {'(c)':>9} {'c/a':>7}  better")
-    higher = {"mAP@0.5", "mAP@0.5:0.95", "mota", "idf1"}
-    for metric in table["a"]:
-        a, b, c = (table[k][metric] for k in "abc")
-        ratio = c / a if a else float("inf")
+def print_cell(cell: dict[str, Any], n_clips: int) -> None:
+    """One cell's choices, members, pipelines and target checks."""
+    first, ensemble = cell["first"], cell["ensemble"]
+    print(f"\nseed set {cell['seed_set']}, scenes {first}-{first + n_clips - 1}")
+    valid = ", ".join(f"{q.model_id} {100 * q.map50:.1f}" for q in cell["quality"])
+    dropped = dict(ensemble.plan.dropped) or "none"
+    print(f"  validation mAP@0.5: {valid}; best {cell['names'][cell['best']]}; dropped {dropped}")
+    weights = "; ".join(f"{k} {list(v)}" for k, v in ensemble.plan.class_weights.items())
+    print(f"  class weights of {list(ensemble.plan.model_ids)}: {weights}")
+    print("  thresholds: " + ", ".join(f"{k} {v:.1f}" for k, v in cell["thresholds"].items()))
+    columns = ("mAP@.5", "mAP", "MOTA", "IDF1", "frag", "draws", "fixes", "min")
+    print(f"  {'pipeline':<8} " + " ".join(f"{c:>6}" for c in columns))
+    for name, row in cell["rows"].items():
         print(
-            f"{metric:<18} {a:>9.3f} {b:>9.3f} {c:>9.3f} {ratio:>7.2f}  "
-            f"{'higher' if metric in higher else 'lower'}"
+            f"  {name:<8} {row['map50']:>6.1f} {row['map']:>6.1f} {row['mota']:>6.2f} {row['idf1']:>6.2f} "
+            f"{row['num_fragmentations']:>6.0f} {row['draws']:>6.0f} {row['corrections']:>6.0f} "
+            f"{row['minutes']:>6.1f}"
         )
-    singles = ", ".join(f"{k}={v['mAP@0.5']:.1f}" for k, v in table.items() if k[0] == "a" and k != "a")
-    print(f"single detectors' mAP@0.5: {singles}; (a) is the best of them")
-    print(f"drawing every box from scratch: {table['scratch']['review minutes']:.1f} review minutes")
-    gain = table["c"]["mAP@0.5"] - table["a"]["mAP@0.5"]
-    frag_a, frag_c = table["a"]["num_fragmentations"], table["c"]["num_fragmentations"]
+    a, c = cell["a"], cell["c"]
     print(
-        f"goal mAP@0.5 (c) - (a) >= 5 points: {gain:+.1f} -> {'met' if gain >= 5 else 'NOT met'}; "
-        f"fragmentations (c) <= (a) / 2: {frag_c:.0f} vs {frag_a:.0f} -> "
-        f"{'met' if frag_c <= frag_a / 2 else 'NOT met'}"
+        f"  (c)-(a) {c['map50'] - a['map50']:+.1f}, (c)-mean {c['map50'] - cell['mean']:+.1f}, "
+        f"scratch {cell['scratch']:.1f} min; "
+        + ", ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in cell["checks"].items())
     )
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{min(values):+.1f} / {statistics.median(values):+.1f} / {max(values):+.1f}"
+
+
+def print_summary(cells: Sequence[dict[str, Any]], n_clips: int) -> None:
+    """The protocol's table (markdown, for docs/performance.md) and the spread over cells."""
+    print(
+        "\n| seed set | scenes | members (validation-best *) | (a) | mean | (b) | (c) | (c)-(a) | (c)-mean "
+        "| boxes to draw a → c | fragmentations a → c | review min a → c (scratch) | targets missed |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for cell in cells:
+        rows, a, c = cell["rows"], cell["a"], cell["c"]
+        singles = " / ".join(
+            f"{rows[f'a{m + 1}']['map50']:.1f}{'*' if m == cell['best'] else ''}"
+            + (" (dropped)" if cell["names"][m] in cell["ensemble"].plan.dropped else "")
+            for m in range(len(cell["names"]))
+        )
+        missed = ", ".join(k for k, ok in cell["checks"].items() if not ok) or "none"
+        print(
+            f"| {cell['seed_set']} | {cell['first']}-{cell['first'] + n_clips - 1} | {singles} "
+            f"| {a['map50']:.1f} | {cell['mean']:.1f} | {rows['b']['map50']:.1f} | {c['map50']:.1f} "
+            f"| {c['map50'] - a['map50']:+.1f} "
+            f"| {c['map50'] - cell['mean']:+.1f} | {a['draws']:.0f} → {c['draws']:.0f} "
+            f"| {a['num_fragmentations']:.0f} → {c['num_fragmentations']:.0f} "
+            f"| {a['minutes']:.1f} → {c['minutes']:.1f} ({cell['scratch']:.0f}) | {missed} |"
+        )
+    gain = [cell["c"]["map50"] - cell["a"]["map50"] for cell in cells]
+    over_mean = [cell["c"]["map50"] - cell["mean"] for cell in cells]
+    print(f"\n(c)-(a) min/median/max: {_spread(gain)}; (c)-mean: {_spread(over_mean)}")
+    ratio = [cell["c"]["minutes"] / max(cell["a"]["minutes"], 1e-9) for cell in cells]
+    spread = f"{min(ratio):.2f} / {statistics.median(ratio):.2f} / {max(ratio):.2f}"
+    print(f"review minutes (c)/(a) min/median/max: {spread}")
+    met = sum(all(cell["checks"].values()) for cell in cells)
+    print(f"cells meeting every target: {met} of {len(cells)}")
 
 
 def rows() -> list[tuple[str, float, float, str]]:
-    """The summary row of ``python -m benchmarks``: mAP@0.5 of (c) against (a), default arguments."""
-    table = run(_parser().parse_args([]))
+    """The summary row of ``python -m benchmarks``: median mAP@0.5 of (c) and of (a) over the cells."""
+    cells = run(_parser().parse_args([]))
     return [
         (
-            "autolabel mAP@0.5, ensemble+tracking+hindsight",
-            table["c"]["mAP@0.5"],
-            table["a"]["mAP@0.5"],
-            "one detector frame by frame",
+            "autolabel mAP@0.5, ensemble+tracking+hindsight (median cell)",
+            statistics.median(cell["c"]["map50"] for cell in cells),
+            statistics.median(cell["a"]["map50"] for cell in cells),
+            "validation-best member frame by frame",
         )
     ]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.autolabel_quality", description=__doc__)
-    parser.add_argument("--clips", type=int, default=6, help="synthetic evaluation clips")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seed sets")
+    parser.add_argument(
+        "--ranges", type=int, nargs="+", default=list(EVALUATION_RANGES), help="first scene of each range"
+    )
+    parser.add_argument("--clips", type=int, default=6, help="scenes per evaluation range")
     parser.add_argument("--frames", type=int, default=60, help="frames per evaluation clip")
+    parser.add_argument("--conf-type", choices=CONF_TYPES, default=DEFAULT_CONF_TYPE, help="WBF fused score")
     parser.add_argument(
-        "--first-clip",
-        type=int,
-        default=200,
-        help="scene seed of the first evaluation clip (200: the reported split; 400: for development)",
-    )
-    parser.add_argument("--models", type=int, default=3, choices=(1, 2, 3), help="detectors in the ensemble")
-    parser.add_argument(
-        "--weights", type=float, nargs="+", help="WBF weights (default: from mAP@0.5 on validation clips)"
+        "--drop-margin", type=float, default=DROP_MARGIN, help="mAP@0.5 margin to drop a member"
     )
     parser.add_argument(
-        "--threshold",
-        type=float,
-        help="one score threshold for every pipeline (default: each pipeline's, chosen on validation clips)",
+        "--strong-start", action="store_true", help="strongest member's boxes may start tracks"
     )
     parser.add_argument(
-        "--cache", type=Path, default=Path(".dataengine/bench-cache"), help="where trained detectors are kept"
+        "--cache", type=Path, default=Path(".dataengine/bench-cache"), help="trained detectors and detections"
     )
     return parser
 
@@ -344,8 +352,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     started = time.perf_counter()
-    table = run(args)
-    print_table(table, args)
+    cells = run(args)
+    print_summary(cells, args.clips)
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

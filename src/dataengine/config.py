@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     autolabel_gap_frames: int = Field(4, ge=0)
     autolabel_min_track_frames: int = Field(3, ge=1)
     autolabel_smoothing: float = Field(1.0, ge=0)
+    # How WBF scores a fused box (ensemble-boxes' conf_type; docs/autolabel.md "Ensemble" says why).
+    autolabel_conf_type: Literal["max", "box_and_model_avg", "absent_model_aware_avg", "avg"] = (
+        "box_and_model_avg"
+    )
+    # Members whose held-out mAP@0.5 is more than this below the best member's are left out.
+    autolabel_drop_margin: float = Field(0.10, ge=0, le=1)
+    # A track its class's strongest member sees on at least this share of its frames keeps its score.
+    autolabel_recover_share: float = Field(0.5, gt=0, le=1)
+    # Whether the strongest member's confident boxes may start tracks the fused boxes did not.
+    autolabel_strong_start: bool = True
     autolabel_batch_size: int = Field(8, gt=0)
     # DataLoader workers that read and decode frames ahead of the detector; 0 reads in the caller.
     autolabel_workers: int = Field(1, ge=0)

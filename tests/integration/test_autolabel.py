@@ -172,7 +172,7 @@ def test_an_ensemble_writes_fused_boxes_and_its_producer(engine: Context) -> Non
     assert (report.model_id, report.model_ids) == ("m-1+m-2", ["m-1", "m-2"])
     labels = formats.load_annotations(engine.store, clip_id(0))
     assert labels.producer["models"] == ["m-1", "m-2"]
-    assert labels.producer["pipeline"] == "wbf+bytetrack+hindsight/1"
+    assert labels.producer["pipeline"] == "wbf+bytetrack+hindsight/2"
     params = labels.producer["params"]
     assert (params["weights"], params["gap_frames"], params["min_track_frames"]) == ([2.0, 1.0], 4, 1)
     assert [f.index for f in labels.frames] == [0, 2, 4, 6, 8]

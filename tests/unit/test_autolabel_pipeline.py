@@ -38,7 +38,7 @@ NONE = dets()
 def test_wbf_averages_agreeing_boxes_by_score_and_model_weight() -> None:
     a = dets((10, 10, 50, 50, 0.9, 0))
     b = dets((14, 10, 54, 50, 0.6, 0))
-    fused = fuse_frame([a, b], FusionParams(weights=(2.0, 1.0)))
+    fused = fuse_frame([a, b], FusionParams(weights=((2.0, 1.0),)))
     # Member weights: 0.9 * 2 = 1.8 and 0.6 * 1 = 0.6, so x1 = (10 * 1.8 + 14 * 0.6) / 2.4 = 11.0.
     assert fused.boxes_xyxy[0].tolist() == pytest.approx([11.0, 10.0, 51.0, 50.0])
     assert len(fused) == 1
@@ -50,7 +50,7 @@ def test_wbf_averages_agreeing_boxes_by_score_and_model_weight() -> None:
 def test_wbf_discounts_a_box_only_one_model_sees_and_keeps_classes_apart() -> None:
     a = dets((10, 10, 50, 50, 0.9, 0), (100, 100, 140, 160, 0.8, 1))
     b = dets((10, 10, 50, 50, 0.7, 1))  # same place, other class: not fused with a's person
-    fused = fuse_frame([a, b], FusionParams(weights=(1.0, 1.0)))
+    fused = fuse_frame([a, b], FusionParams(weights=((1.0, 1.0),)))
     got = sorted(zip(fused.labels.tolist(), fused.scores.tolist(), fused.boxes_xyxy.tolist(), strict=True))
     assert [(label, pytest.approx(score)) for label, score, _ in got] == [
         (0, pytest.approx(0.45)),
@@ -64,18 +64,20 @@ def test_wbf_discounts_a_box_only_one_model_sees_and_keeps_classes_apart() -> No
 def test_wbf_separates_distant_boxes_and_skips_low_scores() -> None:
     a = dets((0, 0, 20, 20, 0.9, 0), (200, 0, 220, 20, 0.05, 0))
     b = dets((1, 0, 21, 20, 0.9, 0), (60, 60, 80, 80, 0.5, 0))
-    fused = fuse_frame([a, b], FusionParams(weights=(1.0, 1.0), skip_score=0.1))
+    fused = fuse_frame([a, b], FusionParams(weights=((1.0, 1.0),), skip_score=0.1))
     assert len(fused) == 2
     assert fused.boxes_xyxy[0].tolist() == pytest.approx([0.5, 0, 20.5, 20])
     assert fused.scores.tolist() == pytest.approx([0.9, 0.25])
 
 
 def test_wbf_of_nothing_and_bad_parameters() -> None:
-    assert len(fuse_frame([NONE, NONE], FusionParams(weights=(1.0, 1.0)))) == 0
+    assert len(fuse_frame([NONE, NONE], FusionParams(weights=((1.0, 1.0),)))) == 0
     with pytest.raises(ValueError, match="2 detection sets for 1 model weights"):
-        fuse_frame([NONE, NONE], FusionParams(weights=(1.0,)))
-    with pytest.raises(ValueError, match="positive"):
-        FusionParams(weights=(1.0, 0.0))
+        fuse_frame([NONE, NONE], FusionParams(weights=((1.0,),)))
+    with pytest.raises(ValueError, match="one > 0 per class"):
+        FusionParams(weights=((0.0, 0.0),))
+    with pytest.raises(ValueError, match=">= 0"):
+        FusionParams(weights=((1.0, -1.0),))
 
 
 def test_class_thresholds_default_and_unknown_names() -> None:

@@ -98,7 +98,8 @@ def apply_hindsight(
     """The boxes of the tracks that survive, after gap filling, smoothing, majority class and rescoring.
 
     ``times[p]`` is the clip frame index of sampled position ``p``. Surviving tracks are renumbered from
-    1 in order of their first frame. A track's confidence is the mean score of its observations.
+    1 in order of their first frame. A track's confidence is the mean score of its observations, or
+    the confidence recovery gave it (:mod:`dataengine.autolabel.recovery`).
     """
     frame_times = np.asarray(times, dtype=np.float64)
     result: list[TrackBox] = []
@@ -107,7 +108,7 @@ def apply_hindsight(
     ]
     for number, track in enumerate(kept, start=1):
         label = majority_label(track)
-        confidence = float(np.mean(track.scores))
+        confidence = float(np.mean(track.scores)) if track.confidence is None else track.confidence
         positions, boxes, filled = fill_gaps(
             track.positions, np.stack(track.boxes), frame_times, params.gap_frames
         )

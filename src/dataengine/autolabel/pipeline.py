@@ -6,15 +6,25 @@ Pure (no model, no storage), so tests and benchmarks drive it with hand-made or 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dataengine.autolabel.ensemble import FusionParams, class_thresholds, fuse_frame
+from dataengine.autolabel.ensemble import (
+    DEFAULT_CONF_TYPE,
+    ConfType,
+    FusionParams,
+    as_conf_type,
+    class_thresholds,
+    fuse_frame,
+    strongest,
+)
 from dataengine.autolabel.hindsight import HindsightParams, TrackBox, apply_hindsight
 from dataengine.autolabel.labelling import MIN_BOX_SIDE_PX, FrameSize, clean_detections
+from dataengine.autolabel.members import EnsemblePlan
+from dataengine.autolabel.recovery import RecoveryParams, recover_tracks
 from dataengine.autolabel.tracks import TrackerParams, track_detections
 from dataengine.clips import frame_name
 from dataengine.config import Settings
@@ -22,7 +32,7 @@ from dataengine.formats import Box, Frame
 from dataengine.formats.annotations import Origin
 from dataengine.vision.inference import Detections
 
-PIPELINE = "wbf+bytetrack+hindsight/1"
+PIPELINE = "wbf+bytetrack+hindsight/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,10 @@ class AutolabelParams:
 
     classes: tuple[str, ...]
     weights: tuple[float, ...] = (1.0,)
+    #: Per-class weights of the models (class name -> one weight per model); classes not named use
+    #: ``weights``. Set from validation quality by :func:`dataengine.autolabel.members.plan_ensemble`.
+    class_weights: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    conf_type: ConfType = DEFAULT_CONF_TYPE
     score_threshold: float = 0.5
     class_thresholds: Mapping[str, float] = field(default_factory=dict)
     wbf_iou: float = 0.55
@@ -39,6 +53,10 @@ class AutolabelParams:
     gap_frames: int = 4
     min_track_frames: int = 3
     smoothing: float = 1.0
+    #: A track its class's strongest member sees on at least this share of its frames is recovered.
+    recover_share: float = 0.5
+    #: Whether the strongest member's confident boxes may start tracks the fused boxes did not.
+    strong_start: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, *, classes: Sequence[str], n_models: int) -> AutolabelParams:
@@ -59,7 +77,18 @@ class AutolabelParams:
             gap_frames=settings.autolabel_gap_frames,
             min_track_frames=settings.autolabel_min_track_frames,
             smoothing=settings.autolabel_smoothing,
+            conf_type=as_conf_type(settings.autolabel_conf_type),
+            recover_share=settings.autolabel_recover_share,
+            strong_start=settings.autolabel_strong_start,
         )
+
+    def with_plan(self, plan: EnsemblePlan) -> AutolabelParams:
+        """These parameters for the plan's members, weighted as it says: one row for every class when its
+        rows agree (fixed or equal weights), else a row per class."""
+        rows = {tuple(row) for row in plan.class_weights.values()}
+        if len(rows) == 1:
+            return replace(self, weights=rows.pop(), class_weights={})
+        return replace(self, weights=(1.0,) * len(plan.model_ids), class_weights=dict(plan.class_weights))
 
     @property
     def thresholds(self) -> NDArray[np.float64]:
@@ -67,14 +96,30 @@ class AutolabelParams:
         return class_thresholds(self.classes, self.class_thresholds, self.score_threshold)
 
     def fusion(self) -> FusionParams:
-        """The WBF settings."""
-        return FusionParams(weights=self.weights, iou_threshold=self.wbf_iou, skip_score=self.low_score)
+        """The WBF settings: one row of model weights per class."""
+        unknown = sorted(set(self.class_weights) - set(self.classes))
+        if unknown:
+            raise ValueError(
+                f"class weights name unknown classes {unknown}; the classes are {list(self.classes)}"
+            )
+        rows = tuple(tuple(self.class_weights.get(name, self.weights)) for name in self.classes)
+        return FusionParams(
+            rows, iou_threshold=self.wbf_iou, skip_score=self.low_score, conf_type=self.conf_type
+        )
 
     def tracker(self) -> TrackerParams:
         """The tracker settings: a lost track can be found again within the gap that would be filled."""
         return TrackerParams(
-            high=self.thresholds, low=self.low_score, match_iou=self.track_iou, max_gap=self.gap_frames
+            high=self.thresholds,
+            low=self.low_score,
+            match_iou=self.track_iou,
+            max_gap=self.gap_frames,
+            extra_start=self.strong_start,
         )
+
+    def recovery(self) -> RecoveryParams:
+        """The recovery settings: a strong member's box joins a track where it overlaps its path."""
+        return RecoveryParams(share=self.recover_share)
 
     def hindsight(self) -> HindsightParams:
         """The hindsight settings."""
@@ -85,6 +130,7 @@ class AutolabelParams:
         values = asdict(self)
         values.pop("classes")
         values["weights"] = list(self.weights)
+        values["class_weights"] = {name: list(row) for name, row in self.class_weights.items()}
         values["class_thresholds"] = dict(zip(self.classes, self.thresholds.tolist(), strict=True))
         return values
 
@@ -94,6 +140,14 @@ def fuse(per_model: Sequence[Detections], params: AutolabelParams) -> Detections
     if len(per_model) == 1:
         return per_model[0].above(params.low_score)
     return fuse_frame(per_model, params.fusion())
+
+
+def strongest_view(per_model: Sequence[Detections], params: AutolabelParams) -> Detections:
+    """Each class's boxes from its most heavily weighted model, above ``low_score`` (what hindsight
+    recovers from); empty for one model, where the fused boxes are that model's boxes already."""
+    if len(per_model) == 1:
+        return Detections.empty()
+    return strongest([d.above(params.low_score) for d in per_model], params.fusion())
 
 
 def _box(item: TrackBox, classes: Sequence[str], size: FrameSize, origin: Origin) -> Box | None:
@@ -113,21 +167,35 @@ def _box(item: TrackBox, classes: Sequence[str], size: FrameSize, origin: Origin
 
 
 def label_clip(
-    fused: Sequence[Detections], sizes: Sequence[FrameSize], params: AutolabelParams, *, n_models: int
+    fused: Sequence[Detections],
+    sizes: Sequence[FrameSize],
+    params: AutolabelParams,
+    *,
+    n_models: int,
+    strong: Sequence[Detections] | None = None,
 ) -> list[Frame]:
     """One :class:`Frame` per sampled frame, from each frame's fused detections.
 
     Boxes are cleaned (clipped to the frame), tracked, and passed through hindsight; tracks whose
-    confidence stays under their class's threshold are dropped. Frames without boxes keep ``boxes=[]``.
+    confidence stays under their class's threshold are dropped. ``strong`` (per frame, from
+    :func:`strongest_view`) lets hindsight recover the tracks each class's strongest member sees.
+    Frames without boxes keep ``boxes=[]``.
     """
-    if len(fused) != len(sizes):
+    if len(fused) != len(sizes) or (strong is not None and len(strong) != len(sizes)):
         raise ValueError(f"{len(fused)} detection sets for {len(sizes)} frames")
     n_classes = len(params.classes)
     cleaned = [
         clean_detections(d, width=s.width, height=s.height, n_classes=n_classes)
         for d, s in zip(fused, sizes, strict=True)
     ]
-    tracks = track_detections(cleaned, params.tracker())
+    if strong is None:
+        tracks = track_detections(cleaned, params.tracker())
+    else:
+        seen = [
+            clean_detections(d, width=s.width, height=s.height, n_classes=n_classes)
+            for d, s in zip(strong, sizes, strict=True)
+        ]
+        tracks = recover_tracks(track_detections(cleaned, params.tracker(), seen), seen, params.recovery())
     thresholds = params.thresholds
     boxes = [
         box

@@ -13,7 +13,9 @@ import torch
 from dataengine import clips, formats
 from dataengine.autolabel.frames import FrameItem, stream_frames
 from dataengine.autolabel.labelling import FrameSize, count_tracks
-from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, fuse, label_clip
+from dataengine.autolabel.members import EnsemblePlan
+from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, fuse, label_clip, strongest_view
+from dataengine.autolabel.selection import ensemble_plan
 from dataengine.config import PROMOTED_ALIAS, Settings
 from dataengine.context import Context
 from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
@@ -58,6 +60,10 @@ class AutolabelReport:
     model_ids: list[str] = field(default_factory=list)
     #: Clips whose detections came from the per-clip detection cache instead of a model pass.
     from_cache: list[str] = field(default_factory=list)
+    #: Configured models left out of the ensemble, with the reason (far below the best on validation).
+    dropped_models: dict[str, str] = field(default_factory=dict)
+    #: Where the members' weights came from (validation AP per class, fixed weights, or why equal).
+    weights_basis: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (for ``--json`` output and XCom)."""
@@ -68,6 +74,10 @@ class AutolabelReport:
         lines = [
             f"autolabelled {len(self.clips)} clip(s) with model {self.model_id}: "
             f"{self.n_boxes} box(es) in {self.n_tracks} track(s); skipped {len(self.skipped)}"
+        ]
+        lines += [
+            f"left model {model_id} out of the ensemble: {why}"
+            for model_id, why in self.dropped_models.items()
         ]
         lines += [f"skipped {clip_id}: {self.skip_reasons.get(clip_id, '')}" for clip_id in self.skipped]
         lines += [f"quarantined {clip_id}: {why}" for clip_id, why in self.quarantined.items()]
@@ -197,6 +207,8 @@ class _Pending:
     plan: _Plan
     fused: dict[int, Detections] = field(default_factory=dict)
     sizes: dict[int, FrameSize] = field(default_factory=dict)
+    #: Each class's boxes as its strongest member saw them (hindsight recovers tracks from them).
+    strong: dict[int, Detections] = field(default_factory=dict)
 
 
 @dataclass
@@ -209,6 +221,7 @@ class _Labeller:
     report: AutolabelReport
     batch_size: int
     workers: int
+    plan: EnsemblePlan
 
     @property
     def producer(self) -> dict[str, Any]:
@@ -216,7 +229,14 @@ class _Labeller:
             "models": [d.model_id for d in self.detectors],
             "pipeline": PIPELINE,
             "params": self.params.to_producer(),
+            "ensemble": {"basis": self.plan.basis, "dropped": dict(self.plan.dropped)},
         }
+
+    def _keep(self, clip: _Pending, position: int, per_model: Sequence[Detections]) -> None:
+        """One frame's fused detections and its strongest-member view."""
+        clip.fused[position] = fuse(per_model, self.params)
+        if len(per_model) > 1:
+            clip.strong[position] = strongest_view(per_model, self.params)
 
     def label_all(self, todo: Sequence[Clip]) -> None:
         """Plan every clip, then stream the frames of those to label through the ensemble."""
@@ -263,7 +283,7 @@ class _Labeller:
         if not self._frames_look_readable(clip.clip.id, meta.sampled):
             return False  # the stream decodes them and quarantines the clip with the reason
         for position, index in enumerate(meta.sampled):
-            clip.fused[position] = fuse([cached[position] for cached in per_model], self.params)
+            self._keep(clip, position, [cached[position] for cached in per_model])
             clip.sizes[position] = FrameSize(index, meta.width, meta.height)
         self.report.from_cache.append(clip.clip.id)
         return True
@@ -289,7 +309,7 @@ class _Labeller:
         per_model = [detector.predict_batch(frames) for detector in self.detectors]
         for i, item in enumerate(good):
             clip = pending[item.clip_id]
-            clip.fused[item.position] = fuse([output[i] for output in per_model], self.params)
+            self._keep(clip, item.position, [output[i] for output in per_model])
             height, width = frames[i].shape[:2]
             clip.sizes[item.position] = FrameSize(item.index, int(width), int(height))
             if len(clip.fused) == item.n_frames:
@@ -306,7 +326,11 @@ class _Labeller:
             producer=self.producer,
             classes=list(self.params.classes),
             frames=label_clip(
-                [clip.fused[p] for p in positions], sizes, self.params, n_models=len(self.detectors)
+                [clip.fused[p] for p in positions],
+                sizes,
+                self.params,
+                n_models=len(self.detectors),
+                strong=[clip.strong[p] for p in positions] if clip.strong else None,
             ),
         )
         self._register(formats.save_annotations(self.ctx.store, annotations), annotations)
@@ -378,6 +402,26 @@ def _load_ensemble(ctx: Context, model_ids: Sequence[str]) -> list[FrameDetector
     return detectors
 
 
+def _prepare(
+    ctx: Context, settings: Settings, model_ids: Sequence[str]
+) -> tuple[list[FrameDetector], AutolabelParams, EnsemblePlan]:
+    """The members to run (weak ones left out), the pipeline's parameters and the ensemble's plan.
+
+    ``settings`` carry the members' weights; they are fixed when the user set them.
+    """
+    detectors = _load_ensemble(ctx, model_ids)
+    classes = detectors[0].classes
+    fixed = settings.autolabel_model_weights if ctx.settings.autolabel_model_weights else None
+    try:
+        params = AutolabelParams.from_settings(settings, classes=classes, n_models=len(detectors))
+        params.thresholds  # noqa: B018  # unknown class names in the thresholds fail here, early
+        plan = ensemble_plan(ctx, model_ids, classes, fixed_weights=fixed)
+        params = params.with_plan(plan)
+    except ValueError as exc:
+        raise ConfigError(f"autolabel settings: {exc}") from exc
+    return [d for d in detectors if d.model_id in plan.model_ids], params, plan
+
+
 def frame_workers(settings: Settings, device: torch.device) -> int:
     """DataLoader workers that read and decode the frames: ``autolabel_workers``, except on the CPU
     when that setting was left at its default and PyTorch's threads already take every core.
@@ -415,14 +459,10 @@ def autolabel(
     report = AutolabelReport([], {}, 0, sorted(left), "+".join(model_ids), skip_reasons=dict(left))
     report.model_ids = list(model_ids)
     if todo:
-        detectors = _load_ensemble(ctx, model_ids)
-        try:
-            params = AutolabelParams.from_settings(
-                settings, classes=detectors[0].classes, n_models=len(detectors)
-            )
-            params.thresholds  # noqa: B018  # unknown class names in the thresholds fail here, early
-        except ValueError as exc:
-            raise ConfigError(f"autolabel settings: {exc}") from exc
+        detectors, params, plan = _prepare(ctx, settings, model_ids)
+        report.model_ids = [d.model_id for d in detectors]
+        report.model_id = "+".join(report.model_ids)
+        report.dropped_models, report.weights_basis = dict(plan.dropped), plan.basis
         labeller = _Labeller(
             ctx,
             detectors,
@@ -430,6 +470,7 @@ def autolabel(
             report,
             batch_size or settings.autolabel_batch_size,
             frame_workers(settings, detectors[0].device) if workers is None else workers,
+            plan,
         )
         labeller.label_all(todo)
     logger.info("%s", report.summary())

@@ -35,6 +35,8 @@ class TrackerParams:
     match_iou: float = 0.3
     low_match_iou: float = 0.5
     max_gap: int = 4
+    #: Whether confident extra boxes (the strongest members') may start tracks, not only extend them.
+    extra_start: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.match_iou <= 1.0 or not 0.0 < self.low_match_iou <= 1.0:
@@ -53,6 +55,8 @@ class Track:
     scores: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     velocity: NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
+    #: Hindsight's score for the track when something better than its mean score is known (recovery).
+    confidence: float | None = None
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -89,39 +93,97 @@ def _assign(
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _FORBIDDEN]
 
 
-def track_detections(detections: Sequence[Detections], params: TrackerParams) -> list[Track]:
+def track_detections(
+    detections: Sequence[Detections],
+    params: TrackerParams,
+    extra: Sequence[Detections] | None = None,
+) -> list[Track]:
     """Every track over the frames' detections (one :class:`Detections` per sampled frame, in order).
 
-    Track ids are numbered from 1 in order of each track's first frame, so they are stable for a clip.
+    ``extra`` (per frame) are boxes from outside the fused set, the strongest members' own: in a third
+    pass they extend the tracks still unmatched, recorded with score 0 since the fused set did not have
+    them; those scoring at least ``params.high`` of their class may also start tracks when
+    ``params.extra_start`` is set. Track ids are numbered from 1 in order of each track's first frame,
+    so they are stable for a clip.
     """
     finished: list[Track] = []
     active: list[Track] = []
-    next_id = 1
+    counter = [1]
     for position, frame in enumerate(detections):
         # Tracks missing for more than max_gap frames are over: they can no longer be found.
         finished += [t for t in active if position - t.positions[-1] - 1 > params.max_gap]
         active = [t for t in active if position - t.positions[-1] - 1 <= params.max_gap]
-        frame = frame.above(params.low)
-        boxes = frame.boxes_xyxy.astype(np.float64).reshape(-1, 4)
-        labels = frame.labels.astype(np.int64)
-        high = frame.scores >= params.high[labels]
-        first = np.flatnonzero(high)
-        matched = _assign(active, boxes[first], labels[first], position, params.match_iou)
-        used = {row for row, _ in matched}
-        for row, col in matched:
-            box = first[col]
-            active[row].add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
-        # The second pass: leftover tracks against the low-score boxes only.
-        left = [t for i, t in enumerate(active) if i not in used]
-        second = np.flatnonzero(~high)
-        for row, col in _assign(left, boxes[second], labels[second], position, params.low_match_iou):
-            box = second[col]
-            left[row].add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
-        started = set(first[[col for _, col in matched]].tolist())
-        for box in first.tolist():
-            if box not in started:
-                track = Track(next_id)
-                track.add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
-                active.append(track)
-                next_id += 1
+        left = _match_frame(active, frame.above(params.low), position, params, counter)
+        if extra is not None:
+            _extend(left, active, extra[position], position, params, counter)
     return sorted(finished + active, key=lambda t: t.id)
+
+
+def _match_frame(
+    active: list[Track], frame: Detections, position: int, params: TrackerParams, counter: list[int]
+) -> list[Track]:
+    """The first two passes on one frame; new tracks join ``active``. Returns the tracks left unmatched."""
+    boxes = frame.boxes_xyxy.astype(np.float64).reshape(-1, 4)
+    labels = frame.labels.astype(np.int64)
+    high = frame.scores >= params.high[labels]
+    first = np.flatnonzero(high)
+    matched = _assign(active, boxes[first], labels[first], position, params.match_iou)
+    used = {row for row, _ in matched}
+    for row, col in matched:
+        box = first[col]
+        active[row].add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
+    # The second pass: leftover tracks against the low-score boxes only.
+    left = [t for i, t in enumerate(active) if i not in used]
+    second = np.flatnonzero(~high)
+    taken = set()
+    for row, col in _assign(left, boxes[second], labels[second], position, params.low_match_iou):
+        box = second[col]
+        left[row].add(position, boxes[box], float(frame.scores[box]), int(labels[box]))
+        taken.add(row)
+    started = set(first[[col for _, col in matched]].tolist())
+    for box in first.tolist():
+        if box not in started:
+            active.append(
+                _new_track(counter, position, boxes[box], float(frame.scores[box]), int(labels[box]))
+            )
+    return [t for i, t in enumerate(left) if i not in taken]
+
+
+def _extend(
+    left: list[Track],
+    active: list[Track],
+    frame: Detections,
+    position: int,
+    params: TrackerParams,
+    counter: list[int],
+) -> None:
+    """The third pass: the tracks still unmatched against the extra boxes (score 0 in the track)."""
+    boxes = frame.boxes_xyxy.astype(np.float64).reshape(-1, 4)
+    labels = frame.labels.astype(np.int64)
+    taken = set()
+    for row, col in _assign(left, boxes, labels, position, params.low_match_iou):
+        left[row].add(position, boxes[col], 0.0, int(labels[col]))
+        taken.add(col)
+    if not params.extra_start:
+        return
+    for col in np.flatnonzero(frame.scores >= params.high[labels]).tolist():
+        if col in taken or _overlaps(active, position, boxes[col], int(labels[col]), params.low_match_iou):
+            continue
+        active.append(_new_track(counter, position, boxes[col], 0.0, int(labels[col])))
+
+
+def _overlaps(
+    tracks: Sequence[Track], position: int, box: NDArray[np.float64], label: int, gate: float
+) -> bool:
+    """Whether a track of ``label`` already has a box at ``position`` overlapping ``box`` by ``gate``."""
+    mine = [t.boxes[-1] for t in tracks if t.positions[-1] == position and t.labels[-1] == label]
+    return bool(mine) and bool((pairwise_iou(np.stack(mine), box[None, :]) >= gate).any())
+
+
+def _new_track(
+    counter: list[int], position: int, box: NDArray[np.float64], score: float, label: int
+) -> Track:
+    track = Track(counter[0])
+    counter[0] += 1
+    track.add(position, box, score, label)
+    return track
