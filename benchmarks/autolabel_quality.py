@@ -42,7 +42,13 @@ from benchmarks.autolabel_metrics import DRAW_SECONDS, coco_scores, mot_scores, 
 from dataengine.autolabel import IoUTracker, label_frames
 from dataengine.autolabel.ensemble import CONF_TYPES, DEFAULT_CONF_TYPE
 from dataengine.autolabel.labelling import FrameSize
-from dataengine.autolabel.members import DROP_MARGIN, EnsemblePlan, MemberQuality, plan_ensemble
+from dataengine.autolabel.members import (
+    DROP_MARGIN,
+    EnsemblePlan,
+    MemberQuality,
+    plan_ensemble,
+    quality_from_metrics,
+)
 from dataengine.autolabel.pipeline import AutolabelParams, fuse, label_clip, strongest_view
 from dataengine.formats import Box, Frame
 from dataengine.vision import Detections, Detector
@@ -161,8 +167,9 @@ def member_quality(name: str, clips: Sequence[Clip], m: int) -> MemberQuality:
     """Member ``m``'s mAP@0.5 and per-class AP on the validation clips (boxes >= 0.05, no tracking)."""
     frames = [[_as_frame(s, d) for s, d in zip(c.samples, c.raw[m], strict=True)] for c in clips]
     scores = coco_scores(frames, [c.truth for c in clips])
-    per_class = {str(k): float(v) for k, v in scores["per_class"].items()}
-    return MemberQuality(name, float(scores["map50"]), per_class, "validation 150-153")
+    # The same reading of an evaluation that autolabel applies to a model's held-out metrics.
+    quality = quality_from_metrics(name, {"eval": scores, "held_out": "validation 150-153"})
+    return quality if quality is not None else MemberQuality(name, 0.0, {}, "validation 150-153")
 
 
 def choose(
@@ -199,8 +206,8 @@ def measure(labelled: Sequence[Sequence[Frame]], clips: Sequence[Clip]) -> dict[
     effort = total_effort(labelled, truths)
     coco = coco_scores(labelled, truths)
     return {
-        "map50": 100 * coco["map50"],
-        "map": 100 * coco["map"],
+        "map50": 100 * (coco["map50"] or 0.0),
+        "map": 100 * (coco["map"] or 0.0),
         **mot_scores(labelled, truths),
         "minutes": effort.seconds / 60,
         "draws": effort.draws,
@@ -341,7 +348,7 @@ def _parser() -> argparse.ArgumentParser:
         "--drop-margin", type=float, default=DROP_MARGIN, help="mAP@0.5 margin to drop a member"
     )
     parser.add_argument(
-        "--strong-start", action="store_true", help="strongest member's boxes may start tracks"
+        "--strong-start", type=float, default=0.8, help="score at which a strongest-member box starts a track"
     )
     parser.add_argument(
         "--cache", type=Path, default=Path(".dataengine/bench-cache"), help="trained detectors and detections"

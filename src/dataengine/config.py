@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     autolabel_drop_margin: float = Field(0.10, ge=0, le=1)
     # A track its class's strongest member sees on at least this share of its frames keeps its score.
     autolabel_recover_share: float = Field(0.5, gt=0, le=1)
-    # Whether the strongest member's confident boxes may start tracks the fused boxes did not.
-    autolabel_strong_start: bool = True
+    # The score at which a box of a class's strongest member may start a track the fused boxes did not
+    # (never below the class's threshold); above 1, never.
+    autolabel_strong_start: float = Field(0.8, ge=0)
     autolabel_batch_size: int = Field(8, gt=0)
     # DataLoader workers that read and decode frames ahead of the detector; 0 reads in the caller.
     autolabel_workers: int = Field(1, ge=0)

@@ -192,6 +192,46 @@ def test_an_ensemble_writes_fused_boxes_and_its_producer(engine: Context) -> Non
     assert formats.load_annotations(engine.store, clip_id(0)).parent_version == 1
 
 
+def test_a_member_far_below_the_best_on_held_out_is_dropped_and_the_rest_weighted_per_class(
+    engine: Context,
+) -> None:
+    """Weights and drops come from the members' held-out evaluations in lineage, as promotion stores them."""
+    scores = {
+        "m-1": (0.9, {"person": 0.9, "bed": 0.5, "wheelchair": None}),
+        "m-2": (0.85, {"person": 0.45, "bed": 0.8, "wheelchair": None}),
+        "m-3": (0.5, {"person": 0.5, "bed": 0.5, "wheelchair": None}),
+    }
+    for seed, (model_id, (map50, per_class)) in enumerate(scores.items(), start=1):
+        add_model(engine, model_id, seed=seed)
+        evaluation = {
+            "map50": map50,
+            "per_class": {
+                name: {"ap": ap, "ap50": ap, "support": 0 if ap is None else 9}
+                for name, ap in per_class.items()
+            },
+        }
+        with engine.db.session() as session:
+            repository.set_model_status(
+                session, model_id, "rejected", metrics={"eval": evaluation, "held_out": "heldout@1"}
+            )
+    add_clip(engine, 0, seed=3, n_frames=4)
+    engine.settings.autolabel_models = ["m-1", "m-2", "m-3"]
+
+    report = autolabel(engine)
+
+    assert report.model_ids == ["m-1", "m-2"]
+    assert list(report.dropped_models) == ["m-3"]
+    assert "0.500 is more than 0.10 below the best, 0.900" in report.dropped_models["m-3"]
+    assert "left model m-3 out of the ensemble" in report.summary()
+    labels = formats.load_annotations(engine.store, clip_id(0))
+    assert labels.producer["models"] == ["m-1", "m-2"]
+    assert labels.producer["ensemble"]["dropped"] == report.dropped_models
+    assert labels.producer["ensemble"]["basis"] == "validation AP per class on heldout@1"
+    params = labels.producer["params"]
+    assert params["class_weights"] == {"person": [1.0, 0.5], "bed": [0.625, 1.0], "wheelchair": [1.0, 0.9444]}
+    assert params["conf_type"] == "box_and_model_avg"
+
+
 @pytest.mark.skipif(not mmdet_available(), reason="mmcv.ops does not import: run `make mmdet`")
 def test_an_ensemble_of_a_torchvision_and_an_mmdet_model(engine: Context) -> None:
     add_model(engine, "tv-1", seed=1)

@@ -99,7 +99,7 @@ def test_a_box_only_the_strongest_member_sees_at_high_confidence_survives_fusion
     assert persons[0][0].xyxy == pytest.approx((100, 50, 140, 130), abs=0.5)
     # The default settings keep it too.
     defaults = AutolabelParams.from_settings(Settings(), classes=CLASSES, n_models=3)
-    assert defaults.strong_start
+    assert defaults.strong_start == 0.8
     default_run = label_clip([fuse(f, defaults) for f in frames], sizes, defaults, n_models=3,
                              strong=[strongest_view(f, defaults) for f in frames])  # fmt: skip
     assert all(any(b.label == "person" for b in frame.boxes) for frame in default_run)
@@ -165,8 +165,14 @@ def test_members_scored_on_different_validation_sets_do_not_compare() -> None:
 
 
 def test_quality_from_lineage_metrics() -> None:
-    metrics = {"eval": {"map50": 0.8, "per_class": {"person": 0.6, "bed": None}}, "held_out": "h@1"}
-    assert quality_from_metrics("m", metrics) == MemberQuality("m", 0.8, {"person": 0.6, "bed": None}, "h@1")
+    per_class = {
+        "person": {"ap": 0.4, "ap50": 0.6, "support": 12},
+        "bed": {"ap": None, "ap50": None, "support": 0},
+        "wheelchair": 0.3,  # a record from before supports were kept: a bare AP@[.5:.95]
+    }
+    metrics = {"eval": {"map50": 0.8, "per_class": per_class}, "held_out": "h@1"}
+    expected = MemberQuality("m", 0.8, {"person": 0.6, "bed": None, "wheelchair": 0.3}, "h@1")
+    assert quality_from_metrics("m", metrics) == expected
     assert quality_from_metrics("m", {"train": {}}) is None
 
 
@@ -197,7 +203,7 @@ def test_hindsight_keeps_a_strong_track_where_the_fused_score_dips() -> None:
         low_score=0.15,
         gap_frames=2,
         min_track_frames=4,
-        strong_start=False,
+        strong_start=2.0,
     )
     frames = []
     for t in range(10):

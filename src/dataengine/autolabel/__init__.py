@@ -5,8 +5,10 @@ to review (ARCHITECTURE §1, stage ``selected → autolabelled``; docs/autolabel
 from dataengine.autolabel.ensemble import FusionParams, fuse_frame
 from dataengine.autolabel.hindsight import HindsightParams, apply_hindsight
 from dataengine.autolabel.labelling import FrameSize, clean_detections, count_tracks, label_frames
+from dataengine.autolabel.members import EnsemblePlan, MemberQuality, plan_ensemble
 from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, label_clip
-from dataengine.autolabel.run import LABELLABLE_STAGES, NO_MODEL_MESSAGE, AutolabelReport, autolabel
+from dataengine.autolabel.report import AutolabelReport
+from dataengine.autolabel.run import LABELLABLE_STAGES, NO_MODEL_MESSAGE, autolabel
 from dataengine.autolabel.tracking import IoUTracker, track_frames
 from dataengine.autolabel.tracks import Track, TrackerParams, track_detections
 
@@ -16,10 +18,12 @@ __all__ = [
     "PIPELINE",
     "AutolabelParams",
     "AutolabelReport",
+    "EnsemblePlan",
     "FrameSize",
     "FusionParams",
     "HindsightParams",
     "IoUTracker",
+    "MemberQuality",
     "Track",
     "TrackerParams",
     "apply_hindsight",
@@ -29,6 +33,7 @@ __all__ = [
     "fuse_frame",
     "label_clip",
     "label_frames",
+    "plan_ensemble",
     "track_detections",
     "track_frames",
 ]

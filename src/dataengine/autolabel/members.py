@@ -107,14 +107,24 @@ def equal_plan(
 
 def quality_from_metrics(model_id: str, metrics: Mapping[str, Any]) -> MemberQuality | None:
     """A model's :class:`MemberQuality` from its lineage metrics (``metrics["eval"]``, written when it
-    was evaluated for promotion), or None when it was never evaluated."""
+    was evaluated for promotion), or None when it was never evaluated.
+
+    A class's AP is its AP@0.5 (``per_class[name]["ap50"]``), else its AP@[.5:.95] (``"ap"``, or the
+    bare number older records kept); None where the class had no ground truth.
+    """
     evaluation = metrics.get("eval")
-    if not isinstance(evaluation, Mapping) or not isinstance(evaluation.get("map50"), int | float):
+    if not isinstance(evaluation, Mapping) or not _is_number(evaluation.get("map50")):
         return None
-    per_class_raw = evaluation.get("per_class") or {}
-    per_class = {
-        str(name): (float(value) if isinstance(value, int | float) else None)
-        for name, value in per_class_raw.items()
-    }
+    per_class = {str(name): _class_ap(value) for name, value in (evaluation.get("per_class") or {}).items()}
     held_out = str(metrics.get("held_out") or evaluation.get("held_out") or "")
     return MemberQuality(model_id, float(evaluation["map50"]), per_class, held_out)
+
+
+def _class_ap(value: Any) -> float | None:
+    if isinstance(value, Mapping):
+        value = value.get("ap50") if _is_number(value.get("ap50")) else value.get("ap")
+    return float(value) if _is_number(value) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

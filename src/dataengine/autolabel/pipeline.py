@@ -55,8 +55,9 @@ class AutolabelParams:
     smoothing: float = 1.0
     #: A track its class's strongest member sees on at least this share of its frames is recovered.
     recover_share: float = 0.5
-    #: Whether the strongest member's confident boxes may start tracks the fused boxes did not.
-    strong_start: bool = True
+    #: The score at which a box of a class's strongest member may start a track the fused boxes did not
+    #: (never below the class's threshold; above 1, never).
+    strong_start: float = 0.8
 
     @classmethod
     def from_settings(cls, settings: Settings, *, classes: Sequence[str], n_models: int) -> AutolabelParams:

@@ -19,8 +19,7 @@ from dataengine.autolabel.members import (
     quality_from_metrics,
 )
 from dataengine.context import Context
-from dataengine.errors import NotFoundError
-from dataengine.lineage import repository
+from dataengine.lineage.model_registry import find_model
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +30,8 @@ def member_quality(ctx: Context, model_ids: Sequence[str]) -> dict[str, MemberQu
     found: dict[str, MemberQuality | None] = {}
     with ctx.db.session() as session:
         for model_id in model_ids:
-            try:
-                metrics = dict(repository.get_model(session, model_id).metrics or {})
-            except NotFoundError:
-                metrics = {}
-            found[model_id] = quality_from_metrics(model_id, metrics)
+            row = find_model(session, model_id)
+            found[model_id] = quality_from_metrics(model_id, dict(row.metrics or {}) if row else {})
     return found
 
 

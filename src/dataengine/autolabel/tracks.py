@@ -35,8 +35,9 @@ class TrackerParams:
     match_iou: float = 0.3
     low_match_iou: float = 0.5
     max_gap: int = 4
-    #: Whether confident extra boxes (the strongest members') may start tracks, not only extend them.
-    extra_start: bool = False
+    #: The score at which an extra box (the strongest member's) may start a track, never below ``high``;
+    #: above 1, never.
+    extra_start: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.match_iou <= 1.0 or not 0.0 < self.low_match_iou <= 1.0:
@@ -102,8 +103,8 @@ def track_detections(
 
     ``extra`` (per frame) are boxes from outside the fused set, the strongest members' own: in a third
     pass they extend the tracks still unmatched, recorded with score 0 since the fused set did not have
-    them; those scoring at least ``params.high`` of their class may also start tracks when
-    ``params.extra_start`` is set. Track ids are numbered from 1 in order of each track's first frame,
+    them; those scoring at least ``params.extra_start`` (and their class's ``high``) may also start
+    tracks. Track ids are numbered from 1 in order of each track's first frame,
     so they are stable for a clip.
     """
     finished: list[Track] = []
@@ -164,9 +165,8 @@ def _extend(
     for row, col in _assign(left, boxes, labels, position, params.low_match_iou):
         left[row].add(position, boxes[col], 0.0, int(labels[col]))
         taken.add(col)
-    if not params.extra_start:
-        return
-    for col in np.flatnonzero(frame.scores >= params.high[labels]).tolist():
+    start = np.maximum(params.high[labels], params.extra_start)
+    for col in np.flatnonzero(frame.scores >= start).tolist():
         if col in taken or _overlaps(active, position, boxes[col], int(labels[col]), params.low_match_iou):
             continue
         active.append(_new_track(counter, position, boxes[col], 0.0, int(labels[col])))
