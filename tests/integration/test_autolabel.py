@@ -211,7 +211,7 @@ def test_a_member_far_below_the_best_on_held_out_is_dropped_and_the_rest_weighte
             },
         }
         with engine.db.session() as session:
-            repository.set_model_status(
+            set_model_status(
                 session, model_id, "rejected", metrics={"eval": evaluation, "held_out": "heldout@1"}
             )
     add_clip(engine, 0, seed=3, n_frames=4)
