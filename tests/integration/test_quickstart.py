@@ -96,10 +96,11 @@ class Guide:
             subprocess.run(["bash", "-c", line], cwd=self.folder, check=True, env=os.environ)
 
     def _server_value(self, name: str, value: str) -> str:
-        return {
-            "DATAENGINE_LABELSTUDIO_URL": self.server["url"],
-            "DATAENGINE_LABELSTUDIO_API_KEY": self.server["token"],
-        }.get(name, value)
+        given = {
+            "DATAENGINE_LABELSTUDIO_URL": str(self.server["url"]),
+            "DATAENGINE_LABELSTUDIO_API_KEY": str(self.server["token"]),
+        }
+        return given.get(name, value)
 
     def review(self) -> None:
         """A SIMULATED reviewer: a person box on each open task's sampled frames but the last, submitted."""
@@ -121,9 +122,6 @@ class Guide:
                 )
         finally:
             ctx.close()
-
-    def last(self, lines: int = 1) -> str:
-        return "\n".join(self.outputs[-1].strip().splitlines()[-lines:])
 
 
 def _drawn(clip_id: str, meta: dict[str, Any], classes: list[str]) -> ClipAnnotations:
