@@ -62,13 +62,13 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_sql.py
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist), each test file on one worker so that its
-# module fixtures (a trained model, an Airflow DagBag) are built once; tests/conftest.py groups the
-# tests that share a Label Studio server or the local Airflow cluster onto one worker.
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each test file on one worker (loadfile):
+# its module fixtures (a trained model, an Airflow DagBag) are built once, and the tests sharing one
+# server (the session's Label Studio, the local Airflow cluster) live in one file each.
 TEST_WORKERS ?= 2
 
 test: lint labelstudio chromium
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # tests/browser drive Debian's chromium through Playwright (never a browser Playwright downloads).
 chromium:

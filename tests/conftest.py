@@ -37,22 +37,6 @@ def _postgres_reachable() -> str | None:
 _PG_MISSING = _postgres_reachable()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), keep each test file on one worker,
-    so its module fixtures are built once, and put every test that shares one server on one worker:
-    the session's Label Studio, the local Airflow cluster (Redis, RabbitMQ and PostgreSQL queues)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if "labelstudio_server" in getattr(item, "fixturenames", ()):
-            group = "labelstudio"
-        elif item.get_closest_marker("cluster") is not None:
-            group = "cluster"
-        else:
-            group = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's DATAENGINE_* settings or a dataengine.toml in the working dir."""
