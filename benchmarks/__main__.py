@@ -14,6 +14,9 @@
 6. triggers: the combined triggers' recall of injected rare events at a budget of twice their rate
    against random selection's, and the trigger pass's speed against decoding the same clips
    (``python -m benchmarks.triggers`` prints every trigger, both baselines and the timings).
+7. scale-out: ``ingest_daily`` over 8 videos on one Celery worker per core against one worker, and the
+   CeleryExecutor's queued-to-start wait per task against the LocalExecutor's, on the local Redis and
+   PostgreSQL (``python -m benchmarks.scaleout`` prints every run).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def main() -> None:
     from benchmarks import triggers as trigger_bench
 
     rows += trigger_bench.rows()
+    from benchmarks import scaleout
+
+    rows += scaleout.run()[0]
     print(f"{'benchmark':<58} {'ours':>12} {'reference':>12} {'ratio':>8}  reference")
     for name, ours, reference, what in rows:
         print(f"{name:<58} {ours:>12.1f} {reference:>12.1f} {ours / reference:>8.2f}  {what}")

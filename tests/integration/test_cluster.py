@@ -63,11 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: dict[str, Any])
         # Unpaused, the cron DAGs first run for today on an empty store; let those pass.
         for dag_id in ("ingest_daily", "one_click_train"):
             running.api.set_paused(dag_id, False)
-        deadline = time.monotonic() + 300
-        while not all(running.api.runs(d) for d in ("ingest_daily", "one_click_train")):
-            assert time.monotonic() < deadline, "the scheduler made no run of the unpaused cron DAGs"
-            time.sleep(1)
-        running.api.wait_idle(["ingest_daily", "one_click_train"], timeout=300)
+        running.api.settle_unpaused(["ingest_daily", "one_click_train"], timeout=300)
         yield running
 
 
