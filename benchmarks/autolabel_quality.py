@@ -39,7 +39,7 @@ import torch
 
 from benchmarks.autolabel_common import CLASSES, Recipe, Sample, recipes, render_clip, trained_detector
 from benchmarks.autolabel_metrics import DRAW_SECONDS, coco_scores, mot_scores, total_effort
-from dataengine.autolabel import IoUTracker, label_frames
+from benchmarks.iou_tracker import IoUTracker, label_frames
 from dataengine.autolabel.ensemble import CONF_TYPES, DEFAULT_CONF_TYPE
 from dataengine.autolabel.labelling import FrameSize
 from dataengine.autolabel.members import (

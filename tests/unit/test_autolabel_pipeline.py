@@ -11,10 +11,11 @@ from dataengine.autolabel.hindsight import HindsightParams, apply_hindsight, fil
 from dataengine.autolabel.labelling import FrameSize
 from dataengine.autolabel.pipeline import AutolabelParams, label_clip
 from dataengine.autolabel.run import frame_workers
-from dataengine.autolabel.tracks import Track, TrackerParams, track_detections
+from dataengine.autolabel.tracks import TrackerParams, track_detections
 from dataengine.config import Settings
 from dataengine.formats import ClipAnnotations
 from dataengine.vision import Detections
+from dataengine.vision.tracks import Track
 
 CLASSES = ("person", "bed", "wheelchair")
 

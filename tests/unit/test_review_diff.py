@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.review.diff import BoxChanges, box_changes, frame_changes, iou, review_quality
+from dataengine.review.diff import BoxChanges, box_changes, frame_changes, review_quality
+from dataengine.vision.boxes import box_iou as iou
 
 CLASSES = ["person", "bed", "wheelchair"]
 

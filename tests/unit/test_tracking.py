@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
+from benchmarks.iou_tracker import IoUTracker, track_frames
 
-from dataengine.autolabel import IoUTracker, track_frames
 from dataengine.vision.boxes import clip_boxes_xyxy, greedy_match, pairwise_iou
 
 

@@ -41,7 +41,7 @@ def scored(box: tuple[float, float, float, float], scores: list[float], label: i
 def test_tracks_bridge_a_gap_and_keep_separate_objects_apart() -> None:
     frames = [dets(PERSON, BED, labels=[0, 1]), dets(BED, labels=[1]), dets(PERSON, BED, labels=[0, 1])]
     tracks = link_tracks(frames, max_gap=1)
-    assert [(tr.t, tr.labels) for tr in tracks] == [([0, 2], [0, 0]), ([0, 1, 2], [1, 1, 1])]
+    assert [(tr.positions, tr.labels) for tr in tracks] == [([0, 2], [0, 0]), ([0, 1, 2], [1, 1, 1])]
     assert [len(tr) for tr in link_tracks(frames, max_gap=0)] == [1, 3, 1]
 
 

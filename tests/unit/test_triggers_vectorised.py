@@ -12,33 +12,27 @@ from dataengine.triggers import disagreement_score, flicker_score, frame_stats, 
 from dataengine.triggers import tracks as tracks_module
 from dataengine.triggers.image_signals import frame_stats_many, luma_stack
 from dataengine.triggers.run import chunked
-from dataengine.triggers.tracks import (
-    Track,
-    TrackArrays,
-    consecutive_iou,
-    greedy_pairs,
-    grow_boxes,
-    link_track_arrays,
-)
+from dataengine.triggers.tracks import TrackArrays, link_track_arrays
 from dataengine.vision import Detections
-from dataengine.vision.boxes import greedy_match, pairwise_iou
+from dataengine.vision.boxes import consecutive_iou, greedy_match, grow_boxes, pairwise_iou
+from dataengine.vision.tracks import Track
 
 
 def reference_tracks(detections: list[Detections], max_gap: int = 3) -> list[Track]:
     """Track linking as it was written first: a loop over frames and over live tracks."""
     tracks: list[Track] = []
     for t, frame in enumerate(detections):
-        live = [tr for tr in tracks if t - tr.t[-1] <= max_gap + 1]
+        live = [tr for tr in tracks if t - tr.positions[-1] <= max_gap + 1]
         unmatched = set(range(len(frame)))
         if live and len(frame):
-            last = np.stack([tr.boxes_xyxy[-1] for tr in live])
+            last = np.stack([tr.boxes[-1] for tr in live])
             iou = pairwise_iou(grow_boxes(last, 2.0), grow_boxes(frame.boxes_xyxy, 2.0))
             rows, cols = greedy_match(iou, iou_threshold=0.2)
             for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
                 live[row].add(t, frame.boxes_xyxy[col], float(frame.scores[col]), int(frame.labels[col]))
                 unmatched.discard(col)
         for col in sorted(unmatched):
-            track = Track(track_id=len(tracks))
+            track = Track(id=len(tracks))
             track.add(t, frame.boxes_xyxy[col], float(frame.scores[col]), int(frame.labels[col]))
             tracks.append(track)
     return tracks
@@ -48,7 +42,7 @@ def reference_flicker_parts(
     tracks: list[Track], n: int, threshold: float = 0.5
 ) -> tuple[int, int, list[int]]:
     """(shown tracks, flickering tracks, flicker positions), one track at a time."""
-    shown_tracks = [[tr.t[i] for i in tr.confident(threshold)] for tr in tracks]
+    shown_tracks = [[tr.positions[i] for i in tr.confident(threshold)] for tr in tracks]
     shown_tracks = [s for s in shown_tracks if s]
     flickering, positions = 0, set()
     for shown in shown_tracks:
@@ -67,14 +61,16 @@ def reference_temporal_parts(tracks: list[Track], threshold: float = 0.5) -> tup
         if len(keep) < 2:
             continue
         counted += 1
-        found = [tr.t[keep[j]] for j in range(1, len(keep)) if tr.labels[keep[j]] != tr.labels[keep[j - 1]]]
-        ious = consecutive_iou(np.stack(tr.boxes_xyxy))
+        found = [
+            tr.positions[keep[j]] for j in range(1, len(keep)) if tr.labels[keep[j]] != tr.labels[keep[j - 1]]
+        ]
+        ious = consecutive_iou(np.stack(tr.boxes))
         if ious.size >= 2 and float(np.median(ious)) >= 0.5:
-            found += [tr.t[i + 1] for i in np.flatnonzero(ious < 0.3).tolist()]
+            found += [tr.positions[i + 1] for i in np.flatnonzero(ious < 0.3).tolist()]
         steps = np.diff(np.asarray(tr.scores))
         big = np.abs(steps) >= 0.25
         found += [
-            tr.t[i + 1]
+            tr.positions[i + 1]
             for i in range(len(steps) - 1)
             if big[i] and big[i + 1] and np.sign(steps[i]) != np.sign(steps[i + 1])
         ]
@@ -112,8 +108,8 @@ def test_array_linking_flicker_and_temporal_match_the_per_track_reference(
         indices = list(range(0, 4 * len(frames), 4))
         expected = reference_tracks(frames)
         tracks = link_tracks(frames)
-        assert [(tr.t, tr.labels, tr.scores) for tr in tracks] == [
-            (tr.t, tr.labels, tr.scores) for tr in expected
+        assert [(tr.positions, tr.labels, tr.scores) for tr in tracks] == [
+            (tr.positions, tr.labels, tr.scores) for tr in expected
         ]
         flicker = flicker_score(frames, indices)
         shown, flickering, positions = reference_flicker_parts(expected, len(frames))
@@ -152,15 +148,29 @@ def test_disagreement_blocks_match_per_frame_matching() -> None:
         assert result.details["unmatched"] == unmatched
 
 
-def test_greedy_pairs_match_greedy_match_on_crowded_matrices() -> None:
+def _greedy_reference(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Greedy matching written out: every candidate pair by IoU descending, then row, then column."""
+    pairs = sorted(
+        (-float(iou[r, c]), r, c) for r in range(iou.shape[0]) for c in range(iou.shape[1])
+         if iou[r, c] >= threshold and iou[r, c] > 0
+    )  # fmt: skip
+    rows: set[int] = set()
+    cols: set[int] = set()
+    picked = []
+    for _, r, c in pairs:
+        if r not in rows and c not in cols:
+            rows.add(r)
+            cols.add(c)
+            picked.append((r, c))
+    return sorted(picked)
+
+
+def test_greedy_match_equals_the_written_out_greedy_on_crowded_matrices() -> None:
     rng = np.random.default_rng(3)
     for _ in range(300):
         iou = np.round(rng.random((int(rng.integers(0, 7)), int(rng.integers(0, 7)))), 1)
-        rows, cols = greedy_pairs(iou, 0.3)
-        expected_rows, expected_cols = greedy_match(iou, iou_threshold=0.3)
-        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(
-            zip(expected_rows.tolist(), expected_cols.tolist(), strict=True)
-        )
+        rows, cols = greedy_match(iou, iou_threshold=0.3)
+        assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == _greedy_reference(iou, 0.3)
 
 
 def test_a_clip_without_detections_has_no_tracks() -> None:

@@ -4,13 +4,13 @@ to review (ARCHITECTURE §1, stage ``selected → autolabelled``; docs/autolabel
 
 from dataengine.autolabel.ensemble import FusionParams, fuse_frame
 from dataengine.autolabel.hindsight import HindsightParams, apply_hindsight
-from dataengine.autolabel.labelling import FrameSize, clean_detections, count_tracks, label_frames
+from dataengine.autolabel.labelling import FrameSize, clean_detections, count_tracks
 from dataengine.autolabel.members import EnsemblePlan, MemberQuality, plan_ensemble
 from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, label_clip
 from dataengine.autolabel.report import AutolabelReport
 from dataengine.autolabel.run import LABELLABLE_STAGES, NO_MODEL_MESSAGE, autolabel
-from dataengine.autolabel.tracking import IoUTracker, track_frames
-from dataengine.autolabel.tracks import Track, TrackerParams, track_detections
+from dataengine.autolabel.tracks import TrackerParams, track_detections
+from dataengine.vision.tracks import Track
 
 __all__ = [
     "LABELLABLE_STAGES",
@@ -22,7 +22,6 @@ __all__ = [
     "FrameSize",
     "FusionParams",
     "HindsightParams",
-    "IoUTracker",
     "MemberQuality",
     "Track",
     "TrackerParams",
@@ -32,8 +31,6 @@ __all__ = [
     "count_tracks",
     "fuse_frame",
     "label_clip",
-    "label_frames",
     "plan_ensemble",
     "track_detections",
-    "track_frames",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
-from dataengine.autolabel.tracks import Track
+from dataengine.vision.tracks import Track
 
 
 @dataclass(frozen=True, slots=True)

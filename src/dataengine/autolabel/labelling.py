@@ -6,11 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
-from dataengine.autolabel.tracking import IoUTracker
-from dataengine.clips import frame_name
-from dataengine.formats import Box, Frame
+from dataengine.formats import Frame
 from dataengine.vision.boxes import clip_boxes_xyxy
 from dataengine.vision.inference import Detections
 
@@ -38,62 +35,6 @@ def clean_detections(
         scores=np.clip(detections.scores[keep], 0.0, 1.0).astype(np.float32),
         labels=detections.labels[keep].astype(np.int64),
     )
-
-
-def _to_boxes(
-    detections: Detections, track_ids: NDArray[np.int64], classes: Sequence[str], size: FrameSize
-) -> list[Box]:
-    boxes = []
-    for xyxy, score, label, track in zip(
-        detections.boxes_xyxy.tolist(),
-        detections.scores.tolist(),
-        detections.labels.tolist(),
-        track_ids.tolist(),
-        strict=True,
-    ):
-        # Rounding to 1/100 px keeps files small; clipping again keeps the rounded box inside the frame.
-        x1, y1, x2, y2 = (round(float(v), 2) for v in xyxy)
-        x1, x2 = max(0.0, x1), min(float(size.width), x2)
-        y1, y2 = max(0.0, y1), min(float(size.height), y2)
-        if x2 - x1 < MIN_BOX_SIDE_PX or y2 - y1 < MIN_BOX_SIDE_PX:
-            continue
-        boxes.append(
-            Box(
-                label=classes[label],
-                xyxy=(x1, y1, x2, y2),
-                track=int(track),
-                score=round(float(score), 4),
-                origin="detector",
-            )
-        )
-    return boxes
-
-
-def label_frames(
-    detections: Sequence[Detections],
-    sizes: Sequence[FrameSize],
-    *,
-    classes: Sequence[str],
-    tracker: IoUTracker,
-) -> list[Frame]:
-    """One :class:`Frame` per sampled frame, boxes tracked across frames; empty frames keep ``boxes=[]``."""
-    if len(detections) != len(sizes):
-        raise ValueError(f"{len(detections)} detection sets for {len(sizes)} frames")
-    tracker.reset()
-    frames = []
-    for raw, size in zip(detections, sizes, strict=True):
-        cleaned = clean_detections(raw, width=size.width, height=size.height, n_classes=len(classes))
-        track_ids = tracker.update(cleaned.boxes_xyxy, cleaned.labels)
-        frames.append(
-            Frame(
-                index=size.index,
-                image=frame_name(size.index),
-                width=size.width,
-                height=size.height,
-                boxes=_to_boxes(cleaned, track_ids, classes, size),
-            )
-        )
-    return frames
 
 
 def count_tracks(frames: Sequence[Frame]) -> int:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataengine.autolabel.tracks import Track
 from dataengine.vision.boxes import pairwise_iou
 from dataengine.vision.inference import Detections
+from dataengine.vision.tracks import Track
 
 
 @dataclass(frozen=True, slots=True)

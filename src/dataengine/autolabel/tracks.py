@@ -9,7 +9,7 @@ Low-score boxes never start a track. The assignment is optimal per frame
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,13 +17,12 @@ from scipy.optimize import linear_sum_assignment
 
 from dataengine.vision.boxes import pairwise_iou
 from dataengine.vision.inference import Detections
+from dataengine.vision.tracks import Track
 
 #: Cost of an assignment that is not allowed (IoU under the gate).
 _FORBIDDEN = 1e6
 #: Added to the cost of giving a box to a track of another class: class flicker may join, but loses ties.
 _CLASS_PENALTY = 0.2
-#: Weight of the newest displacement in the velocity estimate (exponential moving average).
-_VELOCITY_ALPHA = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,39 +43,6 @@ class TrackerParams:
             raise ValueError(f"IoU gates must lie in (0, 1], got {self.match_iou}, {self.low_match_iou}")
         if self.max_gap < 0:
             raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
-
-
-@dataclass(slots=True)
-class Track:
-    """One object's observations: sampled-frame positions, boxes (xyxy), scores and labels."""
-
-    id: int
-    positions: list[int] = field(default_factory=list)
-    boxes: list[NDArray[np.float64]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    velocity: NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
-    #: Hindsight's score for the track when something better than its mean score is known (recovery).
-    confidence: float | None = None
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def add(self, position: int, box: NDArray[np.float64], score: float, label: int) -> None:
-        """Append an observation and update the velocity (per sampled frame) from the previous one."""
-        if self.positions:
-            step = (box - self.boxes[-1]) / max(position - self.positions[-1], 1)
-            self.velocity = (
-                step if len(self) == 1 else (1 - _VELOCITY_ALPHA) * self.velocity + (_VELOCITY_ALPHA * step)
-            )
-        self.positions.append(position)
-        self.boxes.append(box)
-        self.scores.append(score)
-        self.labels.append(label)
-
-    def predicted(self, position: int) -> NDArray[np.float64]:
-        """Where the box should be at ``position``, moving at the track's velocity."""
-        return self.boxes[-1] + self.velocity * (position - self.positions[-1])
 
 
 def _assign(

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dataengine.formats import Box, ClipAnnotations
+from dataengine.vision.boxes import box_iou
 
 #: Boxes overlapping at least this much can be the same object.
 MATCH_IOU = 0.5
@@ -78,25 +79,12 @@ class BoxChanges:
         return {**asdict(self), "total": self.total}
 
 
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two ``xyxy`` boxes; 0 when either is empty."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
-
-
 def frame_changes(before: Sequence[Box], after: Sequence[Box]) -> BoxChanges:
     """The changes between one frame's boxes before and after review."""
     candidates = []
     for i, old in enumerate(before):
         for j, new in enumerate(after):
-            overlap = iou(old.xyxy, new.xyxy)
+            overlap = box_iou(old.xyxy, new.xyxy)
             if overlap >= MATCH_IOU:
                 candidates.append((old.label != new.label, -overlap, i, j))
     candidates.sort()

@@ -35,7 +35,8 @@ from dataengine.triggers.signals import (
     rare_class_score,
     temporal_score,
 )
-from dataengine.triggers.tracks import Track, link_tracks
+from dataengine.triggers.tracks import link_tracks
+from dataengine.vision.tracks import Track
 
 __all__ = [
     "ANOMALY",

@@ -14,14 +14,12 @@ from numpy.typing import NDArray
 
 from dataengine.triggers.base import TriggerResult
 from dataengine.triggers.tracks import (
-    Track,
     TrackArrays,
-    consecutive_iou,
-    greedy_pairs,
-    iou_matrix,
     link_track_arrays,
 )
+from dataengine.vision.boxes import consecutive_iou, greedy_match, pairwise_iou
 from dataengine.vision.inference import Detections
+from dataengine.vision.tracks import Track
 
 #: A never-confident track counts as a near miss at most this much, below a real flicker.
 NEAR_MISS_CAP = 0.5
@@ -69,7 +67,7 @@ def flicker_score(
     n = len(detections)
     arrays = _as_arrays(detections, max_gap, tracks)
     confident = arrays.scores >= score_threshold
-    track, t = arrays.track[confident], arrays.t[confident]
+    track, t = arrays.track[confident], arrays.positions[confident]
     n_shown = np.bincount(track, minlength=arrays.n_tracks)
     # Gaps: consecutive shown observations of one track 2..max_gap+1 frames apart.
     step = t[1:] - t[:-1]
@@ -150,7 +148,7 @@ def temporal_score(
     n_shown = np.bincount(arrays.track[confident], minlength=arrays.n_tracks)
     counted = n_shown >= 2
     # Class flips, between consecutive shown observations of a counted track.
-    track_c, t_c, labels_c = arrays.track[confident], arrays.t[confident], arrays.labels[confident]
+    track_c, t_c, labels_c = arrays.track[confident], arrays.positions[confident], arrays.labels[confident]
     flip = (track_c[1:] == track_c[:-1]) & (labels_c[1:] != labels_c[:-1])
     flip_track, flip_t = track_c[1:][flip], t_c[1:][flip]
     # Box jumps and swings, between consecutive observations (shown or not) of a counted track.
@@ -162,12 +160,12 @@ def temporal_score(
     # A jump counts only where the track otherwise moves smoothly: an erratic track is not "a jump".
     smooth = (n_pairs >= 2) & (np.nan_to_num(median, nan=-1.0) >= smooth_iou)
     jump = smooth[pair_track] & (ious < jump_iou)
-    jump_track, jump_t = pair_track[jump], arrays.t[1:][pair][jump]
+    jump_track, jump_t = pair_track[jump], arrays.positions[1:][pair][jump]
     steps = np.diff(arrays.scores)
     big = pair & (np.abs(steps) >= oscillation)
     # A swing is a large step followed by a large step the other way, within one track: at the middle.
     swing = big[:-1] & big[1:] & (np.sign(steps[:-1]) != np.sign(steps[1:]))
-    swing_track, swing_t = arrays.track[1:-1][swing], arrays.t[1:-1][swing]
+    swing_track, swing_t = arrays.track[1:-1][swing], arrays.positions[1:-1][swing]
     totals = {
         "class_flips": int(flip_t.size),
         "box_jumps": int(jump_t.size),
@@ -222,7 +220,7 @@ def rare_class_score(
     arrays = _as_arrays(detections, max_gap, tracks)
     n_classes = rarity.size
     shown = (arrays.scores >= score_threshold) & (arrays.labels >= 0) & (arrays.labels < n_classes)
-    track, labels, t = arrays.track[shown], arrays.labels[shown], arrays.t[shown]
+    track, labels, t = arrays.track[shown], arrays.labels[shown], arrays.positions[shown]
     details: dict[str, Any] = {"rare_tracks": 0}
     if track.size == 0 or not rarity.any():
         return TriggerResult(score=0.0, details=details)
@@ -276,11 +274,11 @@ def _compare(
     n_a, n_b = len(labels_a), len(labels_b)
     if n_a == 0 or n_b == 0:
         return 0, n_a, n_b, 0
-    iou = iou_matrix(
+    iou = pairwise_iou(
         np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4),
         np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4),
     )
-    rows, cols = greedy_pairs(iou, iou_threshold)
+    rows, cols = greedy_match(iou, iou_threshold=iou_threshold)
     conflicts = int((labels_a[rows] != labels_b[cols]).sum())
     return int(rows.size), n_a - int(rows.size), n_b - int(cols.size), conflicts
 
@@ -325,7 +323,7 @@ def disagreement_score(
     matched = np.zeros(n, dtype=np.int64)
     conflicts = np.zeros(n, dtype=np.int64)
     if boxes_a.size and boxes_b.size:
-        every = iou_matrix(boxes_a, boxes_b)
+        every = pairwise_iou(boxes_a, boxes_b)
         frame_a, frame_b = np.repeat(np.arange(n), count_a), np.repeat(np.arange(n), count_b)
         same_frame = frame_a[:, None] == frame_b[None, :]
         rows, cols = np.nonzero(same_frame & (every >= iou_threshold) & (every > 0))
@@ -340,7 +338,7 @@ def disagreement_score(
         conflicts += np.bincount(frame_a[rows[simple]][differ], minlength=n)
         for f in crowded.tolist():
             a0, a1, b0, b1 = starts_a[f], starts_a[f + 1], starts_b[f], starts_b[f + 1]
-            pick_rows, pick_cols = greedy_pairs(every[a0:a1, b0:b1], iou_threshold)
+            pick_rows, pick_cols = greedy_match(every[a0:a1, b0:b1], iou_threshold=iou_threshold)
             matched[f] = pick_rows.size
             conflicts[f] = int((labels_a[a0 + pick_rows] != labels_b[b0 + pick_cols]).sum())
     only_a, only_b = count_a - matched, count_b - matched

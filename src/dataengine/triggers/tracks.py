@@ -12,12 +12,14 @@ flicker and temporal triggers read; :func:`link_tracks` gives the same tracks as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from dataengine.vision.boxes import greedy_match, grow_boxes, pairwise_iou
 from dataengine.vision.inference import Detections
+from dataengine.vision.tracks import Track
 
 #: Up to this many detections in a clip, linking computes one IoU matrix between all of them.
 FULL_MATRIX_LIMIT = 400
@@ -25,41 +27,16 @@ FULL_MATRIX_LIMIT = 400
 SMALL_CLIP_LIMIT = 64
 
 
-@dataclass
-class Track:
-    """One object over time: per observation its frame position ``t``, box, score and label."""
-
-    track_id: int
-    t: list[int] = field(default_factory=list)
-    boxes_xyxy: list[NDArray[np.float32]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-
-    def add(self, t: int, box_xyxy: NDArray[np.float32], score: float, label: int) -> None:
-        """Append an observation at frame position ``t``."""
-        self.t.append(t)
-        self.boxes_xyxy.append(box_xyxy)
-        self.scores.append(score)
-        self.labels.append(label)
-
-    def confident(self, threshold: float) -> list[int]:
-        """Positions in this track's observations whose score is at least ``threshold``."""
-        return [i for i, score in enumerate(self.scores) if score >= threshold]
-
-    def __len__(self) -> int:
-        return len(self.t)
-
-
 @dataclass(frozen=True, slots=True)
 class TrackArrays:
-    """Every track of a clip as flat arrays, one row per observation, sorted by track and then by ``t``.
+    """Every track of a clip as flat arrays, one row per observation, sorted by track and then by position.
 
-    ``track`` holds the track id (0..``n_tracks`` - 1, in order of first appearance) and ``t`` the frame
-    position; ``scores`` are float64 (the detector's float32 values, widened).
+    ``track`` holds the track id (0..``n_tracks`` - 1, in order of first appearance) and ``positions`` the
+    sampled-frame position; ``scores`` are float64 (the detector's float32 values, widened).
     """
 
     track: NDArray[np.int64]
-    t: NDArray[np.int64]
+    positions: NDArray[np.int64]
     boxes_xyxy: NDArray[np.float32]
     scores: NDArray[np.float64]
     labels: NDArray[np.int64]
@@ -69,10 +46,10 @@ class TrackArrays:
     def from_tracks(cls, tracks: Sequence[Track]) -> TrackArrays:
         """The arrays of :class:`Track` objects (renumbered 0.. in the order given)."""
         lengths = [len(tr) for tr in tracks]
-        boxes = [b for tr in tracks for b in tr.boxes_xyxy]
+        boxes = [b for tr in tracks for b in tr.boxes]
         return cls(
             track=np.repeat(np.arange(len(tracks), dtype=np.int64), lengths),
-            t=np.asarray([p for tr in tracks for p in tr.t], dtype=np.int64),
+            positions=np.asarray([p for tr in tracks for p in tr.positions], dtype=np.int64),
             boxes_xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
             scores=np.asarray([s for tr in tracks for s in tr.scores], dtype=np.float64),
             labels=np.asarray([label for tr in tracks for label in tr.labels], dtype=np.int64),
@@ -81,73 +58,12 @@ class TrackArrays:
 
     def to_tracks(self) -> list[Track]:
         """The same tracks as :class:`Track` objects."""
-        tracks = [Track(track_id=i) for i in range(self.n_tracks)]
+        tracks = [Track(id=i) for i in range(self.n_tracks)]
         for row in range(self.track.size):
             tracks[int(self.track[row])].add(
-                int(self.t[row]), self.boxes_xyxy[row], float(self.scores[row]), int(self.labels[row])
+                int(self.positions[row]), self.boxes_xyxy[row], float(self.scores[row]), int(self.labels[row])
             )
         return tracks
-
-
-def consecutive_iou(boxes_xyxy: NDArray[np.floating]) -> NDArray[np.float64]:
-    """IoU of each box with the next one in a (N, 4) array: N - 1 values."""
-    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    a, b = boxes[:-1], boxes[1:]
-    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0.0, None)
-    inter = wh[:, 0] * wh[:, 1]
-    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
-    union = area[:-1] + area[1:] - inter
-    out: NDArray[np.float64] = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
-
-
-def grow_boxes(boxes_xyxy: NDArray[np.floating], scale: float) -> NDArray[np.float64]:
-    """Boxes scaled by ``scale`` about their centres."""
-    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    half = (boxes[:, 2:] - boxes[:, :2]) * (scale / 2.0)
-    return np.concatenate([centre - half, centre + half], axis=1)
-
-
-def iou_matrix(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The (len(a), len(b)) IoU of two float64 box arrays; empty or inverted boxes have IoU 0."""
-    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
-    np.maximum(wh, 0.0, out=wh)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = np.maximum(a[:, 2] - a[:, 0], 0.0) * np.maximum(a[:, 3] - a[:, 1], 0.0)
-    area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    out: NDArray[np.float64] = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
-
-
-def greedy_pairs(iou: NDArray[np.float64], threshold: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Pairs ``(rows, cols)`` taken greedily by descending IoU (ties: lower row, then lower column), each
-    row and column at most once, among pairs with IoU >= ``threshold`` and > 0.
-
-    The same pairs as :func:`dataengine.vision.boxes.greedy_match`, with less overhead on the small
-    matrices of one frame.
-    """
-    rows, cols = np.nonzero((iou >= threshold) & (iou > 0))
-    if rows.size <= 1:
-        return rows, cols
-    row_list, col_list = rows.tolist(), cols.tolist()
-    if len(set(row_list)) == len(row_list) and len(set(col_list)) == len(col_list):
-        # No box has two candidates (the usual case between frames): every candidate pair is a match.
-        return rows, cols
-    order = np.lexsort((cols, rows, -iou[rows, cols]))
-    used_rows: set[int] = set()
-    used_cols: set[int] = set()
-    keep: list[int] = []
-    for k in order.tolist():
-        row, col = row_list[k], col_list[k]
-        if row not in used_rows and col not in used_cols:
-            used_rows.add(row)
-            used_cols.add(col)
-            keep.append(k)
-    return rows[keep], cols[keep]
 
 
 def link_track_arrays(
@@ -173,7 +89,7 @@ def link_track_arrays(
     times = np.repeat(np.arange(len(detections), dtype=np.int64), counts)
     # One IoU matrix between all grown boxes of the clip replaces one small matrix per frame (the
     # per-call overhead dominates on a few boxes); long clips with many boxes go frame by frame.
-    every = iou_matrix(grown, grown) if total <= FULL_MATRIX_LIMIT else None
+    every = pairwise_iou(grown, grown) if total <= FULL_MATRIX_LIMIT else None
     if total <= SMALL_CLIP_LIMIT and every is not None:
         owner = _link_small(every.tolist(), offsets, max_gap, link_iou)
         n_tracks = int(owner.max()) + 1
@@ -244,8 +160,8 @@ def _link_frames(
         live = np.flatnonzero(last_t[:n_tracks] >= t - max_gap - 1)
         if live.size:
             rows_of = last_det[live]
-            iou = every[rows_of, lo:hi] if every is not None else iou_matrix(grown[rows_of], grown[lo:hi])
-            rows, cols = greedy_pairs(iou, link_iou)
+            iou = every[rows_of, lo:hi] if every is not None else pairwise_iou(grown[rows_of], grown[lo:hi])
+            rows, cols = greedy_match(iou, iou_threshold=link_iou)
             assigned[cols] = live[rows]
         new = np.flatnonzero(assigned < 0)
         # Unmatched detections start tracks in their order within the frame.

@@ -1,6 +1,10 @@
-"""Box arithmetic on numpy arrays of ``xyxy`` boxes in absolute pixels: IoU, greedy matching, clipping."""
+"""Box geometry, the one module for it: ``xyxy`` boxes in absolute pixels; IoU (pairwise, scalar,
+consecutive), greedy matching, growing and clipping. Triggers, autolabel, review and the benchmarks use it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,49 +16,78 @@ def pairwise_iou(
     """The (len(a), len(b)) matrix of intersection over union; empty or inverted boxes have IoU 0."""
     a = np.asarray(boxes_a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b_xyxy, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0.0, None)
+    # In place where possible: trigger linking calls this on every pair of frames of every clip.
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
+    np.maximum(wh, 0.0, out=wh)
     intersection = wh[..., 0] * wh[..., 1]
-    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0.0) * np.maximum(a[:, 3] - a[:, 1], 0.0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
     union = area_a[:, None] + area_b[None, :] - intersection
     iou: NDArray[np.float64] = np.zeros_like(intersection)
     np.divide(intersection, union, out=iou, where=union > 0)
     return iou
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``xyxy`` boxes; 0 when either is empty."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def consecutive_iou(boxes_xyxy: NDArray[np.floating]) -> NDArray[np.float64]:
+    """IoU of each box with the next one in a (N, 4) array: N - 1 values."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    a, b = boxes[:-1], boxes[1:]
+    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0.0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    union = area[:-1] + area[1:] - inter
+    out: NDArray[np.float64] = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def grow_boxes(boxes_xyxy: NDArray[np.floating], scale: float) -> NDArray[np.float64]:
+    """Boxes scaled by ``scale`` about their centres."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    half = (boxes[:, 2:] - boxes[:, :2]) * (scale / 2.0)
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
 def greedy_match(
     iou: NDArray[np.floating], *, iou_threshold: float
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Pairs ``(rows, cols)`` picked greedily by descending IoU, each row and column at most once.
 
     Only pairs with IoU >= ``iou_threshold`` (and > 0) are considered. Ties fall to the lower row, then
-    the lower column, so the result is deterministic.
+    the lower column, so the result is deterministic. The pairs come in no particular order.
     """
     rows, cols = np.nonzero((iou >= iou_threshold) & (iou > 0))
-    if rows.size == 0:
-        empty = np.zeros((0,), dtype=np.int64)
-        return empty, empty.copy()
-    if np.unique(rows).size == rows.size and np.unique(cols).size == cols.size:
-        # The common case in tracking: no box has two candidates, so every candidate pair is a match.
-        order = np.lexsort((cols, rows, -iou[rows, cols]))
-        return rows[order].astype(np.int64), cols[order].astype(np.int64)
+    if rows.size <= 1:
+        return rows, cols
+    row_list, col_list = rows.tolist(), cols.tolist()
+    if len(set(row_list)) == len(row_list) and len(set(col_list)) == len(col_list):
+        # No box has two candidates (the usual case between frames): every candidate pair is a match.
+        return rows, cols
     # lexsort's last key is the primary one: IoU descending, then row, then column.
     order = np.lexsort((cols, rows, -iou[rows, cols]))
     used_rows: set[int] = set()
     used_cols: set[int] = set()
-    picked_rows: list[int] = []
-    picked_cols: list[int] = []
+    keep: list[int] = []
     # One pass over the candidate pairs only (those above the threshold), not over all pairs.
-    for row, col in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
-        if row in used_rows or col in used_cols:
-            continue
-        used_rows.add(row)
-        used_cols.add(col)
-        picked_rows.append(row)
-        picked_cols.append(col)
-    return np.asarray(picked_rows, dtype=np.int64), np.asarray(picked_cols, dtype=np.int64)
+    for k in order.tolist():
+        row, col = row_list[k], col_list[k]
+        if row not in used_rows and col not in used_cols:
+            used_rows.add(row)
+            used_cols.add(col)
+            keep.append(k)
+    return rows[keep], cols[keep]
 
 
 def same_label_iou(

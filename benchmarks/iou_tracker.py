@@ -1,10 +1,12 @@
-"""An IoU tracker: links boxes of the same class across frames by overlap, and numbers the tracks.
+"""The legacy IoU tracker, kept as the frame-by-frame baseline of ``benchmarks/autolabel_quality.py``.
+
+It links boxes of the same class across frames by overlap, and numbers the tracks.
 
 The association is greedy by IoU over the boxes of consecutive sampled frames (after Bochinski et al.,
 "High-Speed Tracking-by-Detection Without Using Image Information", 2017). It needs no image, runs at
 tens of thousands of frames per second, and gives the stable ids a reviewer corrects one track at a time.
-Autolabel now uses the two-pass tracker in :mod:`dataengine.autolabel.tracks`; this one remains the
-frame-by-frame baseline of ``benchmarks/autolabel_quality.py``.
+Autolabel uses the two-pass tracker in :mod:`dataengine.autolabel.tracks`; this one and
+:func:`label_frames` (detections -> tracked annotation frames with it) live here, outside the product.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from dataengine.autolabel.labelling import MIN_BOX_SIDE_PX, FrameSize, clean_detections
+from dataengine.clips import frame_name
+from dataengine.formats import Box, Frame
 from dataengine.vision.boxes import greedy_match, same_label_iou
+from dataengine.vision.inference import Detections
 
 
 class IoUTracker:
@@ -97,3 +103,59 @@ def track_frames(
     """Track ids for the ``(boxes_xyxy, labels)`` of each frame, with a fresh :class:`IoUTracker`."""
     tracker = IoUTracker(iou_threshold=iou_threshold, max_gap=max_gap)
     return [tracker.update(boxes, labels) for boxes, labels in frames]
+
+
+def _to_boxes(
+    detections: Detections, track_ids: NDArray[np.int64], classes: Sequence[str], size: FrameSize
+) -> list[Box]:
+    boxes = []
+    for xyxy, score, label, track in zip(
+        detections.boxes_xyxy.tolist(),
+        detections.scores.tolist(),
+        detections.labels.tolist(),
+        track_ids.tolist(),
+        strict=True,
+    ):
+        # Rounding to 1/100 px keeps files small; clipping again keeps the rounded box inside the frame.
+        x1, y1, x2, y2 = (round(float(v), 2) for v in xyxy)
+        x1, x2 = max(0.0, x1), min(float(size.width), x2)
+        y1, y2 = max(0.0, y1), min(float(size.height), y2)
+        if x2 - x1 < MIN_BOX_SIDE_PX or y2 - y1 < MIN_BOX_SIDE_PX:
+            continue
+        boxes.append(
+            Box(
+                label=classes[label],
+                xyxy=(x1, y1, x2, y2),
+                track=int(track),
+                score=round(float(score), 4),
+                origin="detector",
+            )
+        )
+    return boxes
+
+
+def label_frames(
+    detections: Sequence[Detections],
+    sizes: Sequence[FrameSize],
+    *,
+    classes: Sequence[str],
+    tracker: IoUTracker,
+) -> list[Frame]:
+    """One :class:`Frame` per sampled frame, boxes tracked across frames; empty frames keep ``boxes=[]``."""
+    if len(detections) != len(sizes):
+        raise ValueError(f"{len(detections)} detection sets for {len(sizes)} frames")
+    tracker.reset()
+    frames = []
+    for raw, size in zip(detections, sizes, strict=True):
+        cleaned = clean_detections(raw, width=size.width, height=size.height, n_classes=len(classes))
+        track_ids = tracker.update(cleaned.boxes_xyxy, cleaned.labels)
+        frames.append(
+            Frame(
+                index=size.index,
+                image=frame_name(size.index),
+                width=size.width,
+                height=size.height,
+                boxes=_to_boxes(cleaned, track_ids, classes, size),
+            )
+        )
+    return frames
