@@ -343,13 +343,13 @@ def review_report(
 ) -> None:
     """Review tasks per platform, and what reviewers changed per reviewer and per model version."""
     from dataengine.review import review_report as build_report
-    from dataengine.review.report import plot_edit_rate, report_summary
+    from dataengine.review.report import plot_edit_rate
 
     with _context() as ctx:
         report = build_report(ctx, since=since.replace(tzinfo=since.tzinfo or UTC) if since else None)
         if out is not None:
-            report["plot"] = str(plot_edit_rate(report, out))
-    _emit(report, as_json, report_summary)
+            report = report.with_plot(plot_edit_rate(report, out))
+    _emit(report.to_dict(), as_json, lambda _: report.summary())
 
 
 @review_app.command("status")

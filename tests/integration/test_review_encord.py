@@ -336,8 +336,8 @@ def test_fake_encord_import_takes_final_stage_rows_as_new_versions(
     again = import_reviews(encord_ctx)
     assert again.imported == []
     assert list_versions(encord_ctx.store, done) == [1, 2]
-    quality = review_report(encord_ctx)["by_reviewer"]["ann-7@example.com"]
-    assert (quality["accepted"], quality["moved"], quality["deleted"], quality["added"]) == (1, 1, 1, 1)
+    quality = review_report(encord_ctx).by_reviewer["ann-7@example.com"]
+    assert (quality.accepted, quality.moved, quality.deleted, quality.added) == (1, 1, 1, 1)
 
 
 def test_fake_encord_rate_limit_is_a_retryable_error_and_records_nothing(

@@ -102,13 +102,13 @@ def test_labelstudio_round_trip_on_a_real_server(ls_ctx: Context, make_clip: Cal
 
     assert import_reviews(ls_ctx).imported == []  # a re-import makes no new version
     assert list_versions(ls_ctx.store, clip_id) == [1, 2]
-    by_reviewer = review_report(ls_ctx)["by_reviewer"]
+    by_reviewer = review_report(ls_ctx).by_reviewer
     (name,) = by_reviewer
     quality = by_reviewer[name]
     assert name.endswith("@example.com")
-    assert (quality["accepted"], quality["moved"], quality["deleted"], quality["added"]) == (1, 1, 1, 1)
-    assert quality["seconds"] == 42.5
-    assert quality["boxes_per_hour"] == pytest.approx(3600 * 3 / 42.5)
+    assert (quality.accepted, quality.moved, quality.deleted, quality.added) == (1, 1, 1, 1)
+    assert quality.seconds == 42.5
+    assert quality.boxes_per_hour == pytest.approx(3600 * 3 / 42.5)
 
 
 def test_labelstudio_malformed_annotation_keeps_the_clip_in_review(

@@ -123,7 +123,7 @@ def test_empty_store_exports_and_imports_nothing(ctx: Context) -> None:
     imported = import_reviews(ctx)
     assert (exported.exported, exported.skipped, exported.platform) == ([], [], "local")
     assert (imported.imported, imported.failed, imported.boxes_changed) == ([], [], 0)
-    assert review_report(ctx)["open"] == []
+    assert review_report(ctx).open == []
     assert "no review tasks yet" in report_summary(review_report(ctx))
 
 
@@ -223,9 +223,9 @@ def test_import_of_a_hand_written_review(pg_ctx: Context) -> None:
     assert len(_events(ctx, clip)) == 4
 
     summary = review_report(ctx)
-    assert summary["platforms"] == {"local": {"exported": 1, "imported": 1, "failed": 0}}
-    assert [task["clip_id"] for task in summary["open"]] == [waiting]
-    assert (summary["reviews"], summary["boxes_changed"], summary["simulated_reviews"]) == (1, 3, 0)
+    assert summary.platforms == {"local": {"exported": 1, "imported": 1, "failed": 0}}
+    assert [task.clip_id for task in summary.open] == [waiting]
+    assert (summary.reviews, summary.boxes_changed, summary.simulated_reviews) == (1, 3, 0)
 
 
 def test_accepting_the_prelabels_unchanged_changes_zero_boxes(ctx: Context) -> None:
@@ -389,8 +389,8 @@ def test_simulated_review_maps_ground_truth_onto_clip_frames(ctx: Context) -> No
     assert expected > 0
     stage, _, details = _events(ctx, clip)[-1]
     assert (stage, details["simulated"], details["reviewers"]) == ("reviewed", True, [SIMULATED_REVIEWER])
-    assert review_report(ctx)["platforms"]["simulated"]["imported"] == 1
-    assert review_report(ctx)["simulated_reviews"] == 1
+    assert review_report(ctx).platforms["simulated"]["imported"] == 1
+    assert review_report(ctx).simulated_reviews == 1
 
     again = import_reviews(ctx, platform="simulated")
     assert (again.simulated, again.simulated_clips, again.imported) == (False, [], [])

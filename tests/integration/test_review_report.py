@@ -70,26 +70,21 @@ def test_report_counts_per_reviewer_and_model_on_crafted_reviews(
     ctx: Context, reviewed: dict[str, str]
 ) -> None:
     report = review_report(ctx)
-    assert (report["reviews"], report["boxes_changed"]) == (2, 4)
-    heavy = report["by_reviewer"]["ann-1"]
-    assert {k: heavy[k] for k in ("reviews", "accepted", "moved", "deleted", "added", "relabelled")} == {
-        "reviews": 1,
-        "accepted": 1,
-        "moved": 1,
-        "deleted": 1,
-        "added": 2,
-        "relabelled": 0,
-    }
+    assert (report.reviews, report.boxes_changed) == (2, 4)
+    heavy = report.by_reviewer["ann-1"]
+    counts = (heavy.reviews, heavy.accepted, heavy.moved, heavy.deleted, heavy.added, heavy.relabelled)
+    assert counts == (1, 1, 1, 1, 2, 0)
     # 3 pre-labels, 2 kept (1 accepted + 1 moved); 4 reviewed boxes, 2 of them found by the model.
-    assert heavy["precision"] == pytest.approx(2 / 3)
-    assert heavy["recall"] == pytest.approx(2 / 4)
-    assert heavy["edit_rate"] == pytest.approx(4 / 3)
-    assert heavy["seconds"] is None
-    assert heavy["boxes_per_hour"] is None
-    light = report["by_reviewer"]["ann-2"]
-    assert (light["accepted"], light["precision"], light["recall"], light["edit_rate"]) == (3, 1.0, 1.0, 0.0)
-    assert report["by_model"]["m-0001"]["edit_rate"] == pytest.approx(4 / 3)
-    assert report["by_model"]["m-0002"]["edit_rate"] == 0.0  # the newer model needed no edits
+    assert heavy.precision == pytest.approx(2 / 3)
+    assert heavy.recall == pytest.approx(2 / 4)
+    assert heavy.edit_rate == pytest.approx(4 / 3)
+    assert heavy.seconds is None
+    assert heavy.boxes_per_hour is None
+    light = report.by_reviewer["ann-2"]
+    assert (light.accepted, light.precision, light.recall, light.edit_rate) == (3, 1.0, 1.0, 0.0)
+    assert report.by_model["m-0001"].edit_rate == pytest.approx(4 / 3)
+    assert report.by_model["m-0002"].edit_rate == 0.0  # the newer model needed no edits
+    assert report.to_dict()["by_reviewer"]["ann-1"]["added"] == 2
     summary = report_summary(report)
     assert "reviewer ann-1: 1 review(s), accepted 1, moved 1, deleted 1, added 2" in summary
     assert "model m-0002" in summary
@@ -98,10 +93,10 @@ def test_report_counts_per_reviewer_and_model_on_crafted_reviews(
 
 def test_report_since_leaves_older_reviews_out(ctx: Context, reviewed: dict[str, str]) -> None:
     later = review_report(ctx, since=datetime.now(UTC) + timedelta(minutes=5))
-    assert (later["reviews"], later["by_reviewer"], later["by_model"]) == (0, {}, {})
-    assert len(later["open"]) == 1  # open tasks are listed whatever the date
+    assert (later.reviews, later.by_reviewer, later.by_model) == (0, {}, {})
+    assert len(later.open) == 1  # open tasks are listed whatever the date
     earlier = review_report(ctx, since=datetime.now(UTC) - timedelta(days=1))
-    assert earlier["reviews"] == 2
+    assert earlier.reviews == 2
 
 
 def test_report_cli_plots_the_edit_rate_per_model(

@@ -19,7 +19,14 @@ from dataengine.review.exporting import ExportReport, export_for_review
 from dataengine.review.import_report import ImportReport
 from dataengine.review.importing import import_reviews, open_tasks
 from dataengine.review.platforms import PLATFORMS, get_platform
-from dataengine.review.report import open_task_status, plot_edit_rate, report_summary, review_report
+from dataengine.review.report import (
+    ReviewQuality,
+    ReviewReport,
+    open_task_status,
+    plot_edit_rate,
+    report_summary,
+    review_report,
+)
 
 __all__ = [
     "PLATFORMS",
@@ -31,6 +38,8 @@ __all__ = [
     "OpenTask",
     "RetryableReviewError",
     "ReviewPlatform",
+    "ReviewQuality",
+    "ReviewReport",
     "box_changes",
     "check_against_export",
     "export_for_review",

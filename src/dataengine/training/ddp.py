@@ -35,6 +35,7 @@ from dataengine.training.distributed import (
     weights_digest,
 )
 from dataengine.training.engine import train_one_epoch
+from dataengine.training.record import FitResult, TrainingRecord
 from dataengine.training.resume import load_state, save_state
 from dataengine.vision import build_detector, load_checkpoint, model_prefix, save_checkpoint
 
@@ -190,11 +191,8 @@ def use_amp(args: argparse.Namespace, info: DistributedInfo) -> bool:
     return info.device.type == "cuda" and args.amp != "off"
 
 
-def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> dict[str, Any]:
-    """Build the model and train it, resuming from the last epoch's state if a previous job stored one.
-
-    Returns the training record, with the model under ``_model``.
-    """
+def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> FitResult:
+    """Build the model and train it, resuming from the last epoch's state if a previous job stored one."""
     loader, sampler, dataset = build_loader(args, store, info)
     model, model_without_ddp = build_model(args, store, info)
     n_epochs = args.warm_epochs if args.init_model_id and args.warm_epochs else args.epochs
@@ -230,32 +228,32 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
             )  # fmt: skip
         barrier(info)
         log(info, f"epoch {epoch} done: loss {stats['loss']:.4f} in {stats['seconds']:.1f}s, state saved")
-    return {
-        "model_id": args.model_id,
-        "dataset_id": args.dataset_id,
-        "manifest": args.manifest,
-        "world_size": info.world_size,
-        "backend": info.backend,
-        "device": str(info.device),
-        "amp": amp,
-        "n_train_frames": len(dataset),
-        "n_train_clips": dataset.n_clips,
-        "train_seconds": state.train_seconds,
-        "resumed_from_epoch": resumed_from,
-        "epochs": state.epochs,
-        "_model": model_without_ddp,
-    }
+    record = TrainingRecord(
+        model_id=args.model_id,
+        dataset_id=args.dataset_id,
+        manifest=args.manifest,
+        world_size=info.world_size,
+        backend=info.backend,
+        device=str(info.device),
+        amp=amp,
+        n_train_frames=len(dataset),
+        n_train_clips=dataset.n_clips,
+        train_seconds=state.train_seconds,
+        resumed_from_epoch=resumed_from,
+        epochs=list(state.epochs),
+    )
+    return FitResult(model=model_without_ddp, record=record)
 
 
-def save(args: argparse.Namespace, store: ObjectStore, record: dict[str, Any]) -> None:
+def save(args: argparse.Namespace, store: ObjectStore, result: FitResult) -> None:
     """Rank 0 writes the weights, ``config.json`` and, last, ``training.json`` (the completion mark)."""
-    model = record.pop("_model")
     train_args = {k: v for k, v in vars(args).items() if k != "store_url"}
     save_checkpoint(
-        store, args.model_id, model=model, arch=args.arch, classes=args.classes,
+        store, args.model_id, model=result.model, arch=args.arch, classes=args.classes,
         min_size=args.min_size, max_size=args.max_size, train_args=train_args,
     )  # fmt: skip
-    store.write_json(f"{model_prefix(args.model_id)}/training.json", {**record, "args": train_args})
+    record = {**result.record.to_dict(), "args": train_args}
+    store.write_json(f"{model_prefix(args.model_id)}/training.json", record)
 
 
 def log(info: DistributedInfo, message: str) -> None:
@@ -270,15 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = init_distributed(args.device)
     try:
         store = ObjectStore(args.store_url, **json.loads(os.environ.get(STORAGE_OPTIONS_ENV) or "{}"))
-        record = fit(args, store, info)
-        digest = weights_digest(record["_model"])
+        result = fit(args, store, info)
+        digest = weights_digest(result.model)
         # Every rank says what it holds, so a multi-node job can be checked from each node's own log.
         print(
             f"[dataengine.training] rank {info.rank}/{info.world_size}: weights sha256 {digest}", flush=True
         )
-        record["weights_sha256"] = check_ranks_agree(digest, info)[0]
+        agreed = check_ranks_agree(digest, info)[0]
         if info.is_main:
-            save(args, store, record)
+            save(args, store, FitResult(result.model, result.record.with_digest(agreed)))
         barrier(info)
     except DataEngineError as exc:
         print(f"dataengine training failed on rank {info.rank}: {exc}", file=sys.stderr, flush=True)
