@@ -54,6 +54,16 @@ def _translate(exc: Exception, what: str) -> StorageError:
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
+def fingerprint(info: dict[str, Any]) -> str | None:
+    """``size:version`` from an object's metadata (ETag on S3, modification time on disk); None when
+    the store gives no version to trust. An unchanged fingerprint means unchanged bytes."""
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    size = info.get("size")
+    if version is None or size is None:
+        return None
+    return f"{size}:{str(version).strip(chr(34))}"
+
+
 class ObjectStore:
     """One bucket or folder, addressed by keys."""
 
@@ -69,6 +79,7 @@ class ObjectStore:
             url = f"file://{rest}"
         self.protocol = protocol
         self.url = url.rstrip("/")
+        self._options = dict(storage_options)
         try:
             self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         except (ImportError, ValueError, TypeError) as exc:
@@ -103,6 +114,27 @@ class ObjectStore:
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{_check_key(key)}"
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a folder on this machine (``file://``)."""
+        return self.protocol == "file"
+
+    def local_file(self, key: str) -> Path | None:
+        """Where ``key`` is on this machine when the store is a local folder (a reader may memory-map it);
+        None for a remote store. The file need not exist."""
+        return Path(self._path(key)) if self.is_local else None
+
+    def key_of_path(self, path: Path) -> str | None:
+        """The key of local file ``path`` when it lies inside this (local) store, else None."""
+        if not self.is_local or not path.is_relative_to(self.root):
+            return None
+        return path.relative_to(self.root).as_posix()
+
+    def reopen(self) -> ObjectStore:
+        """A new store on the same URL and options, with a client of its own (for a forked process:
+        s3fs clients refuse to be used across a fork)."""
+        return ObjectStore(self.url, **self._options)
 
     # Reading --------------------------------------------------------------------------------
 
@@ -168,6 +200,38 @@ class ObjectStore:
                 continue
             keys.append(rel)
         return sorted(keys)
+
+    def listing(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every object under ``prefix`` with what the backend knows of it (``size``, and ``ETag``,
+        ``mtime`` or ``LastModified``), from one listing; uploads still in flight are left out."""
+        base = f"{self.root}/{prefix.strip('/')}" if prefix.strip("/") else self.root
+        try:
+            self.fs.invalidate_cache()
+            if not self.fs.exists(base):
+                return {}
+            found = self.fs.find(base, detail=True)
+        except Exception as exc:
+            raise _translate(exc, self.uri(prefix.strip("/")) if prefix.strip("/") else self.url) from exc
+        listed = {}
+        for path, info in found.items():
+            key = str(path)[len(self.root) + 1 :]
+            if not key.rsplit("/", 1)[-1].startswith(_TMP_PREFIX):
+                listed[key] = dict(info)
+        return listed
+
+    def info(self, key: str) -> dict[str, Any]:
+        """What the backend knows of ``key`` (``size``, and ``ETag``, ``mtime`` or ``LastModified``)."""
+        try:
+            return dict(self.fs.info(self._path(key)))
+        except Exception as exc:
+            raise _translate(exc, self.uri(key)) from exc
+
+    def fingerprint(self, key: str) -> str | None:
+        """The :func:`fingerprint` of ``key``; None when the store cannot say (or has no such object)."""
+        try:
+            return fingerprint(self.info(key))
+        except StorageError:
+            return None
 
     def get_file(self, key: str, local_path: str | Path) -> None:
         """Download ``key`` to ``local_path``."""

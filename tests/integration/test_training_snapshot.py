@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,7 +255,9 @@ def test_a_build_writes_an_index_equal_to_its_manifest(ctx: Context, monkeypatch
     key = build_and_check_index(ctx, monkeypatch)
 
     assert key == "datasets/default/v0002/manifest.index.npz"
-    assert (Path(ctx.store.root) / key).is_file()  # a local file, which readers memory-map
+    local = ctx.store.local_file(key)  # a local file, which readers memory-map
+    assert local is not None
+    assert local.is_file()
 
 
 def test_on_s3_the_build_writes_the_index_and_the_dataset_reads_it(

@@ -11,11 +11,11 @@ import pytest
 
 from dataengine.errors import ConfigError
 from dataengine.ingest.frames import scaled_size
-from dataengine.ingest.hashcache import HashCache, fingerprint
+from dataengine.ingest.hashcache import HashCache
 from dataengine.ingest.index import FrameIndex, build_index
 from dataengine.ingest.plan import COPY, REENCODE, encoding_for, plan_clips
 from dataengine.ingest.sources import VideoSource, compile_path_pattern, recording_info
-from dataengine.storage import ObjectStore
+from dataengine.storage import ObjectStore, fingerprint
 
 
 def _cfr(n: int, *, gop: int, fps: float = 10.0) -> FrameIndex:

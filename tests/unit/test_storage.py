@@ -131,3 +131,30 @@ def test_an_uncreatable_store_folder_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(StorageError, match=r"cannot create the store folder .*a-file/store: Not a directory"):
         ObjectStore(f"file://{tmp_path / 'a-file' / 'store'}")
+
+
+def test_listing_and_info_give_sizes_and_skip_uploads_in_flight(any_store: ObjectStore) -> None:
+    any_store.write_bytes("folder/a.bin", b"12345")
+    any_store.write_bytes("folder/sub/b.bin", b"12")
+    any_store.write_bytes("folder/.tmp-0123-c.bin", b"partial")
+    listed = any_store.listing("folder")
+    assert sorted(listed) == ["folder/a.bin", "folder/sub/b.bin"]
+    assert (listed["folder/a.bin"]["size"], any_store.info("folder/sub/b.bin")["size"]) == (5, 2)
+    assert any_store.listing("nothing/here") == {}
+    with pytest.raises(ObjectNotFoundError, match=r"nope\.bin"):
+        any_store.info("folder/nope.bin")
+
+
+def test_local_files_and_keys_of_paths(any_store: ObjectStore, tmp_path: Path) -> None:
+    any_store.write_bytes("x/y.bin", b"data")
+    local = any_store.local_file("x/y.bin")
+    if any_store.is_local:
+        assert local is not None
+        assert local.read_bytes() == b"data"
+        assert any_store.key_of_path(local) == "x/y.bin"
+        assert any_store.key_of_path(tmp_path / "elsewhere.bin") is None
+    else:
+        assert (local, any_store.key_of_path(tmp_path / "y.bin")) == (None, None)
+    again = any_store.reopen()
+    assert again is not any_store
+    assert (again.url, again.read_bytes("x/y.bin")) == (any_store.url, b"data")

@@ -10,50 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
 from dataengine.errors import StorageError
-from dataengine.storage import ObjectStore
+from dataengine.storage import ObjectStore, fingerprint
 
 CACHE_PREFIX = "ingest/source-hashes"
 SCHEMA = "dataengine.source-hashes/1"
 log = logging.getLogger(__name__)
 
 
-def fingerprint(info: dict[str, Any]) -> str | None:
-    """``size:version`` from an fsspec info record; None when the store gives no version to trust."""
-    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-    size = info.get("size")
-    if version is None or size is None:
-        return None
-    return f"{size}:{str(version).strip(chr(34))}"
-
-
 def listing(store: ObjectStore, prefix: str) -> dict[str, str | None]:
     """Every file key under ``prefix`` with its fingerprint, from one listing of the store."""
-    base = f"{store.root}/{prefix.strip('/')}"
-    try:
-        store.fs.invalidate_cache()
-        if not store.fs.exists(base):
-            return {}
-        found = store.fs.find(base, detail=True)
-    except Exception as exc:  # fsspec backends raise their own types: say which
-        raise StorageError(f"{store.uri(prefix)}: cannot list: {type(exc).__name__}: {exc}") from exc
-    result = {}
-    for path, info in found.items():
-        key = str(path)[len(store.root) + 1 :]
-        if key.rsplit("/", 1)[-1].startswith(".tmp-"):
-            continue  # An upload still in flight.
-        result[key] = fingerprint(info)
-    return result
+    return {key: fingerprint(info) for key, info in store.listing(prefix).items()}
 
 
 def key_fingerprint(store: ObjectStore, key: str) -> str | None:
     """The fingerprint of one key; None when the store cannot say."""
-    try:
-        return fingerprint(store.fs.info(f"{store.root}/{key}"))
-    except Exception:  # No fingerprint only means hashing the file.
-        return None
+    return store.fingerprint(key)  # None only means hashing the file
 
 
 class HashCache:

@@ -105,8 +105,9 @@ def _local_source(store: ObjectStore, path: Path, raw: str) -> VideoSource:
         raise InputRejectedError(raw, f"{path} is not a regular file (a pipe, socket or device)")
     if not path.is_file():
         raise InputRejectedError(raw, f"{path} does not exist or is not a file")
-    if store.protocol == "file" and path.is_relative_to(store.root):
-        return _store_source(store, path.relative_to(store.root).as_posix(), raw)
+    key = store.key_of_path(path)
+    if key is not None:
+        return _store_source(store, key, raw)
     return VideoSource(uri=f"file://{path}", path=path)
 
 

@@ -189,15 +189,8 @@ def manifest_fingerprint(store: ObjectStore, key: str) -> bytes | None:
     An index that records the manifest's fingerprint is trusted while the fingerprint is unchanged, so
     start-up need not hash a manifest that grows with the data (about 1 s per 500 MB).
     """
-    try:
-        info = store.fs.info(f"{store.root}/{key}")
-    except Exception:  # no fingerprint only means hashing the manifest
-        return None
-    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-    size = info.get("size")
-    if version is None or size is None:
-        return None
-    return f"{size}:{str(version).strip(chr(34))}".encode()
+    found = store.fingerprint(key)  # None only means hashing the manifest
+    return found.encode() if found is not None else None
 
 
 def write_index_for(
@@ -243,7 +236,8 @@ def load_index(
     if manifest_sha256 is None and not fingerprint:
         return None
     try:
-        arrays = _mapped_npz(Path(store.root) / index_key(key)) if store.protocol == "file" else None
+        local = store.local_file(index_key(key))
+        arrays = _mapped_npz(local) if local is not None else None
         if arrays is None:
             with store.open_read(index_key(key)) as handle, np.load(handle, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}

@@ -104,8 +104,8 @@ class ClipFrameDataset(Dataset[Sample]):
     def _reopen_store_after_fork(self) -> None:
         """Give a forked DataLoader worker its own client: s3fs clients refuse to be used across a fork."""
         if os.getpid() != self._store_pid:
-            if self.store.protocol != "file":
-                self.store = ObjectStore(self.store.url, **self.store.fs.storage_options)
+            if not self.store.is_local:
+                self.store = self.store.reopen()
             self._store_pid = os.getpid()
 
     def __getitem__(self, index: int) -> Sample:
