@@ -152,6 +152,7 @@ def settings(tmp_path: Path) -> Settings:
         clip_seconds=2.0,
         sample_fps=2.0,
         train_epochs=1,
+        review_retry_wait=0.0,  # retries of platform calls without sleeping
     )
 
 

@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     # Review.
     # "simulated" is a SIMULATION of a reviewer from synthetic ground truth: demo and tests only.
     review_platform: Literal["local", "encord", "labelstudio", "simulated"] = "local"
+    # Retries of a rate-limited or briefly unreachable platform inside a task (backoff with jitter).
+    review_retry_attempts: int = Field(4, ge=1)
+    review_retry_wait: float = Field(1.0, ge=0)
+    review_retry_max_wait: float = Field(30.0, ge=0)
     encord_ssh_key_file: str | None = None
     # The key itself (Airflow's review operators fill it from the `encord_default` Connection).
     encord_ssh_key: SecretStr | None = None

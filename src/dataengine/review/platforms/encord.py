@@ -37,6 +37,7 @@ from dataengine.review.base import (
     TaskStatus,
 )
 from dataengine.review.platforms import encord_labels as labels
+from dataengine.review.retrying import with_retries
 
 if TYPE_CHECKING:
     from encord.project import Project
@@ -120,9 +121,16 @@ class EncordPlatform:
 
     # -- export -----------------------------------------------------------------------------------
     def export_tasks(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
-        """Register the clips' videos, then save their pre-labels in bundles; data hash per clip."""
+        """Register the clips' videos, then save their pre-labels in bundles; data hash per clip.
+
+        Retried with backoff on rate limits and outages: a rerun finds what the last try registered and
+        never overwrites labels that are there.
+        """
         if not items:
             return {}
+        return with_retries(self.settings, "Encord export", lambda: self._export(items))
+
+    def _export(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
         outcomes: dict[str, ExportOutcome] = {}
         targets = self._rows_for(items, outcomes)
         project = self.project()
@@ -272,11 +280,13 @@ class EncordPlatform:
         if not external_ids:
             return {}
         final = self._final_stage_uuid()
-        with encord_errors("listing label rows"):
-            rows = {
-                row.data_hash: row
-                for row in self.project().list_label_rows_v2(data_hashes=list(external_ids))
-            }
+
+        def listed() -> dict[str, LabelRowV2]:
+            with encord_errors("listing label rows"):
+                found = self.project().list_label_rows_v2(data_hashes=list(external_ids))
+            return {row.data_hash: row for row in found}
+
+        rows = with_retries(self.settings, "Encord review status", listed)
         statuses: dict[str, TaskStatus] = {}
         for external_id in external_ids:
             row = rows.get(external_id)
@@ -296,16 +306,7 @@ class EncordPlatform:
         by_hash = {t.external_id: (t.clip_id, t.exported_version) for t in open_tasks if t.external_id}
         if not by_hash:
             return
-        final = self._final_stage_uuid()
-        with encord_errors("listing label rows"):
-            rows = self.project().list_label_rows_v2(data_hashes=sorted(by_hash))
-        done = [row for row in rows if row.workflow_graph_node and str(row.workflow_graph_node.uuid) == final]
-        with (
-            encord_errors("reading reviewed labels"),
-            self.project().create_bundle(bundle_size=BUNDLE_SIZE) as bundle,
-        ):
-            for row in done:
-                row.initialise_labels(bundle=bundle, overwrite=True)
+        done = with_retries(self.settings, "Encord reviewed labels", lambda: self._finished_rows(by_hash))
         for row in done:
             clip_id, version = by_hash[row.data_hash]
             yield CompletedReview(
@@ -316,6 +317,20 @@ class EncordPlatform:
                 source_name=f"encord row {row.data_hash} (clip {clip_id})",
                 reviewers=labels.reviewers_of(row),
             )
+
+    def _finished_rows(self, by_hash: dict[str, tuple[str, int]]) -> list[LabelRowV2]:
+        """The label rows of ``by_hash`` in the workflow's final stage, their labels read in bundles."""
+        final = self._final_stage_uuid()
+        with encord_errors("listing label rows"):
+            rows = self.project().list_label_rows_v2(data_hashes=sorted(by_hash))
+        done = [row for row in rows if row.workflow_graph_node and str(row.workflow_graph_node.uuid) == final]
+        with (
+            encord_errors("reading reviewed labels"),
+            self.project().create_bundle(bundle_size=BUNDLE_SIZE) as bundle,
+        ):
+            for row in done:
+                row.initialise_labels(bundle=bundle, overwrite=True)
+        return done
 
     def to_annotations(self, review: CompletedReview, *, exported: ClipAnnotations) -> ClipAnnotations:
         """The reviewed labels of a label row, in pixels, checked against the exported version."""

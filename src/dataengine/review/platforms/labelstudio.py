@@ -40,6 +40,7 @@ from dataengine.review.platforms.labelstudio_regions import (
     prediction_result,
     result_to_annotations,
 )
+from dataengine.review.retrying import with_retries
 
 if TYPE_CHECKING:
     from dataengine.context import Context
@@ -127,7 +128,7 @@ class LabelStudioPlatform:
         """The review project's id; created (with ``classes``) when there is none yet."""
         if self._project_id is None:
             title = self.ctx.settings.labelstudio_project_title
-            projects = self.client.call("GET", "/api/projects?page_size=1000")["results"]
+            projects = self._get("/api/projects?page_size=1000")["results"]
             found = [p["id"] for p in projects if p.get("title") == title]
             if found:
                 self._project_id = int(found[0])
@@ -140,16 +141,28 @@ class LabelStudioPlatform:
     def _tasks(self) -> list[dict[str, Any]]:
         project, page, tasks = self.project_id(), 1, []
         while True:
-            reply = self.client.call("GET", f"/api/tasks?project={project}&page={page}&page_size=100")
+            reply = self._get(f"/api/tasks?project={project}&page={page}&page_size=100")
             tasks += reply["tasks"]
             if len(tasks) >= int(reply.get("total", 0)) or not reply["tasks"]:
                 return tasks
             page += 1
 
+    def _get(self, path: str) -> Any:
+        """A GET, retried with backoff on rate limits and outages."""
+        what = f"Label Studio GET {path}"
+        return with_retries(self.ctx.settings, what, lambda: self.client.call("GET", path))
+
     def export_tasks(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
-        """One task per clip version with our tracks as its prediction; existing tasks are reused."""
+        """One task per clip version with our tracks as its prediction; existing tasks are reused.
+
+        Retried with backoff on rate limits and outages: each try lists the project's tasks first, so a
+        task the last try created is reused, not made twice.
+        """
         if not items:
             return {}
+        return with_retries(self.ctx.settings, "Label Studio export", lambda: self._export(items))
+
+    def _export(self, items: Sequence[ExportItem]) -> dict[str, ExportOutcome]:
         self.project_id(items[0].annotations.classes)
         existing = {
             (t["data"].get("clip_id"), t["data"].get("exported_version")): str(t["id"]) for t in self._tasks()
@@ -191,7 +204,7 @@ class LabelStudioPlatform:
         statuses: dict[str, TaskStatus] = {}
         for external_id in external_ids:
             try:
-                task = self.client.call("GET", f"/api/tasks/{int(external_id)}")
+                task = self._get(f"/api/tasks/{int(external_id)}")
             except ReviewError as exc:
                 if "HTTP 404" not in str(exc):
                     raise
@@ -209,7 +222,7 @@ class LabelStudioPlatform:
         for clip_id, version, external_id in [
             (t.clip_id, t.exported_version, t.external_id) for t in open_tasks if t.external_id
         ]:
-            task = self.client.call("GET", f"/api/tasks/{int(external_id)}")
+            task = self._get(f"/api/tasks/{int(external_id)}")
             annotation = _latest_annotation(task)
             if annotation is None:
                 continue
