@@ -16,7 +16,7 @@ import torch
 
 from dataengine.errors import ModelError
 from dataengine.storage import ObjectStore
-from dataengine.training.resume import RESUME_FORMAT, load_state, resume_key
+from dataengine.training.resume import RESUME_FORMAT, Trainables, load_state, resume_key
 from dataengine.triggers.anomaly import load_anomaly_model
 from dataengine.vision.checkpoints import load_checkpoint
 from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key
@@ -49,9 +49,7 @@ def test_a_hostile_training_state_is_refused_without_running_it(tmp_path: Path) 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     with pytest.raises(ModelError, match="unreadable training state"):
-        load_state(
-            store, "m-1", config=config, model=model, optimizer=optimizer, scheduler=scheduler, scaler=None
-        )
+        load_state(store, "m-1", config=config, parts=Trainables(model, optimizer, scheduler))
     assert not marker.exists()
 
 

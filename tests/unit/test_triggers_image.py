@@ -11,12 +11,6 @@ from dataengine.synthetic import SyntheticEvent, SyntheticScene
 from dataengine.synthetic.inject import InjectedEvent, inject
 from dataengine.triggers import (
     ClipFrames,
-    blur_score,
-    brightness_score,
-    frame_stats,
-    frame_stats_many,
-    frozen_score,
-    scene_cut_score,
 )
 from dataengine.triggers.anomaly import (
     CURRENT_KEY,
@@ -24,6 +18,14 @@ from dataengine.triggers.anomaly import (
     load_anomaly_model,
     save_anomaly_model,
     train_autoencoder,
+)
+from dataengine.triggers.image_signals import (
+    blur_score,
+    brightness_score,
+    frame_stats,
+    frame_stats_many,
+    frozen_score,
+    scene_cut_score,
 )
 
 

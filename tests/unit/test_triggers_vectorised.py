@@ -8,9 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from dataengine.triggers import disagreement_score, flicker_score, frame_stats, link_tracks, temporal_score
+from dataengine.triggers import disagreement_score, flicker_score, link_tracks, temporal_score
 from dataengine.triggers import tracks as tracks_module
-from dataengine.triggers.image_signals import frame_stats_many, luma_stack
+from dataengine.triggers.image_signals import frame_stats, frame_stats_many, luma_stack
 from dataengine.triggers.run import chunked
 from dataengine.triggers.tracks import TrackArrays, link_track_arrays
 from dataengine.vision import Detections

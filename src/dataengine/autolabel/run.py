@@ -22,7 +22,7 @@ from dataengine.context import Context
 from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
 from dataengine.formats import ClipAnnotations, SavedAnnotation
 from dataengine.lineage import Clip
-from dataengine.lineage.annotations import latest_annotation, record_annotation
+from dataengine.lineage.annotations import latest_annotation, record_saved
 from dataengine.lineage.clips import list_clips, set_stage
 from dataengine.lineage.model_registry import promoted_model
 from dataengine.lineage.quarantine import quarantine
@@ -122,17 +122,12 @@ def _commit(ctx: Context, saved: SavedAnnotation, annotations: ClipAnnotations, 
     """Register the version and move the clip to ``autolabelled``, in one transaction; returns n_tracks."""
     n_tracks = count_tracks(annotations.frames)
     with ctx.db.session() as session:
-        record_annotation(
+        record_saved(
             session,
-            clip_id=saved.clip_id,
-            version=saved.version,
-            uri=saved.uri,
-            sha256=saved.sha256,
+            saved,
             source="autolabel",
             parent_version=annotations.parent_version,
             producer=annotations.producer,
-            n_frames=saved.n_frames,
-            n_boxes=saved.n_boxes,
         )
         details = {
             "model_id": model_id,

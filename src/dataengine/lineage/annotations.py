@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataengine.errors import LineageError
+from dataengine.formats import SavedAnnotation
 from dataengine.lineage.models import AnnotationVersion
 from dataengine.lineage.upsert import insert_if_absent
 
@@ -53,6 +54,29 @@ def record_annotation(
             "annotation versions are immutable"
         )
     return row, created
+
+
+def record_saved(
+    session: Session,
+    saved: SavedAnnotation,
+    *,
+    source: str,
+    parent_version: int | None,
+    producer: dict[str, Any],
+) -> tuple[AnnotationVersion, bool]:
+    """:func:`record_annotation` of a file :func:`~dataengine.formats.save_annotations` just wrote."""
+    return record_annotation(
+        session,
+        clip_id=saved.clip_id,
+        version=saved.version,
+        uri=saved.uri,
+        sha256=saved.sha256,
+        source=source,
+        parent_version=parent_version,
+        producer=producer,
+        n_frames=saved.n_frames,
+        n_boxes=saved.n_boxes,
+    )
 
 
 def annotation_versions(session: Session, clip_id: str) -> list[AnnotationVersion]:

@@ -11,7 +11,7 @@ The platforms live in :mod:`dataengine.review.platforms`, whose registry builds 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -121,6 +121,22 @@ class ReviewPlatform(Protocol):
         :class:`~dataengine.errors.AnnotationValidationError` naming ``review.source_name`` and the field.
         """
         ...
+
+
+def reviewed_version(
+    exported: ClipAnnotations, frames: Mapping[int, Frame], *, source_name: str
+) -> ClipAnnotations:
+    """The review of ``exported`` holding ``frames`` (by frame index): the next version, source
+    ``review``, checked with :func:`check_against_export`. Every platform's converter ends here."""
+    reviewed = ClipAnnotations(
+        clip_id=exported.clip_id,
+        version=exported.version + 1,
+        parent_version=exported.version,
+        source="review",
+        classes=list(exported.classes),
+        frames=[frames[index] for index in sorted(frames)],
+    )
+    return check_against_export(reviewed, exported, source_name=source_name)
 
 
 def check_against_export(

@@ -24,7 +24,7 @@ from dataengine.formats import (
     sha256_hex,
 )
 from dataengine.lineage import ReviewTask, Session
-from dataengine.lineage.annotations import annotation_versions, record_annotation
+from dataengine.lineage.annotations import annotation_versions, record_saved
 from dataengine.lineage.clips import get_clip, record_event, set_stage
 from dataengine.lineage.quarantine import quarantine
 from dataengine.lineage.reviews import find_task, finish_review_task, review_tasks
@@ -211,17 +211,8 @@ def _register(
     changes: BoxChanges,
 ) -> None:
     with ctx.db.session() as session:
-        record_annotation(
-            session,
-            clip_id=saved.clip_id,
-            version=saved.version,
-            uri=saved.uri,
-            sha256=saved.sha256,
-            source="review",
-            parent_version=review.exported_version or None,
-            producer=producer,
-            n_frames=saved.n_frames,
-            n_boxes=saved.n_boxes,
+        record_saved(
+            session, saved, source="review", parent_version=review.exported_version or None, producer=producer
         )
         task = _open_task(session, platform, review)
         if task is not None:

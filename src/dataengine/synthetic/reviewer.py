@@ -15,20 +15,14 @@ from typing import TYPE_CHECKING
 from dataengine.clips import ClipMeta, read_meta
 from dataengine.errors import DataEngineError, ObjectNotFoundError, ReviewError
 from dataengine.formats import Box, ClipAnnotations, Frame, load_annotations
-from dataengine.review.base import (
-    CompletedReview,
-    ExportItem,
-    ExportOutcome,
-    OpenTask,
-    TaskStatus,
-    check_against_export,
-)
+from dataengine.review.base import CompletedReview, check_against_export
 from dataengine.review.empty import EMPTY_VERSION, empty_labels
 from dataengine.storage import ObjectStore
 from dataengine.synthetic.video import load_ground_truth as load_sidecar
 
 if TYPE_CHECKING:
     from dataengine.context import Context
+    from dataengine.review.base import ExportItem, ExportOutcome, OpenTask, TaskStatus
 
 PLATFORM = "simulated"
 #: The reviewer name the simulation signs with; never the name of a person.

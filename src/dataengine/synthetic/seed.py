@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataengine.clips import frame_name, read_meta
 from dataengine.context import Context
 from dataengine.formats import ClipAnnotations, Frame, save_annotations
-from dataengine.lineage.annotations import record_annotation
+from dataengine.lineage.annotations import record_saved
 from dataengine.lineage.clips import list_clips, set_stage
 from dataengine.synthetic.reviewer import ground_truth_review
 from dataengine.synthetic.video import load_ground_truth
@@ -59,18 +59,7 @@ def label_seed_from_ground_truth(ctx: Context) -> int:
         )
         saved = save_annotations(ctx.store, labels)
         with ctx.db.session() as session:
-            record_annotation(
-                session,
-                clip_id=clip_id,
-                version=1,
-                uri=saved.uri,
-                sha256=saved.sha256,
-                source="synthetic",
-                parent_version=None,
-                producer=labels.producer,
-                n_frames=saved.n_frames,
-                n_boxes=saved.n_boxes,
-            )
+            record_saved(session, saved, source="synthetic", parent_version=None, producer=labels.producer)
             set_stage(
                 session,
                 clip_id,

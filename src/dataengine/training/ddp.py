@@ -36,7 +36,7 @@ from dataengine.training.distributed import (
 )
 from dataengine.training.engine import train_one_epoch
 from dataengine.training.record import FitResult, TrainingRecord
-from dataengine.training.resume import load_state, save_state
+from dataengine.training.resume import Trainables, load_state, save_state
 from dataengine.vision import build_detector, load_checkpoint, model_prefix, save_checkpoint
 
 
@@ -200,10 +200,8 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
     amp = use_amp(args, info)
     scaler = torch.amp.GradScaler("cuda") if amp else None
     config = run_config(args)
-    state = load_state(
-        store, args.model_id, config=config, model=model_without_ddp,
-        optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-    )  # fmt: skip
+    parts = Trainables(model_without_ddp, optimizer, scheduler, scaler)
+    state = load_state(store, args.model_id, config=config, parts=parts)
     resumed_from = state.next_epoch
     log(
         info,
@@ -222,10 +220,7 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
         state.epochs.append({"epoch": epoch, **stats})
         state.next_epoch, state.train_seconds = epoch + 1, state.train_seconds + stats["seconds"]
         if info.is_main:
-            save_state(
-                store, args.model_id, config=config, model=model_without_ddp,
-                optimizer=optimizer, scheduler=scheduler, scaler=scaler, state=state,
-            )  # fmt: skip
+            save_state(store, args.model_id, config=config, parts=parts, state=state)
         barrier(info)
         log(info, f"epoch {epoch} done: loss {stats['loss']:.4f} in {stats['seconds']:.1f}s, state saved")
     record = TrainingRecord(

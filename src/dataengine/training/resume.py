@@ -36,16 +36,18 @@ class TrainState:
     train_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Trainables:
+    """What an epoch changes and a resumed job restores: the model, optimizer, scheduler and AMP scaler."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None = None
+
+
 def save_state(
-    store: ObjectStore,
-    model_id: str,
-    *,
-    config: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler | None,
-    state: TrainState,
+    store: ObjectStore, model_id: str, *, config: dict[str, Any], parts: Trainables, state: TrainState
 ) -> None:
     """Write the state after an epoch (one atomic object write, replacing the previous epoch's)."""
     payload = {
@@ -54,26 +56,17 @@ def save_state(
         "next_epoch": state.next_epoch,
         "epochs": state.epochs,
         "train_seconds": state.train_seconds,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     store.write_bytes(resume_key(model_id), buffer.getvalue())
 
 
-def load_state(
-    store: ObjectStore,
-    model_id: str,
-    *,
-    config: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler | None,
-) -> TrainState:
+def load_state(store: ObjectStore, model_id: str, *, config: dict[str, Any], parts: Trainables) -> TrainState:
     """Restore the newest state of ``model_id`` into the given objects; a fresh state when there is none.
 
     A state saved with another configuration is refused: resuming it would mix two recipes.
@@ -93,11 +86,11 @@ def load_state(
         raise ModelError(
             f"{store.uri(key)} was saved by a run with another configuration; delete it to start again"
         )
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    if scaler is not None and payload.get("scaler"):
-        scaler.load_state_dict(payload["scaler"])
+    parts.model.load_state_dict(payload["model"])
+    parts.optimizer.load_state_dict(payload["optimizer"])
+    parts.scheduler.load_state_dict(payload["scheduler"])
+    if parts.scaler is not None and payload.get("scaler"):
+        parts.scaler.load_state_dict(payload["scaler"])
     return TrainState(
         next_epoch=int(payload["next_epoch"]),
         epochs=list(payload["epochs"]),

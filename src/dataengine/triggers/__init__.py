@@ -15,15 +15,6 @@ from dataengine.triggers.builtin import (
     TRIGGERS,
     default_registry,
 )
-from dataengine.triggers.image_signals import (
-    FrameStats,
-    blur_score,
-    brightness_score,
-    frame_stats,
-    frame_stats_many,
-    frozen_score,
-    scene_cut_score,
-)
 from dataengine.triggers.loading import NO_ANOMALY_MESSAGE, NO_MODEL_MESSAGE
 from dataengine.triggers.run import TriggerReport, load_clip_frames, run_triggers, score_clip
 from dataengine.triggers.selection import Candidate, Decision, budget_size, combine, select, strongest
@@ -54,15 +45,12 @@ __all__ = [
     "Candidate",
     "ClipFrames",
     "Decision",
-    "FrameStats",
     "Track",
     "Trigger",
     "TriggerInputs",
     "TriggerRegistry",
     "TriggerReport",
     "TriggerResult",
-    "blur_score",
-    "brightness_score",
     "budget_size",
     "class_rarity",
     "combine",
@@ -70,14 +58,10 @@ __all__ = [
     "default_registry",
     "disagreement_score",
     "flicker_score",
-    "frame_stats",
-    "frame_stats_many",
-    "frozen_score",
     "link_tracks",
     "load_clip_frames",
     "rare_class_score",
     "run_triggers",
-    "scene_cut_score",
     "score_clip",
     "select",
     "strongest",

@@ -17,7 +17,7 @@ from dataengine.storage import ObjectStore
 from dataengine.vision.class_map import LabelMap
 from dataengine.vision.detectors import build_detector
 from dataengine.vision.inference import Detector, FrameDetector, pick_device
-from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key, model_prefix
+from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key, model_prefix, write_checkpoint
 from dataengine.vision.mapped import MappedDetector
 
 #: The backend of checkpoints whose config names none (all written before backends existed).
@@ -49,12 +49,7 @@ def save_checkpoint(
         "max_size": max_size,
         "train_args": train_args or {},
     }
-    buffer = io.BytesIO()
-    # The run's arguments travel inside the weights file too, so a lone model.pt is self-describing.
-    torch.save({"config": config, "state_dict": model.state_dict()}, buffer)
-    store.write_bytes(checkpoint_key(model_id), buffer.getvalue())
-    store.write_json(f"{model_prefix(model_id)}/config.json", config)
-    return store.uri(checkpoint_key(model_id))
+    return write_checkpoint(store, model_id, config, model)
 
 
 def load_checkpoint(store: ObjectStore, model_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -133,38 +133,10 @@ def build_tiny_fasterrcnn(*, num_classes: int, min_size: int, max_size: int) -> 
     return model
 
 
-def build_fasterrcnn_mobilenet(*, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-    """torchvision's Faster R-CNN MobileNetV3-Large FPN, from random weights."""
-    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
-
-    model: nn.Module = fasterrcnn_mobilenet_v3_large_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=num_classes + 1,
-        min_size=min_size,
-        max_size=max_size,
-    )
-    return model
-
-
-def build_fasterrcnn_resnet50(*, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-    """torchvision's Faster R-CNN ResNet-50 FPN, from random weights (a GPU-sized production model)."""
-    from torchvision.models.detection import fasterrcnn_resnet50_fpn
-
-    model: nn.Module = fasterrcnn_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=num_classes + 1,
-        min_size=min_size,
-        max_size=max_size,
-    )
-    return model
-
-
+#: Our own architectures; torchvision's (fasterrcnn_mobilenet_v3_large_fpn, ...) are built by
+#: :func:`build_torchvision_detector`.
 DETECTOR_ARCHS: dict[str, DetectorBuilder] = {
     "tiny_fasterrcnn": build_tiny_fasterrcnn,
-    "fasterrcnn_mobilenet_v3_large_fpn": build_fasterrcnn_mobilenet,
-    "fasterrcnn_resnet50_fpn": build_fasterrcnn_resnet50,
 }
 
 #: torchvision's box detection builders, usable by name (``"retinanet_resnet50_fpn"``) or with the

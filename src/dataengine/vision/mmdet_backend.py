@@ -8,7 +8,6 @@ mmdet needs mmcv's compiled ops, which are built once from source with ``make mm
 from __future__ import annotations
 
 import copy
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from torch import nn
 from dataengine.errors import ModelError
 from dataengine.storage import ObjectStore
 from dataengine.vision.inference import Detections, autocast, predict_in_batches
-from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key, model_prefix
+from dataengine.vision.layout import CHECKPOINT_FORMAT, write_checkpoint
 
 MMDET_MISSING = (
     "the mmdet backend needs mmdetection with mmcv's compiled ops; run `make mmdet` "
@@ -95,11 +94,7 @@ def save_mmdet_checkpoint(
         "mmdet_config": text,
         "train_args": train_args or {},
     }
-    buffer = io.BytesIO()
-    torch.save({"config": config, "state_dict": model.state_dict()}, buffer)
-    store.write_bytes(checkpoint_key(model_id), buffer.getvalue())
-    store.write_json(f"{model_prefix(model_id)}/config.json", config)
-    return store.uri(checkpoint_key(model_id))
+    return write_checkpoint(store, model_id, config, model)
 
 
 def load_mmdet_detector(

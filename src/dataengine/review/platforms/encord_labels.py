@@ -28,7 +28,7 @@ from encord.orm.storage import CustomerProvidedVideoMetadata
 
 from dataengine.errors import AnnotationValidationError
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.review.base import check_against_export
+from dataengine.review.base import reviewed_version
 
 log = logging.getLogger(__name__)
 
@@ -315,15 +315,7 @@ def to_annotations(row: LabelRowV2, *, exported: ClipAnnotations, source_name: s
             frame.boxes.append(kept or Box(label=label, xyxy=xyxy, track=track, score=None, origin="human"))
     if ignored:
         log.info("%s: %d box(es) on frames that were not exported are not imported", source_name, ignored)
-    reviewed = ClipAnnotations(
-        clip_id=exported.clip_id,
-        version=exported.version + 1,
-        parent_version=exported.version,
-        source="review",
-        classes=list(exported.classes),
-        frames=[frames[index] for index in sorted(frames)],
-    )
-    return check_against_export(reviewed, exported, source_name=source_name)
+    return reviewed_version(exported, frames, source_name=source_name)
 
 
 def _track_of(instance: ObjectInstance, next_track: int) -> tuple[int, int]:

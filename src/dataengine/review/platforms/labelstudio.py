@@ -26,15 +26,7 @@ from dataengine.clips import read_meta, video_key
 from dataengine.errors import AnnotationValidationError, FormatError, ReviewError
 from dataengine.formats import ClipAnnotations
 from dataengine.redaction import mask_url
-from dataengine.review.base import (
-    CompletedReview,
-    ExportItem,
-    ExportOutcome,
-    ExportRow,
-    OpenTask,
-    RetryableReviewError,
-    TaskStatus,
-)
+from dataengine.review.base import CompletedReview, ExportRow, RetryableReviewError
 from dataengine.review.platforms.labelstudio_regions import (
     label_config,
     prediction_result,
@@ -44,6 +36,7 @@ from dataengine.review.retrying import with_retries
 
 if TYPE_CHECKING:
     from dataengine.context import Context
+    from dataengine.review.base import ExportItem, ExportOutcome, OpenTask, TaskStatus
 
 PLATFORM = "labelstudio"
 #: A clip id anywhere in a text (a task's video URL or path).

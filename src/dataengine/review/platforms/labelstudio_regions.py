@@ -13,7 +13,7 @@ from xml.sax.saxutils import quoteattr
 
 from dataengine.errors import AnnotationValidationError
 from dataengine.formats import Box, ClipAnnotations, Frame
-from dataengine.review.base import check_against_export
+from dataengine.review.base import reviewed_version
 
 FROM_NAME, TO_NAME = "box", "video"
 #: Two coordinates closer than this (pixels) are the same: percent round trips.
@@ -113,15 +113,7 @@ def result_to_annotations(result: Any, *, exported: ClipAnnotations, source_name
             label = str(labels[0])
             kept = next((b for b in originals[index] if b.label == label and _same(b.xyxy, xyxy)), None)
             frame.boxes.append(kept or Box(label=label, xyxy=xyxy, track=track, score=None, origin="human"))
-    reviewed = ClipAnnotations(
-        clip_id=exported.clip_id,
-        version=exported.version + 1,
-        parent_version=exported.version,
-        source="review",
-        classes=list(exported.classes),
-        frames=[frames[i] for i in sorted(frames)],
-    )
-    return check_against_export(reviewed, exported, source_name=source_name)
+    return reviewed_version(exported, frames, source_name=source_name)
 
 
 Keyframe = tuple[int, bool, tuple[float, float, float, float]]
