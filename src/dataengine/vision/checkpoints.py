@@ -6,6 +6,7 @@ import contextlib
 import io
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,18 @@ from dataengine.vision.mapped import MappedDetector
 DEFAULT_BACKEND = "torchvision"
 
 #: Builds a ready detector from the store, a checkpoint's ``(config, state_dict)``, its model id and device.
-BackendLoader = Callable[[ObjectStore, dict[str, Any], dict[str, Any], str, torch.device], FrameDetector]
+BackendLoader = Callable[["Stored"], FrameDetector]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored model as its backend's loader gets it: the store, its checkpoint and the device."""
+
+    store: ObjectStore
+    config: dict[str, Any]
+    state_dict: dict[str, Any]
+    model_id: str
+    device: torch.device
 
 
 def save_checkpoint(
@@ -92,57 +104,37 @@ def _torchvision_model(config: dict[str, Any], state_dict: dict[str, Any], model
     return model
 
 
-def _load_torchvision(
-    store: ObjectStore,
-    config: dict[str, Any],
-    state_dict: dict[str, Any],
-    model_id: str,
-    device: torch.device,
-) -> FrameDetector:
-    model = _torchvision_model(config, state_dict, model_id)
-    return Detector(model, classes=source_classes(config), model_id=model_id, device=device)
+def _load_torchvision(stored: Stored) -> FrameDetector:
+    model = _torchvision_model(stored.config, stored.state_dict, stored.model_id)
+    classes = source_classes(stored.config)
+    return Detector(model, classes=classes, model_id=stored.model_id, device=stored.device)
 
 
-def _load_mmdet(
-    store: ObjectStore,
-    config: dict[str, Any],
-    state_dict: dict[str, Any],
-    model_id: str,
-    device: torch.device,
-) -> FrameDetector:
+def _load_mmdet(stored: Stored) -> FrameDetector:
     # Imported here: mmdet is an optional extra (`make mmdet`), and importing it is slow.
     from dataengine.vision.mmdet_backend import load_mmdet_detector
 
-    return load_mmdet_detector(config, state_dict, model_id=model_id, device=device)
+    return load_mmdet_detector(
+        stored.config, stored.state_dict, model_id=stored.model_id, device=stored.device
+    )
 
 
-def _load_open_vocab(
-    store: ObjectStore,
-    config: dict[str, Any],
-    state_dict: dict[str, Any],
-    model_id: str,
-    device: torch.device,
-) -> FrameDetector:
+def _load_open_vocab(stored: Stored) -> FrameDetector:
     from dataengine.vision.open_vocab import OpenVocabDetector, load_open_vocab
 
-    with model_folder(store, model_id, list(config.get("files", []))) as folder:
-        model, processor = load_open_vocab(folder, arch=str(config["arch"]), device=device)
-    prompts = source_classes(config)
-    return OpenVocabDetector(model, processor, arch=str(config["arch"]), prompts=prompts, model_id=model_id)
+    arch = str(stored.config["arch"])
+    with model_folder(stored.store, stored.model_id, list(stored.config.get("files", []))) as folder:
+        model, processor = load_open_vocab(folder, arch=arch, device=stored.device)
+    prompts = source_classes(stored.config)
+    return OpenVocabDetector(model, processor, arch=arch, prompts=prompts, model_id=stored.model_id)
 
 
-def _load_hog(
-    store: ObjectStore,
-    config: dict[str, Any],
-    state_dict: dict[str, Any],
-    model_id: str,
-    device: torch.device,
-) -> FrameDetector:
+def _load_hog(stored: Stored) -> FrameDetector:
     from dataengine.vision.hog import HogPeopleDetector
 
-    params = config.get("params", {})
+    params = stored.config.get("params", {})
     return HogPeopleDetector(
-        model_id=model_id,
+        model_id=stored.model_id,
         upscale=float(params.get("upscale", 1.0)),
         win_stride=int(params.get("win_stride", 8)),
     )
@@ -166,8 +158,9 @@ def files_prefix(model_id: str) -> str:
 def model_folder(store: ObjectStore, model_id: str, names: list[str]) -> Iterator[Path]:
     """A local folder with the model's stored files: the store's own on ``file://``, else a temp copy."""
     prefix = files_prefix(model_id)
-    if store.protocol == "file":
-        yield Path(store.root) / prefix
+    local = store.local_file(prefix)
+    if local is not None:
+        yield local
         return
     with tempfile.TemporaryDirectory(prefix="dataengine-model-") as tmp:
         for name in names:
@@ -212,4 +205,5 @@ def load_any_detector(store: ObjectStore, model_id: str, *, device: str = "auto"
         raise ModelError(
             f"model {model_id}: unknown backend {backend!r}; known backends: {', '.join(sorted(BACKENDS))}"
         )
-    return _mapped(loader(store, config, state_dict, model_id, pick_device(device)), config, model_id)
+    stored = Stored(store, config, state_dict, model_id, pick_device(device))
+    return _mapped(loader(stored), config, model_id)
