@@ -21,6 +21,7 @@ from dataengine.formats.io import (
     load_annotations,
     load_annotations_uri,
     next_version,
+    orphan_version,
     save_annotations,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "load_annotations",
     "load_annotations_uri",
     "next_version",
+    "orphan_version",
     "save_annotations",
     "sha256_hex",
     "utc_now_iso",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from dataengine.errors import AnnotationValidationError, FormatError, ObjectNotFoundError
+from dataengine.errors import AnnotationValidationError, DataEngineError, FormatError, ObjectNotFoundError
 from dataengine.formats.annotations import NO_LABELS, ClipAnnotations, sha256_hex, validate_document
 from dataengine.storage import ObjectStore
 
@@ -89,6 +91,29 @@ def load_annotations(store: ObjectStore, clip_id: str, version: int | None = Non
             f"the file holds {annotations.clip_id} v{annotations.version}, not {clip_id} v{version}",
         )
     return annotations
+
+
+def orphan_version(
+    store: ObjectStore,
+    clip_id: str,
+    *,
+    registered: Collection[int],
+    source: str,
+    producer: Mapping[str, Any],
+) -> ClipAnnotations | None:
+    """A version file of ``clip_id`` from ``source`` with this ``producer`` that lineage does not register
+    (``registered``): what a run that died between writing and registering left. None when there is none.
+    """
+    for version in list_versions(store, clip_id):
+        if version in registered:
+            continue
+        try:
+            candidate = load_annotations(store, clip_id, version)
+        except DataEngineError:
+            continue  # unreadable: not this run's file
+        if candidate.source == source and candidate.producer == producer:
+            return candidate
+    return None
 
 
 def load_annotations_uri(store: ObjectStore, uri: str) -> ClipAnnotations:

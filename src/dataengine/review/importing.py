@@ -17,9 +17,9 @@ from dataengine.errors import DataEngineError, FormatError
 from dataengine.formats import (
     ClipAnnotations,
     SavedAnnotation,
-    list_versions,
     load_annotations,
     next_version,
+    orphan_version,
     save_annotations,
     sha256_hex,
 )
@@ -174,7 +174,10 @@ def _save(
     registered: set[int],
 ) -> tuple[SavedAnnotation, BoxChanges]:
     """Write the reviewed labels as a new version, or reuse the one an interrupted run already wrote."""
-    result = _unregistered_import(ctx, review.clip_id, registered, producer) or ClipAnnotations(
+    orphan = orphan_version(
+        ctx.store, review.clip_id, registered=registered, source="review", producer=producer
+    )
+    result = orphan or ClipAnnotations(
         clip_id=review.clip_id,
         version=next_version(ctx.store, review.clip_id),
         parent_version=review.exported_version or None,
@@ -184,22 +187,6 @@ def _save(
         frames=reviewed.frames,
     )
     return save_annotations(ctx.store, result), box_changes(exported, result)
-
-
-def _unregistered_import(
-    ctx: Context, clip_id: str, registered: set[int], producer: dict[str, Any]
-) -> ClipAnnotations | None:
-    """A version file this same review produced but no lineage row records (a run died in between)."""
-    for version in list_versions(ctx.store, clip_id):
-        if version in registered:
-            continue
-        try:
-            candidate = load_annotations(ctx.store, clip_id, version)
-        except DataEngineError:
-            continue
-        if candidate.source == "review" and candidate.producer == producer:
-            return candidate
-    return None
 
 
 def _register(

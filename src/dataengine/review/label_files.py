@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dataengine.errors import DataEngineError, FormatError, ReviewError
+from dataengine.errors import FormatError, ReviewError
 from dataengine.formats import (
     ClipAnnotations,
     SavedAnnotation,
-    list_versions,
-    load_annotations,
     next_version,
+    orphan_version,
     save_annotations,
     sha256_hex,
 )
@@ -175,15 +174,9 @@ def _save(
     registered: set[int],
 ) -> SavedAnnotation:
     """Write the labels as the next version, or adopt the file an interrupted run wrote for this row."""
-    for version in list_versions(ctx.store, clip_id):
-        if version in registered:
-            continue
-        try:
-            orphan = load_annotations(ctx.store, clip_id, version)
-        except DataEngineError:
-            continue
-        if orphan.source == "import" and orphan.producer == producer:
-            return save_annotations(ctx.store, orphan)  # same bytes: a no-op that gives its sha256
+    orphan = orphan_version(ctx.store, clip_id, registered=registered, source="import", producer=producer)
+    if orphan is not None:
+        return save_annotations(ctx.store, orphan)  # same bytes: a no-op that gives its sha256
     annotations = ClipAnnotations(
         clip_id=clip_id, version=next_version(ctx.store, clip_id), parent_version=parent, source="import",
         producer=producer, classes=list(labels.classes), frames=labels.frames,
