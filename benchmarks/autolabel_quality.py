@@ -86,7 +86,7 @@ def _detections(
     """The detector's output on a clip (score >= 0.05), from ``cache`` when computed before."""
     path = cache / "detections" / f"{recipe.name}-{recipe.key()}-{scene}-{len(samples)}.npz"
     if path.is_file():
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             ends = np.cumsum([0, *data["counts"].tolist()]).tolist()
             return [
                 Detections(data["boxes"][a:b], data["scores"][a:b], data["labels"][a:b])
