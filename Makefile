@@ -93,6 +93,7 @@ up: venv
 	@# `make up LABELSTUDIO=1` also starts Label Studio beside Airflow (stopped with it by Ctrl-C).
 	@if [ "$(LABELSTUDIO)" = 1 ]; then $(MAKE) --no-print-directory labelstudio && mkdir -p .dataengine/labelstudio && \
 		(LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/.dataengine/labelstudio SENTRY_DSN= FRONTEND_SENTRY_DSN= \
+		LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=$(CURDIR)/.dataengine/store \
 		$(LS_VENV)/bin/label-studio start --no-browser --port $(LABELSTUDIO_PORT) \
 		>.dataengine/labelstudio.log 2>&1 &) && echo "Label Studio: http://localhost:$(LABELSTUDIO_PORT)"; fi
 	$(AIRFLOW_ENV) $(BIN)/python -m dataengine.airflow.up $(if $(filter 1,$(DEMO)),--env-file $(DEMO_ENV))

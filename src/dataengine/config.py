@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     # A personal access token (refresh token) or, with legacy tokens enabled, a legacy token.
     labelstudio_api_key: SecretStr | None = None
     labelstudio_project_title: str = "dataengine review"
+    # Label Studio's LOCAL_FILES_DOCUMENT_ROOT, for a file:// store: task videos are served from there as
+    # /data/local-files/?d=<path below it>. Default: the store's own folder.
+    labelstudio_document_root: str | None = None
+    # Minutes a presigned URL of an s3:// store's clip stays valid (Label Studio's S3 source storage).
+    labelstudio_presign_minutes: int = Field(60, ge=1)
 
     @field_validator("train_nnodes")
     @classmethod

@@ -191,6 +191,8 @@ def labelstudio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
             f"Label Studio is not installed in {LABELSTUDIO_BIN.parent.parent}: run `make labelstudio`"
         )
     data_dir = tmp_path_factory.mktemp("labelstudio")
+    # Every test's store is below the base temp folder: the document root of local files serving.
+    document_root = str(tmp_path_factory.getbasetemp().resolve())
     log = data_dir / "server.log"
     port, email, password = _free_port(), "reviewer@example.com", "review-pass-123"
     env = {
@@ -200,6 +202,8 @@ def labelstudio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
         "SENTRY_DSN": "",
         "FRONTEND_SENTRY_DSN": "",
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "false",
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": document_root,
     }
     command = [
         str(LABELSTUDIO_BIN),
@@ -218,7 +222,14 @@ def labelstudio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log)
-        yield {"url": url, "token": personal_access_token(url, email, password), "email": email}
+        token = personal_access_token(url, email, password)
+        yield {
+            "url": url,
+            "token": token,
+            "email": email,
+            "password": password,
+            "document_root": document_root,
+        }
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -66,6 +66,7 @@ class Guide:
         for name, value in {
             "TRAIN_EPOCHS": "1", "TRAIN_NPROC": "1", "SAMPLE_FPS": "1", "VAL_FRACTION": "0.5",
             "LABELSTUDIO_PROJECT_TITLE": f"quickstart {uuid.uuid4().hex[:8]}",
+            "LABELSTUDIO_DOCUMENT_ROOT": server["document_root"],
         }.items():  # fmt: skip
             monkeypatch.setenv(f"DATAENGINE_{name}", value)
         for name, video in (("bikes.mp4", BIKES), ("carphone.mp4", CARPHONE), ("bunny.mp4", BUNNY)):

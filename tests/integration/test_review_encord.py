@@ -38,6 +38,7 @@ from dataengine.review import export_for_review, import_reviews, review_report
 from dataengine.review.base import RetryableReviewError
 from dataengine.review.platforms import encord_labels as labels
 from dataengine.review.platforms.encord import EncordPlatform
+from dataengine.storage import ObjectStore
 
 # The clip maker and the Label Studio server.
 pytest_plugins = ["review_fixtures"]
@@ -292,20 +293,46 @@ def test_fake_encord_export_uploads_links_and_saves_prelabels_in_one_bundle(
     assert [name for name, _ in fake.calls].count("save_label_rows") == 1
 
 
-def test_fake_encord_cloud_registration_names_our_bucket_objects(
-    encord_ctx: Context, fake: FakeEncord, make_clip: Callable[..., str]
+@pytest.mark.s3
+def test_fake_encord_cloud_registration_of_an_s3_store_names_our_bucket_objects(
+    encord_ctx: Context, fake: FakeEncord, make_clip: Callable[..., str], s3_store: ObjectStore
 ) -> None:
     settings = encord_ctx.settings.model_copy(update={"encord_data": "cloud", "encord_integration": "our-s3"})
-    ctx = Context(settings=settings, store=encord_ctx.store, db=encord_ctx.db, run_id="test/run")
+    ctx = Context(settings=settings, store=s3_store, db=encord_ctx.db, run_id="test/run")
+    fake.ctx = ctx
     clip_id = make_clip(ctx, 0)
     assert export_for_review(ctx).exported == [clip_id]
     (spec,) = fake.registrations
     (video,) = spec["videos"]
-    assert video["objectUrl"] == ctx.store.uri(f"clips/{clip_id}/clip.mp4")
+    assert video["objectUrl"] == f"{s3_store.url}/clips/{clip_id}/clip.mp4"
+    assert video["objectUrl"].startswith("s3://")
     assert video["title"] == f"{clip_id}.mp4"
     assert video["videoMetadata"]["fps"] == 10.0
     assert video["videoMetadata"]["duration"] == 2.0
     assert spec["skipDuplicateUrls"] is True
+    assert fake.uploads == []
+
+
+@pytest.mark.s3
+def test_fake_encord_upload_from_an_s3_store_sends_the_clip_bytes(
+    encord_ctx: Context, fake: FakeEncord, make_clip: Callable[..., str], s3_store: ObjectStore
+) -> None:
+    ctx = Context(settings=encord_ctx.settings, store=s3_store, db=encord_ctx.db, run_id="test/run")
+    clip_id = make_clip(ctx, 0)
+    assert export_for_review(ctx).exported == [clip_id]
+    assert fake.uploads == [(f"{clip_id}.mp4", b"placeholder video bytes")]
+    assert fake.registrations == []
+
+
+def test_fake_encord_cloud_registration_of_a_file_store_is_refused_naming_upload(
+    encord_ctx: Context, fake: FakeEncord, make_clip: Callable[..., str]
+) -> None:
+    settings = encord_ctx.settings.model_copy(update={"encord_data": "cloud", "encord_integration": "our-s3"})
+    ctx = Context(settings=settings, store=encord_ctx.store, db=encord_ctx.db, run_id="test/run")
+    make_clip(ctx, 0)
+    with pytest.raises(DataEngineError, match=r"cloud needs an s3:// store .*\(DATAENGINE_ENCORD_DATA=upload\)"):
+        export_for_review(ctx)
+    assert fake.registrations == []
     assert fake.uploads == []
 
 

@@ -35,6 +35,7 @@ def ls_ctx(ctx: Context, labelstudio_server: dict[str, Any]) -> Context:
             "labelstudio_url": labelstudio_server["url"],
             "labelstudio_api_key": SecretStr(labelstudio_server["token"]),
             "labelstudio_project_title": f"test {uuid.uuid4().hex[:8]}",
+            "labelstudio_document_root": labelstudio_server["document_root"],
         }
     )
     return Context(settings=settings, store=ctx.store, db=ctx.db, run_id="test/run", actor="tester")

@@ -198,7 +198,7 @@ class EncordPlatform:
         with encord_errors(f"opening storage folder {folder_uuid}"):
             folder = client.get_storage_folder(folder_uuid)
             dataset = client.get_dataset(dataset_hash)
-        if self.settings.encord_data == "cloud":
+        if data_path(self.settings.encord_data, self.ctx.store) == "cloud":
             item_uuids = self._register_cloud(client, folder, items)
         else:
             item_uuids = [self._upload(folder, item) for item in items]
@@ -360,6 +360,21 @@ def _export_row(path: str | Path, i: int, row: Any) -> ExportRow:
         reviewers=_file_reviewers(row, source_name=name),
         external_id=str(row.get("data_hash") or ""),
     )
+
+
+def data_path(setting: str, store: Any) -> str:
+    """How clip videos reach Encord: ``upload`` (their bytes, from any store) or ``cloud`` (Encord reads
+    them from our bucket through a cloud integration, so only an ``s3://`` store can be ``cloud``)."""
+    if setting != "cloud":
+        return "upload"
+    if not store.url.startswith("s3://"):
+        scheme = store.url.partition("://")[0]
+        raise ReviewError(
+            f"Encord: DATAENGINE_ENCORD_DATA=cloud needs an s3:// store that Encord's cloud integration can "
+            f"read; the store {store.url} is {scheme}://, so its clips must be uploaded "
+            "(DATAENGINE_ENCORD_DATA=upload)"
+        )
+    return "cloud"
 
 
 def read_export_file(path: str | Path) -> list[Any]:

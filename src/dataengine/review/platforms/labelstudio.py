@@ -27,6 +27,7 @@ from dataengine.errors import AnnotationValidationError, FormatError, ReviewErro
 from dataengine.formats import ClipAnnotations
 from dataengine.redaction import mask_url
 from dataengine.review.base import CompletedReview, ExportRow, RetryableReviewError
+from dataengine.review.platforms.labelstudio_media import connect_storage, video_url
 from dataengine.review.platforms.labelstudio_regions import (
     label_config,
     prediction_result,
@@ -129,6 +130,7 @@ class LabelStudioPlatform:
                 config = label_config(classes or self.ctx.settings.classes)
                 created = self.client.call("POST", "/api/projects", {"title": title, "label_config": config})
                 self._project_id = int(created["id"])
+            connect_storage(self.client, self._project_id, self.ctx.settings, self.ctx.store)
         return self._project_id
 
     def _tasks(self) -> list[dict[str, Any]]:
@@ -169,7 +171,7 @@ class LabelStudioPlatform:
     def _create_task(self, item: ExportItem) -> str:
         meta = read_meta(self.ctx.store, item.clip_id)
         data = {
-            "video": self.ctx.store.uri(video_key(item.clip_id)),
+            "video": video_url(self.ctx.settings, self.ctx.store, video_key(item.clip_id)),
             "fps": meta.fps,
             "clip_id": item.clip_id,
             "exported_version": item.annotations.version,
