@@ -330,7 +330,8 @@ def test_fake_encord_cloud_registration_of_a_file_store_is_refused_naming_upload
     settings = encord_ctx.settings.model_copy(update={"encord_data": "cloud", "encord_integration": "our-s3"})
     ctx = Context(settings=settings, store=encord_ctx.store, db=encord_ctx.db, run_id="test/run")
     make_clip(ctx, 0)
-    with pytest.raises(DataEngineError, match=r"cloud needs an s3:// store .*\(DATAENGINE_ENCORD_DATA=upload\)"):
+    refusal = r"cloud needs an s3:// store .*\(DATAENGINE_ENCORD_DATA=upload\)"
+    with pytest.raises(DataEngineError, match=refusal):
         export_for_review(ctx)
     assert fake.registrations == []
     assert fake.uploads == []
