@@ -375,3 +375,18 @@ def test_funnel_counts_the_events_of_its_window_and_new_ones(sqlite_client: Test
     day, cells = day_cells(f"?until={old_day.isoformat()}&days=1")
     assert day == old_day.isoformat()
     assert cells.count("1") == 1  # only the reviewed column has an event that day
+
+
+def test_models_page_shows_an_imported_model_and_where_it_came_from(
+    sqlite_client: TestClient, ctx: Context, tmp_path: Path
+) -> None:
+    from dataengine.training.model_import import ModelImportRequest, import_model
+    from model_files import torchvision_state_dict
+
+    weights = torchvision_state_dict(tmp_path / "team.pth", arch="tiny_fasterrcnn", num_classes=3)
+    report = import_model(ctx, ModelImportRequest(arch="tiny_fasterrcnn", weights=str(weights)))
+    page = sqlite_client.get("/models")
+    assert page.status_code == 200
+    assert report.model_id in page.text
+    assert f'imported: team.pth <span class="muted">sha256 {report.source_sha256[:12]}' in page.text
+    assert "promoted" in page.text

@@ -103,7 +103,7 @@ def _row_cells(links: Links, row: ModelRow) -> list[str]:
     return [
         f'<span id="{escape(m.id)}" class="model">{escape(m.id)}</span>',
         escape(m.status),
-        escape(m.dataset_id or ""),
+        _origin_cell(m),
         parent,
         _map_cell(regression, str(metrics.get("held_out") or "")),
         escape(f"{regression.map50:.3f}") if regression and regression.map50 is not None else "",
@@ -113,6 +113,15 @@ def _row_cells(links: Links, row: ModelRow) -> list[str]:
         f"{row.reviews} reviews)</span>",
         m.created_at.strftime("%Y-%m-%d %H:%M"),
     ]
+
+
+def _origin_cell(model: Any) -> str:
+    """The dataset a model was trained on, or the file it was imported from (with its sha256)."""
+    if getattr(model, "origin", "trained") != "imported":
+        return escape(model.dataset_id or "")
+    source = str(model.source_uri or "").rsplit("/", 1)[-1]
+    sha = str(model.source_sha256 or "")[:12]
+    return f'imported: {escape(source)} <span class="muted">sha256 {escape(sha)}…</span>'
 
 
 def _pct(value: float | None) -> str:
