@@ -375,7 +375,11 @@ def review_status(
 def dataset_build(
     name: Annotated[str, typer.Option(help="Dataset name.")] = "default",
     rebuild_heldout: Annotated[
-        bool, typer.Option(help="Freeze a new held-out evaluation set from today's val split.")
+        bool,
+        typer.Option(
+            help="Freeze a new regression set from today's val split and start the edge-case set again "
+            "from its clips that came in through a trigger."
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -398,6 +402,7 @@ def dataset_build(
             f"-{diff.get('removed', 0)} removed, ~{diff.get('relabelled', 0)} relabelled"
         )
     typer.echo(f"held-out set: {ref.heldout_id or 'none (no val videos yet)'}")
+    typer.echo(f"edge-case set: {ref.edge_cases_id or 'none (no val clip came in through a trigger yet)'}")
     typer.echo(ref.dataset_id)
 
 

@@ -31,7 +31,7 @@ from dataengine.context import Context
 from dataengine.errors import EmptyDatasetError, NotFoundError, TrainingError
 from dataengine.formats import Box, ClipAnnotations, Frame
 from dataengine.lineage.annotations import record_annotation
-from dataengine.lineage.clips import clip_events, get_clip, register_clip, set_stage
+from dataengine.lineage.clips import clip_events, get_clip, record_event, register_clip, set_stage
 from dataengine.lineage.datasets import dataset_members
 from dataengine.lineage.model_registry import get_model, promoted_model, register_model, set_model_status
 from dataengine.lineage.models import ClipEvent, Dataset, DatasetClip, Model
@@ -662,6 +662,44 @@ def test_a_tie_does_not_replace_the_promoted_model(scored: Context) -> None:
     assert not decision.promoted
     assert decision.new_map == pytest.approx(decision.previous_map)
     assert status_of(scored, "m-oracle") == "promoted"
+
+
+def test_a_round_is_judged_on_both_held_out_sets(ctx: Context) -> None:
+    """Triggered val clips make an edge-case set; both models are scored on it and the gate reads it."""
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"val_fraction": 0.5}))
+    oracle = tiny_model(seed=7)
+    for name in ("edge-1", "edge-2", "edge-3", "edge-4"):
+        clip_ids = add_video(ctx, name, n_clips=1, labeller=oracle_labeller(oracle))
+        with ctx.db.session() as session:
+            record_event(session, clip_ids[0], "selected", status="ok", details={"trigger": "rare_class"})
+    ref = build_dataset(ctx)
+    store_model(ctx, "m-oracle", oracle, status="candidate", dataset_id=ref.dataset_id)
+    store_model(ctx, "m-blind", blind_model(), status="candidate", dataset_id=ref.dataset_id)
+    promote_if_better(ctx, model_id="m-oracle")
+
+    decision = promote_if_better(ctx, model_id="m-blind")
+    edge = evaluate(ctx, model_id="m-oracle", dataset=ref.dataset_id, split="edgecases")
+
+    assert ref.edge_cases_id == "default-edgecases@1"
+    assert (edge.held_out, (edge.n_images, edge.n_gt_boxes)) == (
+        "default-edgecases@1",
+        split_truth(ctx, "default-edgecases@1", "val"),
+    )
+    assert edge.map is not None
+    assert edge.map > 0.9
+    assert (decision.edge_case, decision.new_edge_map, decision.previous_edge_map) == (
+        "default-edgecases@1",
+        0.0,
+        edge.map,
+    )
+    assert not decision.promoted
+    assert "edge-case mAP on default-edgecases@1: 0.000 against" in decision.reason
+    doc = ctx.store.read_json("models/m-blind/metrics.json")
+    assert doc["edge_case"]["held_out"] == "default-edgecases@1"
+    assert doc["edge_case"]["previous_metrics"]["map"] == edge.map
+    with ctx.db.session() as session:
+        stored = get_model(session, "m-blind").metrics
+    assert (stored["edge_case"], stored["edge_eval"]["map"]) == ("default-edgecases@1", 0.0)
 
 
 def test_deciding_again_returns_the_same_decision_and_records_nothing(

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from dataengine.cli import app
 from dataengine.context import Context
 from dataengine.formats import load_annotations, sha256_hex
+from dataengine.lineage.clips import record_event
 from dataengine.lineage.datasets import get_dataset
 from dataengine.lineage.videos import register_video
 from dataengine.storage import ObjectStore
@@ -187,6 +188,81 @@ def test_splits_by_camera_keep_every_video_of_a_camera_together(ctx: Context) ->
         split_of_camera.setdefault(camera, set()).update(video_splits(ctx, ref.dataset_id)[video_id_of(name)])
     assert sorted(map(sorted, split_of_camera.values())) == [["train"], ["val"]]
     assert (ref.n_train, ref.n_val) == (3, 3)
+
+
+# The edge-case set ------------------------------------------------------------------------------
+
+
+def add_triggered_video(ctx: Context, name: str, *, n_clips: int = 2) -> list[str]:
+    """A video whose clips were all selected by a trigger before review (as detect_triggers records it)."""
+    clip_ids = add_video(ctx, name, n_clips=n_clips, n_frames=1)
+    with ctx.db.session() as session:
+        for clip_id in clip_ids:
+            record_event(session, clip_id, "selected", status="ok", details={"trigger": "rare_class"})
+    return clip_ids
+
+
+def test_the_edge_case_set_grows_from_the_triggered_val_clips_and_is_never_trained_on(ctx: Context) -> None:
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"val_fraction": 0.5}))
+    for i in range(4):  # the seed: labelled by hand, not found by a trigger
+        add_video(ctx, f"seed-{i}", n_clips=1, n_frames=1)
+    seed = build_dataset(ctx)
+    rounds = []
+    for r in range(2):  # two rounds of clips found by triggers
+        for i in range(6):
+            add_triggered_video(ctx, f"round-{r}-{i}")
+        rounds.append(build_dataset(ctx))
+    add_video(ctx, "untriggered", n_clips=1, n_frames=1)
+    quiet = build_dataset(ctx)  # a version that brings no new triggered clip
+    rebuilt = build_dataset(ctx, rebuild_heldout=True)
+
+    assert seed.edge_cases_id is None
+    assert [ref.edge_cases_id for ref in rounds] == ["default-edgecases@1", "default-edgecases@2"]
+    assert quiet.edge_cases_id == "default-edgecases@2"  # unchanged: no new version
+    for ref in rounds:
+        with ctx.db.session() as session:
+            assert get_dataset(session, "default", ref.version).counts["edge_cases"] == ref.edge_cases_id
+        # Exactly the val clips of the round's version that came in through a trigger, plus the older set.
+        expected = {
+            c: v
+            for c, v in members(ctx, ref.dataset_id).items()
+            if v[1] == "val"
+            and c.startswith(tuple(video_id_of(f"round-{r}-{i}") for r in range(2) for i in range(6)))
+        }
+        assert members(ctx, ref.edge_cases_id or "") == expected
+        assert expected
+    first, second = (members(ctx, ref.edge_cases_id or "") for ref in rounds)
+    assert set(first) < set(second)  # it grows: a superset of the previous version
+    # Never trained on: no video of any edge-case version is in a train split of any version.
+    edge_videos = {c.split("-")[0] for c in second}
+    for ref in (seed, *rounds, quiet, rebuilt):
+        for video, splits in video_splits(ctx, ref.dataset_id).items():
+            if video in edge_videos:
+                assert splits == {"val"}
+    with ctx.db.session() as session:
+        edge = get_dataset(session, "default-edgecases", 2)
+        by_class = edge.counts["class_boxes"]["val"]
+    assert sum(by_class.values()) == sum(
+        box for c in second for box in [len(f.boxes) for f in load_annotations(ctx.store, c).frames]
+    )
+    # Rebuilding starts both held-out sets again from today's val split; the triggered val clips are the
+    # same as before, so the edge-case set is the same version.
+    assert (rebuilt.heldout_id, rebuilt.edge_cases_id) == ("default-heldout@2", "default-edgecases@2")
+
+
+def test_a_relabelled_edge_case_clip_keeps_its_place_with_its_new_labels(ctx: Context) -> None:
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"val_fraction": 0.5}))
+    for i in range(6):
+        add_triggered_video(ctx, f"relabel-{i}")
+    first = build_dataset(ctx)
+    clip_id = sorted(members(ctx, first.edge_cases_id or ""))[0]
+    review_again(ctx, clip_id)
+    second = build_dataset(ctx)
+
+    assert (first.edge_cases_id, second.edge_cases_id) == ("default-edgecases@1", "default-edgecases@2")
+    before, after = members(ctx, "default-edgecases@1"), members(ctx, "default-edgecases@2")
+    assert set(before) == set(after)
+    assert (before[clip_id], after[clip_id]) == ((1, "val"), (2, "val"))
 
 
 # The columnar index beside each manifest -------------------------------------------------------

@@ -22,6 +22,9 @@ DEFAULT_NAME = "default"
 SPLITS = ("train", "val")
 #: The held-out evaluation set of dataset ``NAME`` is the dataset ``NAME-heldout``.
 HELDOUT_SUFFIX = "-heldout"
+#: The edge-case evaluation set of dataset ``NAME`` (val clips that came in through a trigger) is
+#: the dataset ``NAME-edgecases``.
+EDGE_CASES_SUFFIX = "-edgecases"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class DatasetRef:
     created: bool
     #: The fixed held-out evaluation set this version is scored on (``NAME-heldout@N``), if any.
     heldout_id: str | None = None
+    #: The growing edge-case evaluation set this version is scored on (``NAME-edgecases@N``), if any.
+    edge_cases_id: str | None = None
     #: What changed against the previous version: ``previous``, ``added``, ``removed``, ``relabelled``.
     diff: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +112,11 @@ class DatasetRef:
 def heldout_name(name: str) -> str:
     """The dataset name of ``name``'s fixed held-out evaluation set."""
     return f"{name}{HELDOUT_SUFFIX}"
+
+
+def edge_cases_name(name: str) -> str:
+    """The dataset name of ``name``'s edge-case evaluation set."""
+    return f"{name}{EDGE_CASES_SUFFIX}"
 
 
 def manifest_key(name: str, version: int) -> str:
@@ -195,6 +205,7 @@ def dataset_ref(row: Dataset, *, created: bool) -> DatasetRef:
         n_boxes=int(counts.get("n_boxes", 0)),
         created=created,
         heldout_id=counts.get("heldout"),
+        edge_cases_id=counts.get("edge_cases"),
         diff=dict(counts.get("diff") or {}),
     )
 

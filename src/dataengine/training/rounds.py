@@ -29,7 +29,7 @@ def dataset_for_round(
     """
     ref = build_dataset(ctx, name=name, rebuild_heldout=rebuild_heldout)
     log.info(
-        "dataset %s: %d clips (%d train, %d val), %s; diff %s; held-out set %s",
+        "dataset %s: %d clips (%d train, %d val), %s; diff %s; held-out sets %s and %s",
         ref.dataset_id,
         ref.n_clips,
         ref.n_train,
@@ -37,6 +37,7 @@ def dataset_for_round(
         "new" if ref.created else "unchanged",
         ref.diff,
         ref.heldout_id,
+        ref.edge_cases_id or "(no edge-case set yet)",
     )
     decided = None if ref.created or force else decided_model_for(ctx, ref.dataset_id)
     if decided is not None:

@@ -1,9 +1,11 @@
 """``build_dataset``: snapshot the reviewed clips as a dataset version, with its held-out set and diff.
 
 A version is a manifest (with its columnar index, ``columns``) plus lineage rows (``datasets``,
-``dataset_clips``). Splits are per video and never change once given; the held-out evaluation set
-(``NAME-heldout``) is frozen from the val split the first time one exists and is only replaced on
-request; each version records what changed since the last.
+``dataset_clips``). Splits are per video and never change once given. Two held-out evaluation sets sit
+beside the versions (docs/training.md, "Two held-out sets"): the regression set (``NAME-heldout``), frozen
+from the val split the first time one exists and only replaced on request, and the edge-case set
+(``NAME-edgecases``), the val clips that came in through a trigger, which grows with every version that
+brings new ones. Each version records what changed since the last.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataengine.errors import (
 )
 from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
 from dataengine.lineage import Dataset, Session
-from dataengine.lineage.clips import get_clip, record_event, set_stage
+from dataengine.lineage.clips import clips_ever_in_stage, get_clip, record_event, set_stage
 from dataengine.lineage.datasets import (
     TrainableClip,
     create_dataset,
@@ -46,8 +48,10 @@ from dataengine.training.manifest import (
     ManifestEntry,
     assign_splits,
     dataset_ref,
+    edge_cases_name,
     heldout_name,
     manifest_key,
+    read_manifest,
 )
 
 #: Clip stages whose labels are final enough to train on.
@@ -60,12 +64,13 @@ def split_group(video_id: str, camera: str | None, split_by: str) -> str:
 
 
 def fixed_splits(session: Session, name: str, *, split_by: str = "video") -> dict[str, str]:
-    """The split each group (video or camera) had in earlier versions of ``name`` or its held-out set.
+    """The split each group (video or camera) had in earlier versions of ``name`` or its held-out sets.
 
     The newest version wins; ``val`` wins within one version, so a held-out group is never trained on.
     """
     splits: dict[str, str] = {}
-    for video_id, camera, split in earlier_splits(session, [name, heldout_name(name)]):
+    names = [name, heldout_name(name), edge_cases_name(name)]
+    for video_id, camera, split in earlier_splits(session, names):
         splits[split_group(video_id, camera, split_by)] = split
     return splits
 
@@ -248,6 +253,54 @@ def _heldout(
     return _create(session, ctx, heldout_name(name), val, boxes, {"heldout_of": name}).id
 
 
+def _boxes_of(store: ObjectStore, entries: Sequence[ManifestEntry], boxes: ClassBoxes) -> ClassBoxes:
+    """``boxes`` completed with the class counts of the entries it lacks (read from their files)."""
+    found = dict(boxes)
+    for entry in entries:
+        if entry.clip_id not in found:
+            data = store.read_bytes(store.key_of(entry.uri))
+            if sha256_hex(data) != entry.sha256:
+                raise FormatError(f"{entry.uri}: sha256 differs from the edge-case set's manifest")
+            annotations = ClipAnnotations.from_json_bytes(data, source_name=entry.uri)
+            found[entry.clip_id] = Counter(b.label for f in annotations.frames for b in f.boxes)
+    return found
+
+
+def _edge_cases(
+    session: Session,
+    ctx: Context,
+    name: str,
+    entries: Sequence[ManifestEntry],
+    boxes: ClassBoxes,
+    *,
+    rebuild: bool,
+) -> str | None:
+    """The id of the edge-case set: the newest one grown by this version's val clips selected by a trigger.
+
+    A clip already in the set keeps its place; when it was relabelled since, the new labels replace the
+    old (a review is a correction). ``rebuild`` starts the set again from this version's val split alone.
+    Returns the newest set unchanged when nothing new came in, and None while there is none.
+    """
+    val = [e for e in entries if e.split == "val"]
+    triggered = clips_ever_in_stage(session, [e.clip_id for e in val], "selected")
+    existing = _latest(session, edge_cases_name(name))
+    chosen: dict[str, ManifestEntry] = {}
+    if existing is not None and not rebuild:
+        chosen = {e.clip_id: e for e in read_manifest(ctx.store, existing.manifest_uri)}
+    chosen.update({e.clip_id: e for e in val if e.clip_id in triggered})
+    if not chosen:
+        return None
+    if existing is not None and _members(session, existing.id) == {
+        clip_id: e.annotation_version for clip_id, e in chosen.items()
+    }:
+        return existing.id
+    members = [chosen[clip_id] for clip_id in sorted(chosen)]
+    extra = {"edge_cases_of": name}
+    return _create(
+        session, ctx, edge_cases_name(name), members, _boxes_of(ctx.store, members, boxes), extra
+    ).id
+
+
 def _mark_members(session: Session, ctx: Context, row: Dataset, entries: Sequence[ManifestEntry]) -> None:
     """Move each member clip to ``in_dataset``; a clip already there gets an event naming the version."""
     for entry in entries:
@@ -275,13 +328,17 @@ def _register(
     previous = _latest(session, name)
     before = _members(session, previous.id) if previous is not None else {}
     heldout = _heldout(session, ctx, name, entries, boxes, rebuild=rebuild_heldout)
+    edge_cases = _edge_cases(session, ctx, name, entries, boxes, rebuild=rebuild_heldout)
     version = next_dataset_version(session, name)
     diff = diff_members(
         before, {e.clip_id: e.annotation_version for e in entries},
         base=previous.id if previous else None, target=dataset_id(name, version),
     )  # fmt: skip
     write_diff(ctx.store, name, version, diff)
-    row = _create(session, ctx, name, entries, boxes, {"heldout": heldout, "diff": diff_summary(diff)})
+    row = _create(
+        session, ctx, name, entries, boxes,
+        {"heldout": heldout, "edge_cases": edge_cases, "diff": diff_summary(diff)},
+    )  # fmt: skip
     _mark_members(session, ctx, row, entries)
     return row
 
@@ -291,7 +348,8 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
 
     Returns the newest existing version unchanged (``created=False``) when its members are the same
     (clip, annotation version) pairs and no held-out rebuild is asked for. Clips whose annotation file
-    is unreadable are quarantined. ``rebuild_heldout`` freezes a new held-out set from the val split.
+    is unreadable are quarantined. ``rebuild_heldout`` freezes a new regression set from the val split
+    and starts the edge-case set again from the val clips that came in through a trigger.
     """
     with ctx.db.session() as session:
         candidates = trainable_clips(session, stages=DATASET_STAGES, sources=TRUSTED_SOURCES)
