@@ -22,7 +22,7 @@ from dataengine.training.columns import (
     read_manifest_columns,
 )
 from dataengine.training.diff import diff_members
-from dataengine.training.manifest import ManifestEntry, assign_splits
+from dataengine.training.manifest import ManifestEntry, assign_splits, split_of_video
 
 
 def videos(n: int, salt: str = "") -> list[str]:
@@ -61,6 +61,75 @@ def test_a_tiny_dataset_gets_both_splits_and_keeps_them_as_it_grows(names: tuple
 
     assert sorted(first.values()) == ["train", "val"]
     assert {v: grown[v] for v in ids} == first
+
+
+def rare_in_train_by_chance(
+    n: int = 20, n_rare: int = 3, val_fraction: float = 0.2
+) -> tuple[list[str], set[str]]:
+    """``n`` videos and ``n_rare`` of them, chosen so that the hash alone puts all of those in train."""
+    ids = videos(n, salt="strat")
+    by_hash = assign_splits(ids, val_fraction=val_fraction)
+    rare = {v for v in ids if by_hash[v] == "train"}
+    assert len(rare) >= n_rare
+    assert "val" in by_hash.values()
+    return ids, set(sorted(rare)[:n_rare])
+
+
+def test_a_class_in_only_3_of_20_videos_is_kept_in_val() -> None:
+    ids, rare = rare_in_train_by_chance()
+    classes_of = {v: {"person", "wheelchair"} if v in rare else {"person", "bed"} for v in ids}
+
+    plain = assign_splits(ids, val_fraction=0.2)
+    stratified = assign_splits(ids, val_fraction=0.2, classes_of=classes_of, min_class_videos=3)
+
+    assert {plain[v] for v in rare} == {"train"}  # by chance, without stratification: never evaluated
+    assert sorted(stratified[v] for v in rare) == ["train", "train", "val"]
+    (moved,) = [v for v in rare if stratified[v] == "val"]
+    assert moved == min(rare, key=split_of_video)  # the one nearest the boundary
+    assert {v: s for v, s in stratified.items() if v != moved} == {
+        v: s for v, s in plain.items() if v != moved
+    }
+    # The same input gives the same split, whatever the order.
+    again = assign_splits(list(reversed(ids)), val_fraction=0.2, classes_of=classes_of, min_class_videos=3)
+    assert again == stratified
+
+
+def test_a_class_in_fewer_videos_than_the_minimum_is_left_to_the_hash() -> None:
+    ids, rare = rare_in_train_by_chance(n_rare=2)
+    classes_of = {v: {"wheelchair"} for v in rare}
+
+    assert assign_splits(ids, val_fraction=0.2, classes_of=classes_of, min_class_videos=3) == assign_splits(
+        ids, val_fraction=0.2
+    )
+
+
+def test_stratification_never_moves_a_video_that_already_has_a_split() -> None:
+    ids, rare = rare_in_train_by_chance()
+    classes_of = {v: {"wheelchair"} for v in rare}
+    fixed = {v: "train" for v in rare}
+
+    split = assign_splits(ids, val_fraction=0.2, fixed=fixed, classes_of=classes_of, min_class_videos=3)
+    # A fourth video of the class arrives: it is the one that goes to val.
+    newcomer = videos(1, salt="fourth")[0]
+    grown = assign_splits(
+        [*ids, newcomer], val_fraction=0.2, fixed=split, classes_of={**classes_of, newcomer: {"wheelchair"}}
+    )
+
+    assert {split[v] for v in rare} == {"train"}
+    assert {grown[v] for v in rare} == {"train"}
+    assert grown[newcomer] == "val"
+
+
+def test_a_class_all_in_val_keeps_one_video_in_train() -> None:
+    ids = videos(20, salt="all-val")
+    by_hash = assign_splits(ids, val_fraction=0.2)
+    held = sorted(v for v in ids if by_hash[v] == "val")[:3]
+    classes_of = {v: {"wheelchair"} for v in held}
+
+    split = assign_splits(ids, val_fraction=0.2, classes_of=classes_of, min_class_videos=3)
+
+    assert sorted(split[v] for v in held) == ["train", "val", "val"]
+    assert split[max(held, key=split_of_video)] == "train"  # the one nearest the boundary
 
 
 def test_without_fixed_splits_the_tiny_dataset_rule_would_move_a_video() -> None:

@@ -151,14 +151,24 @@ def split_of_video(video_id: str) -> float:
 
 
 def assign_splits(
-    video_ids: Iterable[str], *, val_fraction: float, fixed: Mapping[str, str] | None = None
+    video_ids: Iterable[str],
+    *,
+    val_fraction: float,
+    fixed: Mapping[str, str] | None = None,
+    classes_of: Mapping[str, Iterable[str]] | None = None,
+    min_class_videos: int = 3,
 ) -> dict[str, str]:
-    """``train`` or ``val`` per video.
+    """``train`` or ``val`` per video (or camera: any group a split keeps together).
 
     A video in ``fixed`` (its split in an earlier version) keeps it, so no video ever moves between
     splits. A new video goes by hash. When every video would sit on one side, the new video nearest the
     boundary is moved across, so a dataset of two or more videos has both splits whenever a new video
     can be moved without breaking an earlier assignment.
+
+    Stratified by class: ``classes_of`` gives the classes each video shows. A class found in at least
+    ``min_class_videos`` videos gets one of them in val (and keeps one in train), so a rare class is not
+    all in train by chance: the new video of that class nearest the boundary is moved across. Rarer
+    classes are placed first, so a move for a common class does not undo one for a rare class.
     """
     fixed = fixed or {}
     ranked = sorted(set(video_ids), key=split_of_video)
@@ -169,7 +179,37 @@ def assign_splits(
             splits[movable[0]] = "val"
         elif "train" not in splits.values():
             splits[movable[-1]] = "train"
+    if classes_of and val_fraction > 0:
+        _stratify(splits, movable, classes_of, min_class_videos)
     return splits
+
+
+def _stratify(
+    splits: dict[str, str],
+    movable: Sequence[str],
+    classes_of: Mapping[str, Iterable[str]],
+    min_class_videos: int,
+) -> None:
+    """Move new videos (``movable``, ranked by hash) so each class with enough videos is on both sides."""
+    videos_of: dict[str, list[str]] = {}
+    for video in splits:
+        for name in set(classes_of.get(video, ())):
+            videos_of.setdefault(name, []).append(video)
+    placed: set[str] = set()  # videos moved for a rarer class stay where that class needs them
+    for _name, videos in sorted(videos_of.items(), key=lambda item: (len(item[1]), item[0])):
+        if len(videos) < min_class_videos:
+            continue
+        sides = {splits[v] for v in videos}
+        for side, pick in (("val", 0), ("train", -1)):
+            if side in sides:
+                continue
+            # With at least min_class_videos (>= 2) videos all on the other side, one can cross.
+            candidates = [v for v in movable if v in videos and v not in placed]
+            if candidates:
+                chosen = candidates[pick]
+                splits[chosen] = side
+                placed.add(chosen)
+                sides = {splits[v] for v in videos}
 
 
 def parse_dataset_spec(spec: str | None) -> tuple[str, int | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from dataengine.context import Context
@@ -178,22 +179,34 @@ def _manifest_bytes(entries: Sequence[ManifestEntry]) -> bytes:
 def _collect_entries(
     ctx: Context, candidates: Sequence[TrainableClip], fixed: Mapping[str, str]
 ) -> tuple[list[ManifestEntry], list[tuple[TrainableClip, str]], dict[str, Counter[str]]]:
+    """Each readable candidate's manifest entry with its split, the refused ones, and boxes per class.
+
+    The files are read before the split is drawn: the split is stratified by the classes each group shows.
+    """
     split_by = ctx.settings.split_by
     groups = {c.clip_id: split_group(c.video_id, c.camera, split_by) for c in candidates}
-    splits = assign_splits(groups.values(), val_fraction=ctx.settings.val_fraction, fixed=fixed)
     entries: list[ManifestEntry] = []
     refused: list[tuple[TrainableClip, str]] = []
     boxes: dict[str, Counter[str]] = {}
     for item in candidates:
         try:
-            entry, boxes[item.clip_id] = _entry(
-                ctx.store, item, splits[groups[item.clip_id]], ctx.settings.classes
-            )
+            entry, boxes[item.clip_id] = _entry(ctx.store, item, "train", ctx.settings.classes)
         except DataEngineError as exc:
             refused.append((item, str(exc)))
         else:
             entries.append(entry)
-    return entries, refused, boxes
+    classes_of: dict[str, set[str]] = {}
+    for entry in entries:
+        shown = {name for name, n in boxes[entry.clip_id].items() if n > 0}
+        classes_of.setdefault(groups[entry.clip_id], set()).update(shown)
+    splits = assign_splits(
+        {groups[e.clip_id] for e in entries} | {groups[item.clip_id] for item, _ in refused},
+        val_fraction=ctx.settings.val_fraction,
+        fixed=fixed,
+        classes_of=classes_of,
+        min_class_videos=ctx.settings.split_min_class_videos,
+    )
+    return [replace(e, split=splits[groups[e.clip_id]]) for e in entries], refused, boxes
 
 
 def _quarantine(session: Session, ctx: Context, refused: Sequence[tuple[TrainableClip, str]]) -> None:
