@@ -43,7 +43,7 @@ def _video_signature(data: bytes) -> str:
     libx264 under PyAV is not byte-reproducible (two encodes of the same frames in one process can
     differ in a few pixel values), so a rebuilt clip is compared by its frames, not by its bytes.
     """
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         frames = [(frame.pts, frame.width, frame.height) for frame in container.decode(video=0)]
     return repr(frames)
 
