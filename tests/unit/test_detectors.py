@@ -87,6 +87,16 @@ def test_unknown_architecture_is_refused() -> None:
         build_detector("nope", num_classes=3, min_size=96, max_size=128)
 
 
+@pytest.mark.parametrize("arch", ["owlv2", "grounding_dino", "opencv_hog", "mmdet"])
+def test_an_inference_only_architecture_is_refused_for_training_saying_so(arch: str) -> None:
+    from dataengine.vision.detectors import INFERENCE_ONLY_ARCHS, known_archs
+    from dataengine.vision.model_sources import import_archs
+
+    assert set(INFERENCE_ONLY_ARCHS) == set(import_archs()) - set(known_archs())
+    with pytest.raises(ModelError, match=f"{arch} is an inference-only pre-labeller"):
+        build_detector(arch, num_classes=3, min_size=96, max_size=128)
+
+
 @pytest.mark.parametrize(
     "arch",
     [

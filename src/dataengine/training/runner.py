@@ -27,7 +27,7 @@ from dataengine.storage import ObjectStore
 from dataengine.training.distributed import STORAGE_OPTIONS_ENV
 from dataengine.training.manifest import dataset_classes, resolve_dataset
 from dataengine.training.multinode import Rendezvous, failure_hint, rendezvous_for
-from dataengine.vision import checkpoint_key, model_prefix, pick_device
+from dataengine.vision import backend_of, checkpoint_key, model_prefix, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ RECIPE: dict[str, Any] = {
     "workers": 0,
 }
 STDERR_TAIL_CHARS = 4000
+#: Checkpoint backends whose weights training can start from (the others are inference-only).
+TRAINABLE_BACKENDS = ("torchvision",)
 
 
 @dataclass
@@ -69,8 +71,21 @@ def warm_start_model(ctx: Context, *, arch: str, classes: list[str]) -> str:
     if not ctx.store.exists(config_key):
         return ""
     config = ctx.store.read_json(config_key)
+    backend = backend_of(config)
+    if backend not in TRAINABLE_BACKENDS:
+        # An open-vocabulary, HOG or mmdet model only pre-labels: its knowledge reaches the next model
+        # through the labels reviewers corrected, never through its weights.
+        logger.warning(
+            "not warm-starting from the promoted %s: its %s model (backend %s) is inference-only, so %s "
+            "trains from its initial weights",
+            promoted.id, config.get("arch"), backend, arch,
+        )  # fmt: skip
+        return ""
     if config.get("arch") != arch or list(config.get("classes", [])) != classes:
-        logger.info("not warm-starting from %s: another architecture or class list", promoted.id)
+        logger.warning(
+            "not warm-starting from the promoted %s: it is a %s for %s, this run trains a %s for %s",
+            promoted.id, config.get("arch"), config.get("classes"), arch, classes,
+        )  # fmt: skip
         return ""
     return promoted.id
 

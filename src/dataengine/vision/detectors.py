@@ -153,6 +153,8 @@ TORCHVISION_DETECTORS = (
     "ssdlite320_mobilenet_v3_large",
 )
 TORCHVISION_PREFIX = "torchvision:"
+#: ``dataengine model import`` architectures that only pre-label: nothing here trains them.
+INFERENCE_ONLY_ARCHS = ("owlv2", "grounding_dino", "opencv_hog", "mmdet")
 
 
 def build_torchvision_detector(name: str, *, num_classes: int, min_size: int, max_size: int) -> nn.Module:
@@ -192,4 +194,9 @@ def build_detector(arch: str, *, num_classes: int, min_size: int, max_size: int)
         return builder(num_classes=num_classes, min_size=min_size, max_size=max_size)
     if name in TORCHVISION_DETECTORS:
         return build_torchvision_detector(name, num_classes=num_classes, min_size=min_size, max_size=max_size)
+    if arch in INFERENCE_ONLY_ARCHS:
+        raise ModelError(
+            f"{arch} is an inference-only pre-labeller (`dataengine model import --arch {arch}`), not an "
+            f"architecture to train; set DATAENGINE_DETECTOR_ARCH to one of {', '.join(known_archs())}"
+        )
     raise ModelError(f"unknown detector architecture {arch!r}; choose one of {', '.join(known_archs())}")

@@ -1,7 +1,7 @@
 """Open-vocabulary detectors from Hugging Face ``transformers`` (OWLv2, Grounding DINO), prompted with text.
 
 They find classes no trained model knows yet ("wheelchair") from their names alone. The model is read
-from a local folder written by ``save_pretrained`` (nothing is downloaded: docs/autolabel.md says how to
+from a local folder written by ``save_pretrained`` (nothing is downloaded: docs/models.md says how to
 fetch the real weights on a machine with internet). The detector's labels index its prompts; a
 :class:`~dataengine.vision.class_map.LabelMap` turns prompts into our classes.
 """
@@ -36,7 +36,7 @@ def load_open_vocab(folder: Path, *, arch: str, device: torch.device) -> tuple[A
     if not (folder / "config.json").is_file():
         raise ModelError(
             f"{folder} is not a model folder written by save_pretrained (it has no config.json); "
-            "see docs/autolabel.md, 'Open-vocabulary pre-labels', for how to fetch one"
+            "see docs/models.md, 'Open-vocabulary pre-labels', for how to fetch one"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub, even for a missing file
     try:
