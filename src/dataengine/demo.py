@@ -24,6 +24,7 @@ from dataengine.config import Settings, load_settings
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
 from dataengine.lineage.views.activity import activity_since
+from dataengine.training.comparison import CandidateComparison
 from dataengine.workflow import run_dag
 
 _MARKER = ".dataengine-demo"
@@ -49,6 +50,8 @@ class DemoOptions:
     video_seconds: float = 10.0
     fps: float = 10.0
     seed: int = 7
+    #: The class the table follows: the synthetic scenes' rare class, which the rare_class trigger hunts.
+    rare_class: str = "wheelchair"
     settings: dict[str, Any] = field(
         default_factory=lambda: {
             "clip_seconds": 2.0,
@@ -76,6 +79,19 @@ class RoundStats:
     new_map: float | None = None
     previous_map: float | None = None
     new_map50: float | None = None
+    #: The round's edge-case set (val clips that came in through a trigger), both models' mAP on it.
+    edge_case: str = ""
+    new_edge_map: float | None = None
+    previous_edge_map: float | None = None
+    #: The rare class on the round's edge-case set: the new and the promoted model's AP, and its support.
+    rare_class: str = ""
+    rare_ap: float | None = None
+    previous_rare_ap: float | None = None
+    rare_support: int | None = None
+    #: The round's model on the last round's edge-case set, the same yardstick for every round.
+    final_rare_ap: float | None = None
+    final_rare_support: int | None = None
+    final_edge_case: str = ""
     promoted: bool = False
     seconds: float = 0.0
 
@@ -98,6 +114,8 @@ class DemoResult:
 
     def table(self) -> str:
         """The per-round table the demo prints."""
+        rare = next((r.rare_class for r in self.rounds if r.rare_class), "rare class")
+        final = next((r.final_edge_case for r in self.rounds if r.final_edge_case), "")
         header = (
             "round",
             "videos",
@@ -110,6 +128,12 @@ class DemoResult:
             "new mAP",
             "prev mAP",
             "new mAP@.5",
+            "edge-case set",
+            "new edge mAP",
+            "prev edge mAP",
+            f"{rare} AP (boxes)",
+            f"prev {rare} AP",
+            f"{rare} AP on {final or 'the last edge-case set'}",
             "promoted",
             "seconds",
         )
@@ -117,11 +141,16 @@ class DemoResult:
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
         lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(
-            "mAP: COCO mAP@[.5:.95] of the new model and of the model promoted before it, on the same "
-            "held-out clips (the val split of the new dataset). Review is SIMULATED from synthetic truth."
-        )
-        lines.append(f"wall time {self.wall_seconds:.0f} s; data in {self.workdir}")
+        lines += [
+            "mAP: COCO mAP@[.5:.95] of the new model and of the model promoted before it, on the same frames "
+            "of the frozen regression set; edge mAP: the same on the round's edge-case set (val clips that "
+            "came in through a trigger, never trained on).",
+            f"{rare} AP: on the round's edge-case set, with its support (ground-truth boxes); the last "
+            f"column scores every round's model on {final or 'the last edge-case set'}, so the rounds "
+            f"compare. n/a (0 examples): no {rare} box in the set, so nothing was measured.",
+            "Review is SIMULATED from synthetic truth.",
+            f"wall time {self.wall_seconds:.0f} s; data in {self.workdir}",
+        ]
         return "\n".join(lines)
 
 
@@ -129,9 +158,19 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _ap(ap: float | None, support: int | None, *, known: bool) -> str:
+    """An AP with its support, n/a when the set had no example, "-" when there was no set to score on."""
+    if not known:
+        return "-"
+    if ap is None:
+        return "n/a (0 examples)" if not support else "n/a"
+    return f"{ap:.3f} ({support} boxes)" if support is not None else f"{ap:.3f}"
+
+
 def _row(stats: RoundStats) -> tuple[Any, ...]:
     name = "0 (bootstrap)" if stats.round == 0 else str(stats.round)
     selected = "seed" if stats.round == 0 else stats.selected
+    edge = bool(stats.edge_case)
     return (
         name,
         stats.videos,
@@ -144,6 +183,12 @@ def _row(stats: RoundStats) -> tuple[Any, ...]:
         _fmt(stats.new_map),
         _fmt(stats.previous_map),
         _fmt(stats.new_map50),
+        stats.edge_case or "none yet",
+        _fmt(stats.new_edge_map),
+        _fmt(stats.previous_edge_map),
+        _ap(stats.rare_ap, stats.rare_support, known=edge),
+        _ap(stats.previous_rare_ap, stats.rare_support, known=edge and stats.previous_map is not None),
+        _ap(stats.final_rare_ap, stats.final_rare_support, known=bool(stats.final_edge_case)),
         "yes" if stats.promoted else "no",
         f"{stats.seconds:.0f}",
     )
@@ -249,8 +294,10 @@ class AirflowRunner:
 # Statistics ---------------------------------------------------------------------------------------
 
 
-def round_stats(ctx: Context, *, number: int, since: datetime, seconds: float) -> RoundStats:
-    """What happened in the lineage database since ``since``."""
+def round_stats(
+    ctx: Context, *, number: int, since: datetime, seconds: float, rare_class: str = "wheelchair"
+) -> RoundStats:
+    """What happened in the lineage database since ``since``, and the round's scores on both sets."""
     with ctx.db.session() as session:
         seen = activity_since(session, since)
     stats = RoundStats(
@@ -261,6 +308,7 @@ def round_stats(ctx: Context, *, number: int, since: datetime, seconds: float) -
         selected=seen.selected,
         autolabelled_boxes=seen.autolabelled_boxes,
         boxes_changed=seen.boxes_changed,
+        rare_class=rare_class,
     )
     if seen.model_id is not None:
         stats.model_id = seen.model_id
@@ -269,22 +317,50 @@ def round_stats(ctx: Context, *, number: int, since: datetime, seconds: float) -
             stats.dataset = seen.dataset_id
             stats.dataset_clips = seen.dataset_clips
     if stats.model_id:
-        decision = _decision(ctx, stats.model_id)
-        stats.new_map = decision.get("new_map")
-        stats.previous_map = decision.get("previous_map")
-        stats.new_map50 = decision.get("new_map50")
+        _read_scores(ctx, stats)
     return stats
 
 
-def _decision(ctx: Context, model_id: str) -> dict[str, Any]:
-    """The promotion decision and metrics written beside the model, or {} before there is one."""
-    key = f"models/{model_id}/metrics.json"
+def _read_scores(ctx: Context, stats: RoundStats) -> None:
+    """Fill ``stats`` from the metrics.json the promotion wrote beside the round's model (if any yet)."""
+    key = f"models/{stats.model_id}/metrics.json"
     if not ctx.store.exists(key):
-        return {}
+        return
     doc = ctx.store.read_json(key)
-    decision = dict(doc.get("decision") or {})
-    decision["new_map50"] = (doc.get("metrics") or {}).get("map50")
-    return decision
+    comparison = CandidateComparison.from_dict(doc)
+    decision = doc.get("decision") or {}
+    stats.new_map = comparison.regression.candidate.map
+    stats.new_map50 = comparison.regression.candidate.map50
+    stats.previous_map = decision.get("previous_map")
+    edge = comparison.edge_case
+    if edge is not None:
+        stats.edge_case = edge.label
+        stats.new_edge_map = edge.candidate.map
+        stats.previous_edge_map = edge.promoted.map if edge.promoted else None
+        score = edge.candidate.score(stats.rare_class)
+        stats.rare_ap, stats.rare_support = score.ap, score.support
+        if edge.promoted is not None:
+            stats.previous_rare_ap = edge.promoted.score(stats.rare_class).ap
+
+
+def score_on_last_edge_set(ctx: Context, rounds: list[RoundStats]) -> None:
+    """Score every round's model on the last round's edge-case set: one yardstick for the whole demo.
+
+    The edge-case set grows each round, so each round's own figures come from a different set; on the
+    last one, the bootstrap and every later model are measured on the same frames.
+    """
+    from dataengine.training.evaluation import EDGE_CASES, evaluate
+
+    last = next((r for r in reversed(rounds) if r.edge_case and r.dataset), None)
+    if last is None:
+        return
+    for stats in rounds:
+        if not stats.model_id:
+            continue
+        scores = evaluate(ctx, model_id=stats.model_id, dataset=last.dataset, split=EDGE_CASES)
+        rare = scores.score(stats.rare_class)
+        stats.final_edge_case = last.edge_case
+        stats.final_rare_ap, stats.final_rare_support = rare.ap, rare.support
 
 
 # The demo ----------------------------------------------------------------------------------------
@@ -341,7 +417,17 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> De
                     boxes = label_seed_from_ground_truth(ctx)
                     echo(f"  seed clips labelled from synthetic ground truth: {boxes} boxes")
                 run(dag_id, f"round{number}")
-            results.append(round_stats(ctx, number=number, since=since, seconds=time.monotonic() - started))
+            results.append(
+                round_stats(
+                    ctx,
+                    number=number,
+                    since=since,
+                    seconds=time.monotonic() - started,
+                    rare_class=options.rare_class,
+                )
+            )
+        echo(f"scoring every round's model on the last edge-case set ({options.rare_class} AP)")
+        score_on_last_edge_set(ctx, results)
     finally:
         ctx.close()
     return DemoResult(rounds=results, wall_seconds=time.monotonic() - wall, workdir=str(workdir))
