@@ -390,3 +390,53 @@ def test_models_page_shows_an_imported_model_and_where_it_came_from(
     assert report.model_id in page.text
     assert f'imported: team.pth <span class="muted">sha256 {report.source_sha256[:12]}' in page.text
     assert "promoted" in page.text
+
+
+HOSTILE = '<script>alert("x")</script>'
+HOSTILE_ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+TAG = '<img src=x onerror="alert(1)">'  # no "/": a run id's parts are split on it
+TAG_ESCAPED = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
+
+
+def test_a_hostile_name_is_escaped_through_every_template(sqlite_client: TestClient, ctx: Context) -> None:
+    """Names from videos, triggers, runs and quarantine reach the pages as text, never as markup."""
+    from dataengine.airflow.ui.charts import line_plot_svg
+    from dataengine.airflow.ui.render import render
+    from dataengine.lineage.triggers import record_trigger_score
+    from dataengine.lineage.videos import register_video
+
+    clip_id = f"{VIDEO_ID}-0000100"
+    airflow_run = f"{TAG}/{TAG}/task"
+    with ctx.db.session() as session:
+        register_video(session, video_id="f" * 16, uri="landing/x.mp4", sha256="f" * 64, camera=HOSTILE)
+        record_trigger_score(session, clip_id=clip_id, trigger=HOSTILE, score=0.5, run_id=airflow_run)
+        set_stage(session, clip_id, "scored", run_id=airflow_run, details={"scores": {HOSTILE: 0.5}})
+        set_stage(session, clip_id, "selected", run_id=f"cli/{TAG}", actor=HOSTILE)
+        quarantine(session, kind="clip", input=HOSTILE, reason=HOSTILE, stage="triggers", clip_id=clip_id)
+    # (path, least count of the escaped name, least count of the escaped run part)
+    pages = [
+        ("/", 2, 3),  # quarantine input and reason; the runs' links in the day table (title, text)
+        ("/videos", 1, 0),  # the camera
+        (f"/videos/{VIDEO_ID}", 2, 0),  # the trigger: its legend entry and its one point's title
+        (f"/clips/{clip_id}", 2, 4),  # the trigger row, the actor; the Airflow run and the CLI run
+        ("/stream", 1, 3),  # the score's name; the run link's title and text
+    ]
+    for path, names, runs in pages:
+        page = sqlite_client.get(path)
+        assert page.status_code == 200, path
+        assert HOSTILE not in page.text, path
+        assert TAG not in page.text, path
+        assert page.text.count(HOSTILE_ESCAPED) >= names, path
+        assert page.text.count(TAG_ESCAPED) >= runs, path
+    # An Airflow link quotes the run's parts into its URL.
+    quoted = "%3Cimg%20src%3Dx%20onerror%3D%22alert%281%29%22%3E"
+    assert f'href="/dags/{quoted}/runs/{quoted}/tasks/task"' in sqlite_client.get("/stream").text
+    api = sqlite_client.get("/api/stream").json()["html"]
+    assert HOSTILE not in api
+    assert HOSTILE_ESCAPED in api
+    plot = line_plot_svg(["m-1"], {HOSTILE: [0.5]}, notes={HOSTILE: [HOSTILE]})
+    assert HOSTILE not in plot
+    assert f"<title>{HOSTILE_ESCAPED} {HOSTILE_ESCAPED}</title>" in plot
+    assert str(render("unavailable.html", error=HOSTILE)) == (
+        f"<h1>dataengine is unavailable</h1><p>{HOSTILE_ESCAPED}</p>"
+    )

@@ -7,7 +7,6 @@ authentication, because the endpoints of a plugin's app are not protected automa
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 import threading
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from dataengine.airflow.ui import pages
 from dataengine.airflow.ui.charts import timeline_svg
 from dataengine.airflow.ui.clipview import ClipView, clip_page, default_panels
 from dataengine.airflow.ui.modelpage import models_page
+from dataengine.airflow.ui.render import render
 from dataengine.airflow.ui.stream import stream_html
 from dataengine.clips import frame_key, read_meta
 from dataengine.context import Context
@@ -118,7 +118,7 @@ def create_app(
 
 def _unavailable(_request: Request, exc: Exception) -> Response:
     """An error of the engine (an unmigrated or unreachable database) as a 503 page that says so."""
-    return HTMLResponse(f"<h1>dataengine is unavailable</h1><p>{html.escape(str(exc))}</p>", status_code=503)
+    return HTMLResponse(render("unavailable.html", error=str(exc)), status_code=503)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -183,17 +183,11 @@ def timeline(video_id: str, ctx: CtxDep, links: LinksDep) -> str:
     if found is None:
         raise HTTPException(status_code=404, detail=f"no video {video_id!r} in the lineage database")
     selected = [c for c in found.clips if c.id in found.selected]
-    body = (
-        f"<p>{len(found.clips)} clips, {len(selected)} selected. Shaded: selected clips; dashed: the "
-        "budget line (the lowest score the selection run let in). Click a clip to open it.</p>"
-        + timeline_svg(found, links.clip)
-        + "<h2>Selected clips</h2>"
-        + pages.table(
-            ["clip", "start", "stage"],
-            [[f'<a href="{links.clip(c.id)}">{c.id}</a>', f"{c.start_time:.1f}s", c.stage] for c in selected],
-        )
+    chart = timeline_svg(found, links.clip)
+    title = f"Trigger timeline of video {video_id}"
+    return pages.page(
+        "timeline.html", links, "videos", title, clips=found.clips, selected=selected, chart=chart
     )
-    return pages.layout(links, "videos", f"Trigger timeline of video {video_id}", body)
 
 
 @router.get("/stream", response_class=HTMLResponse)

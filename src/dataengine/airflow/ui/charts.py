@@ -1,40 +1,73 @@
-"""Inline SVG charts: a video's trigger timeline and a line plot of metrics over model versions."""
+"""Inline SVG charts: a video's trigger timeline and a line plot of metrics over model versions.
+
+This module computes the geometry; templates/charts.svg draws it (escaping every name and title).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from html import escape
+from dataclasses import dataclass, field
 
+from markupsafe import Markup
+
+from dataengine.airflow.ui.render import render
 from dataengine.lineage.views.pages import Timeline
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 _W, _H, _L, _R, _T, _B = 960, 280, 44, 16, 16, 36
 
 
+@dataclass(frozen=True)
+class Point:
+    """A marker at (x, y) in the chart's pixels, with its hover text."""
+
+    x: float
+    y: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Line:
+    """One named series: a polyline through its points in one colour."""
+
+    name: str
+    colour: str
+    points: list[Point]
+
+    @property
+    def path(self) -> str:
+        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)
+
+
+@dataclass(frozen=True)
+class Band:
+    """A clip's span on the timeline, shaded when selected, linking to the clip page."""
+
+    clip_id: str
+    href: str
+    selected: bool
+    x: float
+    width: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What charts.svg draws: axes with ticks, clip bands, lines, budget lines and a legend."""
+
+    x_ticks: list[tuple[float, str]]
+    y_ticks: list[tuple[float, str]]
+    lines: list[Line]
+    radius: float
+    bands: list[Band] = field(default_factory=list)
+    budgets: list[Point] = field(default_factory=list)  # y of the dashed line; x unused
+    timeline_keys: bool = False  # the legend names the selected shade and the budget line
+
+    width, height, left, right, top, bottom = _W, _H, _L, _R, _T, _B
+
+
 def _y(value: float, lo: float = 0.0, hi: float = 1.0) -> float:
     span = (hi - lo) or 1.0
     return _T + (_H - _T - _B) * (1.0 - (value - lo) / span)
-
-
-def _axes(x_ticks: Sequence[tuple[float, str]], y_ticks: Sequence[tuple[float, str]]) -> str:
-    parts = [f'<line x1="{_L}" y1="{_H - _B}" x2="{_W - _R}" y2="{_H - _B}" stroke="#888"/>']
-    parts.append(f'<line x1="{_L}" y1="{_T}" x2="{_L}" y2="{_H - _B}" stroke="#888"/>')
-    for x, label in x_ticks:
-        parts.append(
-            f'<text x="{x:.1f}" y="{_H - _B + 16}" font-size="11" text-anchor="middle">{escape(label)}</text>'
-        )
-    for y, label in y_ticks:
-        parts.append(f'<line x1="{_L}" y1="{y:.1f}" x2="{_W - _R}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{_L - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{label}</text>')
-    return "".join(parts)
-
-
-def _legend(names: Sequence[str], extra: str = "") -> str:
-    items = "".join(
-        f'<span class="key"><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{escape(name)}</span>'
-        for i, name in enumerate(names)
-    )
-    return f'<div class="legend">{items}{extra}</div>'
 
 
 def _clip_span(timeline: Timeline) -> list[tuple[str, float, float]]:
@@ -52,57 +85,45 @@ def _clip_span(timeline: Timeline) -> list[tuple[str, float, float]]:
     return spans
 
 
-def timeline_svg(timeline: Timeline, clip_href: Callable[[str], str]) -> str:
+def timeline_svg(timeline: Timeline, clip_href: Callable[[str], str]) -> Markup:
     """Each trigger's score per clip along the video, selected clips shaded, the budget line dashed."""
     spans = _clip_span(timeline)
     if not spans:
-        return "<p>No clips for this video yet.</p>"
+        return render("no_chart.html", text="No clips for this video yet.")
     t_end = max(end for _, _, end in spans)
 
     def x(seconds: float) -> float:
         return _L + (_W - _L - _R) * seconds / t_end
 
-    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img">']
     step = max(1, round(t_end / 10))
-    x_ticks = [(x(t), f"{t}s") for t in range(0, int(t_end) + 1, step)]
-    parts.append(_axes(x_ticks, [(_y(v), f"{v:.1f}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)]))
-    for clip_id, start, end in spans:
-        cls = "sel" if clip_id in timeline.selected else "clip"
-        parts.append(
-            f'<a href="{escape(clip_href(clip_id))}" target="_self">'
-            f'<rect class="{cls}" data-clip="{clip_id}" '
-            f'x="{x(start):.1f}" y="{_T}" width="{max(x(end) - x(start) - 1, 1):.1f}" '
-            f'height="{_H - _T - _B}"><title>{clip_id}</title></rect></a>'
-        )
-    names = sorted(timeline.scores)
-    for i, name in enumerate(names):
-        colour = PALETTE[i % len(PALETTE)]
+    bands = [
+        Band(cid, clip_href(cid), cid in timeline.selected, x(start), max(x(end) - x(start) - 1, 1))
+        for cid, start, end in spans
+    ]
+    lines = []
+    for i, name in enumerate(sorted(timeline.scores)):
+        scores = timeline.scores[name]
         points = [
-            (x((start + end) / 2), _y(timeline.scores[name][cid]), cid, timeline.scores[name][cid])
+            Point(x((start + end) / 2), _y(scores[cid]), f"{name} {scores[cid]:.3f} ({cid})")
             for cid, start, end in spans
-            if cid in timeline.scores[name]
+            if cid in scores
         ]
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in points)
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        parts.extend(
-            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}">'
-            f"<title>{escape(name)} {value:.3f} ({cid})</title></circle>"
-            for px, py, cid, value in points
-        )
-    for run_id, (line, k, n) in sorted(timeline.budgets.items()):
-        if line is None:
-            continue
-        parts.append(
-            f'<line class="budget" x1="{_L}" x2="{_W - _R}" y1="{_y(line):.1f}" y2="{_y(line):.1f}" '
-            f'stroke="#c00" stroke-dasharray="6 4"><title>budget {k} of {n} clips in {escape(run_id)}: '
-            f"selected score &gt;= {line:.3f}</title></line>"
-        )
-    parts.append("</svg>")
-    extra = (
-        '<span class="key"><i class="sel"></i>selected</span>'
-        '<span class="key"><i class="bud"></i>budget line</span>'
+        lines.append(Line(name, PALETTE[i % len(PALETTE)], points))
+    budgets = [
+        Point(0.0, _y(line), f"budget {k} of {n} clips in {run_id}: selected score >= {line:.3f}")
+        for run_id, (line, k, n) in sorted(timeline.budgets.items())
+        if line is not None
+    ]
+    chart = Chart(
+        x_ticks=[(x(t), f"{t}s") for t in range(0, int(t_end) + 1, step)],
+        y_ticks=[(_y(v), f"{v:.1f}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+        lines=lines,
+        radius=3,
+        bands=bands,
+        budgets=budgets,
+        timeline_keys=True,
     )
-    return "".join(parts) + _legend(names, extra)
+    return render("charts.svg", chart=chart)
 
 
 def line_plot_svg(
@@ -117,27 +138,25 @@ def line_plot_svg(
     each point's hover text (e.g. its support) in place of the bare value.
     """
     if not labels or not series:
-        return "<p>No evaluated models yet.</p>"
+        return str(render("no_chart.html", text="No evaluated models yet."))
     n = len(labels)
 
     def x(i: int) -> float:
         return _L + (_W - _L - _R) * (i + 0.5) / n
 
-    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img">']
-    parts.append(
-        _axes([(x(i), label) for i, label in enumerate(labels)], [(_y(v), f"{v:.1f}") for v in (0, 0.5, 1)])
-    )
-    names = list(series)
-    for s, name in enumerate(names):
-        colour = PALETTE[s % len(PALETTE)]
+    lines = []
+    for s, (name, values) in enumerate(series.items()):
         texts = (notes or {}).get(name)
-        points = [(i, x(i), _y(v), v) for i, v in enumerate(series[name]) if v is not None]
-        path = " ".join(f"{px:.1f},{py:.1f}" for _, px, py, _ in points)
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        parts.extend(
-            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{colour}"><title>{escape(name)} '
-            f"{escape(texts[i]) if texts else f'{value:.3f}'}</title></circle>"
-            for i, px, py, value in points
-        )
-    parts.append("</svg>")
-    return "".join(parts) + _legend(names)
+        points = [
+            Point(x(i), _y(v), f"{name} {texts[i] if texts else f'{v:.3f}'}")
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        lines.append(Line(name, PALETTE[s % len(PALETTE)], points))
+    chart = Chart(
+        x_ticks=[(x(i), label) for i, label in enumerate(labels)],
+        y_ticks=[(_y(v), f"{v:.1f}") for v in (0, 0.5, 1)],
+        lines=lines,
+        radius=3.5,
+    )
+    return str(render("charts.svg", chart=chart))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from html import escape
+from dataclasses import dataclass, field
 from typing import Any
 
-from dataengine.airflow.ui.clipview import frame_with_boxes, stream_card
-from dataengine.airflow.ui.pages import Links, layout
-from dataengine.airflow.ui.static import STREAM_JS
+from markupsafe import Markup
+
+from dataengine.airflow.ui.pages import Links, page
+from dataengine.airflow.ui.render import render
 from dataengine.clips import frame_name, read_meta
 from dataengine.context import Context
 from dataengine.errors import DataEngineError
@@ -19,7 +19,19 @@ STREAM_SIZE = 24
 POLL_MS = 3000
 
 
-def _thumbnail(ctx: Context, links: Links, event: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Thumbnail:
+    """The frame a card shows with its boxes (xyxy, label, origin, score), or why there is none."""
+
+    clip_id: str
+    image: str = ""
+    width: int = 0
+    height: int = 0
+    boxes: list[list[Any]] = field(default_factory=list)
+    error: str = ""
+
+
+def _thumbnail(ctx: Context, event: dict[str, Any]) -> Thumbnail:
     """The autolabel's busiest frame with its boxes, or the middle sampled frame of a scored clip."""
     clip_id, version = event["clip_id"], event["details"].get("version")
     try:
@@ -28,16 +40,14 @@ def _thumbnail(ctx: Context, links: Links, event: dict[str, Any]) -> str:
             if annotations.frames:
                 best = max(annotations.frames, key=lambda f: (len(f.boxes), -f.index))
                 boxes = [[*b.xyxy, b.label, b.origin, b.score] for b in best.boxes]
-                size = {"image": best.image, "width": best.width, "height": best.height}
-                return frame_with_boxes(links, clip_id, size, boxes)
+                return Thumbnail(clip_id, best.image, best.width, best.height, boxes)
         meta = read_meta(ctx.store, clip_id)
         if meta.sampled:
-            index = meta.sampled[len(meta.sampled) // 2]
-            size = {"image": frame_name(index), "width": meta.width, "height": meta.height}
-            return frame_with_boxes(links, clip_id, size, [])
+            middle = frame_name(meta.sampled[len(meta.sampled) // 2])
+            return Thumbnail(clip_id, middle, meta.width, meta.height)
     except DataEngineError as exc:
-        return f'<p class="err">{escape(str(exc))[:200]}</p>'
-    return '<p class="muted">no frames</p>'
+        return Thumbnail(clip_id, error=str(exc)[:200])
+    return Thumbnail(clip_id)
 
 
 @dataclass
@@ -45,9 +55,9 @@ class StreamView:
     """The newest events, their cards, the last event id, and the whole page."""
 
     events: list[dict[str, Any]]
-    cards: str
+    cards: Markup
     last_id: int
-    page: str
+    page: Markup
 
 
 def stream_html(ctx: Context, links: Links, *, after: int | None) -> StreamView:
@@ -65,12 +75,11 @@ def stream_html(ctx: Context, links: Links, *, after: int | None) -> StreamView:
         }
         for e in rows
     ]
-    cards = "".join(stream_card(links, event, _thumbnail(ctx, links, event)) for event in events)
-    last_id = max((e.id for e in rows), default=after or 0)
-    body = (
-        f"<p>The newest scored and autolabelled clips; refreshes every {POLL_MS // 1000} s. "
-        f'<span id="stream-status" class="muted"></span></p>'
-        f'<div id="cards" class="cards" data-last="{last_id}" data-interval="{POLL_MS}" '
-        f'data-api="{links.app("/api/stream")}">{cards or ""}</div>'
+    cards = render(
+        "cards.html", links=links, cards=[{"event": e, "thumb": _thumbnail(ctx, e)} for e in events]
     )
-    return StreamView(events, cards, last_id, layout(links, "stream", "Predictions stream", body, STREAM_JS))
+    last_id = max((e.id for e in rows), default=after or 0)
+    whole = page(
+        "stream.html", links, "stream", "Predictions stream", cards=cards, last_id=last_id, poll_ms=POLL_MS
+    )
+    return StreamView(events, cards, last_id, whole)
