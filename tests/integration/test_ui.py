@@ -402,6 +402,7 @@ def test_a_hostile_name_is_escaped_through_every_template(sqlite_client: TestCli
     """Names from videos, triggers, runs and quarantine reach the pages as text, never as markup."""
     from dataengine.airflow.ui.charts import line_plot_svg
     from dataengine.airflow.ui.render import render
+    from dataengine.lineage.model_registry import register_model
     from dataengine.lineage.triggers import record_trigger_score
     from dataengine.lineage.videos import register_video
 
@@ -413,6 +414,18 @@ def test_a_hostile_name_is_escaped_through_every_template(sqlite_client: TestCli
         set_stage(session, clip_id, "scored", run_id=airflow_run, details={"scores": {HOSTILE: 0.5}})
         set_stage(session, clip_id, "selected", run_id=f"cli/{TAG}", actor=HOSTILE)
         quarantine(session, kind="clip", input=HOSTILE, reason=HOSTILE, stage="triggers", clip_id=clip_id)
+        register_model(
+            session,
+            model_id="m-0000000009",
+            checkpoint_uri="models/m-0000000009/model.pt",
+            dataset_id=None,
+            parent_model_id=None,
+            metrics={
+                "decision": HOSTILE,
+                "held_out": HOSTILE,
+                "eval": {"map": 0.5, "per_class": {HOSTILE: 0.5}},
+            },
+        )
     # (path, least count of the escaped name, least count of the escaped run part)
     pages = [
         ("/", 2, 3),  # quarantine input and reason; the runs' links in the day table (title, text)
@@ -420,6 +433,7 @@ def test_a_hostile_name_is_escaped_through_every_template(sqlite_client: TestCli
         (f"/videos/{VIDEO_ID}", 2, 0),  # the trigger: its legend entry and its one point's title
         (f"/clips/{clip_id}", 2, 4),  # the trigger row, the actor; the Airflow run and the CLI run
         ("/stream", 1, 3),  # the score's name; the run link's title and text
+        ("/models", 5, 0),  # decision, held-out set; the class in the plot's legend, its point, its table row
     ]
     for path, names, runs in pages:
         page = sqlite_client.get(path)

@@ -131,14 +131,14 @@ def line_plot_svg(
     series: Mapping[str, Sequence[float | None]],
     *,
     notes: Mapping[str, Sequence[str]] | None = None,
-) -> str:
+) -> Markup:
     """One line per series over the x ``labels`` (model versions); values in [0, 1].
 
     A None value is a point that was not measured: it is left out (never drawn as 0). ``notes`` gives
     each point's hover text (e.g. its support) in place of the bare value.
     """
     if not labels or not series:
-        return str(render("no_chart.html", text="No evaluated models yet."))
+        return render("no_chart.html", text="No evaluated models yet.")
     n = len(labels)
 
     def x(i: int) -> float:
@@ -159,4 +159,4 @@ def line_plot_svg(
         lines=lines,
         radius=3.5,
     )
-    return str(render("charts.svg", chart=chart))
+    return render("charts.svg", chart=chart)

@@ -7,11 +7,13 @@ as 0.0.
 
 from __future__ import annotations
 
-from html import escape
+from dataclasses import dataclass
 from typing import Any
 
+from markupsafe import Markup
+
 from dataengine.airflow.ui.charts import line_plot_svg
-from dataengine.airflow.ui.pages import Links, layout, table
+from dataengine.airflow.ui.pages import Links, page
 from dataengine.lineage.views.pages import ModelRow
 from dataengine.training.metrics import NA_TEXT, Evaluation, format_ap
 
@@ -24,12 +26,19 @@ def _evaluation(row: ModelRow, key: str) -> Evaluation | None:
     return Evaluation.from_dict(doc) if isinstance(doc, dict) else None
 
 
-def _map_cell(evaluation: Evaluation | None, label: str = "") -> str:
+@dataclass(frozen=True)
+class MapCell:
+    """A set's mAP as the table shows it ("" when the set was not scored), with the set's name."""
+
+    value: str
+    where: str = ""
+
+
+def _map_cell(evaluation: Evaluation | None, label: str = "") -> MapCell:
     if evaluation is None:
-        return '<span class="muted">-</span>'
+        return MapCell("")
     value = NA_TEXT if evaluation.map is None else f"{evaluation.map:.3f}"
-    where = evaluation.held_out or label
-    return escape(value) + (f' <span class="muted">{escape(where)}</span>' if where else "")
+    return MapCell(value, evaluation.held_out or label)
 
 
 def _gate(row: ModelRow) -> tuple[str, str]:
@@ -45,14 +54,6 @@ def _gate(row: ModelRow) -> tuple[str, str]:
     return ("refused: " + ", ".join(failed) if failed else "refused", reason)
 
 
-def _gate_cell(row: ModelRow) -> str:
-    short, reason = _gate(row)
-    if not short:
-        return f'<span class="muted">{escape(reason) or "-"}</span>'
-    cls = "ok" if short == "promoted" else "err"
-    return f'<span class="gate {cls}" title="{escape(reason)}">{escape(short)}</span>'
-
-
 def _class_names(evaluations: list[Evaluation | None]) -> list[str]:
     names: dict[str, None] = {}
     for evaluation in evaluations:
@@ -61,11 +62,21 @@ def _class_names(evaluations: list[Evaluation | None]) -> list[str]:
     return list(names)
 
 
-def _set_plot(rows: list[ModelRow], key: str, title: str) -> str:
+@dataclass(frozen=True)
+class SetPlot:
+    """One held-out set: AP per class over model versions (a plot, and a table with the support)."""
+
+    title: str
+    models: list[str]
+    plot: Markup | None  # None: no model was scored on the set yet
+    cells: list[tuple[str, list[str]]]  # (series name, its text per model)
+
+
+def _set_plot(rows: list[ModelRow], key: str, title: str) -> SetPlot:
     """AP per class (with support on hover and in a table) and the set's mAP over model versions."""
     evaluations = [_evaluation(row, key) for row in rows]
     if not any(evaluations):
-        return f"<h2>{escape(title)}</h2><p class='muted'>No model was scored on it yet.</p>"
+        return SetPlot(title, [], None, [])
     names = _class_names(evaluations)
     series: dict[str, list[float | None]] = {"mAP": [e.map if e else None for e in evaluations]}
     notes: dict[str, list[str]] = {"mAP": [_map_text(e) for e in evaluations]}
@@ -75,9 +86,7 @@ def _set_plot(rows: list[ModelRow], key: str, title: str) -> str:
         notes[name] = [format_ap(s.ap, s.support) if s else "not scored" for s in scores]
     labels = [row.model.id + {"promoted": " ✓", "": ""}.get(_gate(row)[0], " ✗") for row in rows]
     plot = line_plot_svg(labels, series, notes=notes)
-    header = ["", *(row.model.id for row in rows)]
-    cells = [[escape(name), *(_support_cell(text) for text in notes[name])] for name in ["mAP", *names]]
-    return f"<h2>{escape(title)}</h2>" + plot + table(header, cells, "classes")
+    return SetPlot(title, [row.model.id for row in rows], plot, [(n, notes[n]) for n in ["mAP", *names]])
 
 
 def _map_text(evaluation: Evaluation | None) -> str:
@@ -88,60 +97,52 @@ def _map_text(evaluation: Evaluation | None) -> str:
     return f"{evaluation.map:.3f} ({evaluation.n_gt_boxes} boxes)"
 
 
-def _support_cell(text: str) -> str:
-    muted = text.startswith(("n/a", "not scored"))
-    return f'<span class="muted">{escape(text)}</span>' if muted else escape(text)
+@dataclass(frozen=True)
+class ModelLine:
+    """One model's row of the table."""
+
+    row: ModelRow
+    origin: dict[str, str]  # {"dataset": id} or {"source": file name, "sha256": its first 12 digits}
+    regression: MapCell
+    map50: str
+    edge: MapCell
+    gate: tuple[str, str]  # (short form, full reason)
+    edit_rate: str
 
 
-def _row_cells(links: Links, row: ModelRow) -> list[str]:
-    m = row.model
-    metrics = m.metrics or {}
-    parent = (
-        f'<a href="#{escape(m.parent_model_id)}">{escape(m.parent_model_id)}</a>' if m.parent_model_id else ""
-    )
+def _line(row: ModelRow) -> ModelLine:
     regression = _evaluation(row, "eval")
-    return [
-        f'<span id="{escape(m.id)}" class="model">{escape(m.id)}</span>',
-        escape(m.status),
-        _origin_cell(m),
-        parent,
-        _map_cell(regression, str(metrics.get("held_out") or "")),
-        escape(f"{regression.map50:.3f}") if regression and regression.map50 is not None else "",
-        _map_cell(_evaluation(row, "edge_eval")),
-        _gate_cell(row),
-        f"{_pct(row.edit_rate)} <span class='muted'>({row.boxes_changed}/{row.boxes_proposed} boxes, "
-        f"{row.reviews} reviews)</span>",
-        m.created_at.strftime("%Y-%m-%d %H:%M"),
-    ]
+    return ModelLine(
+        row=row,
+        origin=_origin(row.model),
+        regression=_map_cell(regression, str((row.model.metrics or {}).get("held_out") or "")),
+        map50=f"{regression.map50:.3f}" if regression and regression.map50 is not None else "",
+        edge=_map_cell(_evaluation(row, "edge_eval")),
+        gate=_gate(row),
+        edit_rate="" if row.edit_rate is None else f"{100 * row.edit_rate:.1f}%",
+    )
 
 
-def _origin_cell(model: Any) -> str:
+def _origin(model: Any) -> dict[str, str]:
     """The dataset a model was trained on, or the file it was imported from (with its sha256)."""
     if getattr(model, "origin", "trained") != "imported":
-        return escape(model.dataset_id or "")
-    source = str(model.source_uri or "").rsplit("/", 1)[-1]
-    sha = str(model.source_sha256 or "")[:12]
-    return f'imported: {escape(source)} <span class="muted">sha256 {escape(sha)}…</span>'
+        return {"dataset": model.dataset_id or ""}
+    return {
+        "source": str(model.source_uri or "").rsplit("/", 1)[-1],
+        "sha256": str(model.source_sha256 or "")[:12],
+    }
 
 
-def _pct(value: float | None) -> str:
-    return '<span class="muted">-</span>' if value is None else f"{100 * value:.1f}%"
-
-
-def models_page(links: Links, rows: list[ModelRow]) -> str:
+def models_page(links: Links, rows: list[ModelRow]) -> Markup:
     """Every model (newest first) with both sets' mAP and the gate's decision; per-class plots."""
-    header = [
-        "model", "status", "dataset", "parent", "regression mAP@[.5:.95]", "mAP@.5", "edge-case mAP",
-        "gate", "review edit rate", "created",
-    ]  # fmt: skip
-    body = table(header, [_row_cells(links, row) for row in reversed(rows)])
-    if not any(_evaluation(row, key) for row in rows for key, _ in SETS):
-        return layout(links, "models", "Models", body + "<p>No evaluated models yet.</p>")
-    body += "".join(_set_plot(rows, key, f"AP per class on the {kind}") for key, kind in SETS)
-    body += (
-        "<p class='muted'>AP is COCO AP@[.5:.95]; each figure carries its support (ground-truth boxes). "
-        f"A class without examples in a set is {NA_TEXT}, not 0. ✓ promoted by the gate, ✗ refused "
-        "(hover the gate column for every check and its numbers). Edit rate: boxes reviewers added, "
-        "removed or moved, per box the model proposed.</p>"
+    evaluated = any(_evaluation(row, key) for row in rows for key, _ in SETS)
+    plots = [_set_plot(rows, key, f"AP per class on the {kind}") for key, kind in SETS] if evaluated else []
+    return page(
+        "models.html",
+        links,
+        "models",
+        "Models",
+        lines=[_line(row) for row in reversed(rows)],
+        plots=plots,
+        na_text=NA_TEXT,
     )
-    return layout(links, "models", "Models", body)

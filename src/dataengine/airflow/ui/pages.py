@@ -69,17 +69,6 @@ def page(template: str, links: Links, active: str, title: str, **context: Any) -
     return render(template, links=links, nav=NAV, active=active, title=title, **context)
 
 
-def layout(links: Links, active: str, title: str, body: str, script: str = "") -> Markup:
-    """A whole page around ``body``, HTML that a template rendered (it is not escaped again)."""
-    return page("layout.html", links, active, title, body=Markup(body), script=Markup(script))
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    """A table of cells that are HTML already (rendered by a template); the header is escaped."""
-    cells = [[Markup(cell) for cell in row] for row in rows]
-    return str(render("table.html", header=header, rows=cells, cls=cls))
-
-
 def funnel_page(
     links: Links,
     summary: dict[str, Any],
