@@ -18,6 +18,7 @@ from dataengine.lineage.model_registry import set_model_status
 from dataengine.storage import ObjectStore
 from dataengine.training.transfer import transfer_weights
 from dataengine.vision import build_detector, load_any_detector, load_checkpoint
+from dataengine.vision.mmdet_backend import mmdet_available
 from dataengine.vision.torchvision_import import hub_cache_file, named_weights_url
 from model_files import tiny_grounding_dino_folder, tiny_owlv2_folder, torchvision_state_dict
 
@@ -135,6 +136,23 @@ def test_an_mmdet_config_without_a_checkpoint_is_refused(engine: Path) -> None:
     result = runner.invoke(app, ["model", "import", "--arch", "mmdet", "--config", str(config)])
     assert result.exit_code == 1
     assert f"--config {config}: no checkpoint given" in result.output
+    assert _models(engine) == []
+    assert _stored_models(engine) == []
+
+
+@pytest.mark.skipif(mmdet_available(), reason="tests the refusal on a machine without mmcv's ops")
+def test_an_mmdet_model_without_mmcv_is_refused_naming_the_fix_and_nothing_is_registered(
+    engine: Path,
+) -> None:
+    config = engine / "retinanet.py"
+    config.write_text("model = dict(type='RetinaNet')\n")
+    checkpoint = torchvision_state_dict(engine / "retinanet.pth", arch="tiny_fasterrcnn", num_classes=3)
+    result = runner.invoke(
+        app, ["model", "import", str(checkpoint), "--arch", "mmdet", "--config", str(config)]
+    )
+    assert result.exit_code == 1
+    assert f"cannot import {checkpoint}: the mmdet backend needs mmdetection" in result.output
+    assert "make mmdet" in result.output
     assert _models(engine) == []
     assert _stored_models(engine) == []
 
