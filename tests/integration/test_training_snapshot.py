@@ -23,6 +23,7 @@ from dataengine.training import ClipFrameDataset, build_dataset, diff_datasets, 
 from dataengine.training import columns as columns_module
 from dataengine.training.columns import ManifestColumns, index_key, load_index, parse_manifest_columns
 from dataengine.training.evaluation import HELDOUT, held_out_source
+from dataengine.training.manifest import split_of_video
 
 pytestmark = pytest.mark.slow
 
@@ -248,6 +249,27 @@ def test_the_edge_case_set_grows_from_the_triggered_val_clips_and_is_never_train
     # Rebuilding starts both held-out sets again from today's val split; the triggered val clips are the
     # same as before, so the edge-case set is the same version.
     assert (rebuilt.heldout_id, rebuilt.edge_cases_id) == ("default-heldout@2", "default-edgecases@2")
+
+
+def test_a_round_of_triggered_videos_that_all_hash_to_train_still_grows_the_edge_case_set(
+    ctx: Context,
+) -> None:
+    """These six videos all hash to train at val_fraction 0.2: the trigger stratum moves one to val."""
+    for i in range(4):
+        add_video(ctx, f"seed-{i}", n_clips=1, n_frames=1)
+    build_dataset(ctx)
+    names = [f"round-0-{i}" for i in range(6)]
+    hashed_to_val = [n for n in names if split_of_video(video_id_of(n)) < ctx.settings.val_fraction]
+    for name in names:
+        add_triggered_video(ctx, name)
+    ref = build_dataset(ctx)
+
+    assert hashed_to_val == []
+    splits = video_splits(ctx, ref.dataset_id)
+    assert sorted(splits[video_id_of(n)] == {"val"} for n in names).count(True) == 1
+    assert ref.edge_cases_id == "default-edgecases@1"
+    (moved,) = [n for n in names if splits[video_id_of(n)] == {"val"}]
+    assert {c.split("-")[0] for c in members(ctx, ref.edge_cases_id)} == {video_id_of(moved)}
 
 
 def test_a_relabelled_edge_case_clip_keeps_its_place_with_its_new_labels(ctx: Context) -> None:

@@ -144,8 +144,17 @@ def clip_events(session: Session, clip_id: str) -> list[ClipEvent]:
 
 def clips_ever_in_stage(session: Session, clip_ids: Iterable[str], stage: str) -> set[str]:
     """Which of ``clip_ids`` have an event of ``stage`` (whatever their stage is now)."""
-    query = select(ClipEvent.clip_id).where(ClipEvent.clip_id.in_(list(clip_ids)), ClipEvent.stage == stage)
-    return set(session.scalars(query))
+    ids = list(clip_ids)
+    found: set[str] = set()
+    # In chunks: a dataset build asks about every clip, and SQLite caps the parameters of one statement.
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        query = select(ClipEvent.clip_id).where(ClipEvent.clip_id.in_(chunk), ClipEvent.stage == stage)
+        found.update(session.scalars(query))
+    return found
+
+
+_IN_CHUNK = 5000
 
 
 def recently_ingested(session: Session, limit: int) -> list[str]:

@@ -176,12 +176,18 @@ def _manifest_bytes(entries: Sequence[ManifestEntry]) -> bytes:
     return "".join(e.to_json_line() + "\n" for e in entries).encode("utf-8")
 
 
+#: The stratum of the new groups that bring clips found by a trigger: a few of them go to val, so the
+#: edge-case set grows with every build that brings enough of them.
+TRIGGERED = "(came in through a trigger)"
+
+
 def _collect_entries(
-    ctx: Context, candidates: Sequence[TrainableClip], fixed: Mapping[str, str]
+    ctx: Context, candidates: Sequence[TrainableClip], fixed: Mapping[str, str], triggered: set[str]
 ) -> tuple[list[ManifestEntry], list[tuple[TrainableClip, str]], dict[str, Counter[str]]]:
     """Each readable candidate's manifest entry with its split, the refused ones, and boxes per class.
 
-    The files are read before the split is drawn: the split is stratified by the classes each group shows.
+    The files are read before the split is drawn: the split is stratified by the classes each group
+    shows, and by whether a new group brings clips found by a trigger (clip ids in ``triggered``).
     """
     split_by = ctx.settings.split_by
     groups = {c.clip_id: split_group(c.video_id, c.camera, split_by) for c in candidates}
@@ -198,7 +204,10 @@ def _collect_entries(
     classes_of: dict[str, set[str]] = {}
     for entry in entries:
         shown = {name for name, n in boxes[entry.clip_id].items() if n > 0}
-        classes_of.setdefault(groups[entry.clip_id], set()).update(shown)
+        group = groups[entry.clip_id]
+        if entry.clip_id in triggered and group not in fixed:
+            shown.add(TRIGGERED)
+        classes_of.setdefault(group, set()).update(shown)
     splits = assign_splits(
         {groups[e.clip_id] for e in entries} | {groups[item.clip_id] for item, _ in refused},
         val_fraction=ctx.settings.val_fraction,
@@ -367,6 +376,7 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
     with ctx.db.session() as session:
         candidates = trainable_clips(session, stages=DATASET_STAGES, sources=TRUSTED_SOURCES)
         fixed = fixed_splits(session, name, split_by=ctx.settings.split_by)
+        triggered = clips_ever_in_stage(session, [c.clip_id for c in candidates], "selected")
         same = _unchanged(session, name, {c.clip_id: c.version for c in candidates})
         if candidates and same is not None and not rebuild_heldout:
             return dataset_ref(same, created=False)
@@ -375,7 +385,7 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
             "nothing reviewed yet: no clip in stage reviewed or in_dataset has a trusted annotation "
             f"(source in {list(TRUSTED_SOURCES)}); review some clips, then build the dataset"
         )
-    entries, refused, boxes = _collect_entries(ctx, candidates, fixed)
+    entries, refused, boxes = _collect_entries(ctx, candidates, fixed, triggered)
     with ctx.db.session() as session:
         _quarantine(session, ctx, refused)
         same = _unchanged(session, name, {e.clip_id: e.annotation_version for e in entries})
