@@ -69,7 +69,7 @@ def test_an_open_vocabulary_model_serves_triggers_autolabel_and_the_ui_but_no_wa
     assert triggers["model_id"] == owl["model_id"]
     assert set(triggers["skipped_triggers"]) == {"rare_class", "anomaly"}
     no_balance = triggers["skipped_triggers"]["rare_class"]
-    assert f"the promoted model {owl['model_id']} names no dataset" in no_balance
+    assert f"the promoted model {owl['model_id']} is imported and there is no dataset yet" in no_balance
     for name in ("flicker", "temporal", "disagreement"):
         assert {name in scores for scores in triggers["scores"].values()} == {True}, name
     assert len(triggers["selected"]) == 2

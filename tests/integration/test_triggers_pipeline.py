@@ -25,6 +25,7 @@ from dataengine.lineage.triggers import trigger_scores
 from dataengine.synthetic import write_landing
 from dataengine.triggers import NO_MODEL_MESSAGE, TRIGGERS, run_triggers
 from dataengine.triggers.anomaly_task import train_anomaly
+from dataengine.triggers.loading import load_models
 from dataengine.vision import Detections, Detector, build_detector, save_checkpoint
 from dataengine.vision.detection_cache import ClipBatchItem, detect_clips, detections_key, load_detections
 
@@ -209,6 +210,44 @@ def test_rare_class_is_skipped_with_the_reason_when_the_class_balance_is_unknown
         set_model_status(session, "m-1", "retired")
     why = run_triggers(engine, budget_count=1, triggers=["rare_class"]).skipped_triggers["rare_class"]
     assert why.startswith("dataset for-m-2@1 of the promoted model m-2 records no boxes per class")
+
+
+def test_rare_class_of_an_imported_model_reads_the_class_balance_of_the_newest_dataset(
+    engine: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataengine.training.model_import import ModelImportRequest, import_model
+    from model_files import torchvision_state_dict
+
+    chair = Detections(np.array([[20, 20, 50, 60]], np.float32), np.array([0.9], np.float32), np.array([2]))
+    monkeypatch.setattr(
+        Detector,
+        "predict",
+        lambda self, frames, **kw: [chair if i < 5 else Detections.empty() for i in range(20)],
+    )
+    weights = torchvision_state_dict(tmp_path / "team.pth", arch="tiny_fasterrcnn", num_classes=3)
+    model_id = import_model(engine, ModelImportRequest(arch="tiny_fasterrcnn", weights=str(weights))).model_id
+    # Day one: nothing to take a class balance from yet.
+    rare_class = [TRIGGERS.get("rare_class")]
+    why = load_models(engine, rare_class, load=False).skipped["rare_class"]
+    assert why.startswith(f"the promoted model {model_id} is imported and there is no dataset yet")
+    # Once reviewed clips make a dataset, its training split says which classes the next model lacks.
+    with engine.db.session() as session:
+        for version, boxes in (
+            (1, {"person": 5, "bed": 5, "wheelchair": 5}),
+            (2, {"person": 50, "bed": 46, "wheelchair": 4}),
+        ):
+            counts = {"class_boxes": {"train": boxes, "val": dict.fromkeys(boxes, 0)}}
+            create_dataset(
+                session, name="default", version=version, manifest_uri="file:///none",
+                manifest_sha256="0" * 64, counts=counts, members=[],
+            )  # fmt: skip
+    report = run_triggers(engine, budget_count=1, triggers=["rare_class"])
+    assert report.skipped_triggers == {}
+    first = report.scored[0]
+    assert report.scores[first]["rare_class"] == pytest.approx(0.88 * (1 - 0.1**5))
+    with engine.db.session() as session:
+        row = next(r for r in trigger_scores(session, first) if r.trigger == "rare_class")
+    assert (row.model_id, row.details["class"], row.details["prior_share"]) == (model_id, "wheelchair", 0.04)
 
 
 def test_zero_detections_and_a_single_frame_clip_score_cleanly(

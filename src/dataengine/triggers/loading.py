@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from dataengine.context import Context
 from dataengine.errors import ModelError, NotFoundError
 from dataengine.lineage import Model, Session
-from dataengine.lineage.datasets import dataset_by_id
+from dataengine.lineage.datasets import dataset_by_id, get_dataset
 from dataengine.lineage.model_registry import get_model, promoted_model
 from dataengine.triggers.anomaly import AnomalyModel, current_anomaly_id, load_anomaly_model
 from dataengine.triggers.base import Trigger
@@ -20,6 +20,8 @@ from dataengine.vision import FrameDetector, load_any_detector
 NO_MODEL_MESSAGE = (
     "no promoted model yet: import one (`dataengine model import`) or train one (`dataengine train`)"
 )
+#: The dataset whose class balance ``rare_class`` uses while an imported model is promoted.
+IMPORTED_PRIOR_DATASET = "default"
 NO_ANOMALY_MESSAGE = "no anomaly autoencoder yet: train one with `dataengine triggers train-anomaly`"
 
 
@@ -50,16 +52,29 @@ def _model_exists(session: Session, model_id: str) -> bool:
 
 
 def _class_prior(session: Session, promoted: Model) -> tuple[dict[str, int] | None, str]:
-    """The promoted model's training boxes per class name, or None and why they are unknown."""
-    if promoted.dataset_id is None:
+    """The promoted model's training boxes per class name, or None and why they are unknown.
+
+    An imported model's own training set is unknown; what counts for the engine is what the next model
+    will learn from, so it gets the newest version of the ``default`` dataset, once there is one.
+    """
+    dataset_id = promoted.dataset_id
+    if dataset_id is None and promoted.origin == "imported":
+        try:
+            dataset_id = get_dataset(session, IMPORTED_PRIOR_DATASET).id
+        except NotFoundError:
+            return None, (
+                f"the promoted model {promoted.id} is imported and there is no dataset yet to take the "
+                "class balance from; `dataset build` makes one"
+            )
+    if dataset_id is None:
         return None, f"the promoted model {promoted.id} names no dataset, so its class balance is unknown"
-    dataset = dataset_by_id(session, promoted.dataset_id)
+    dataset = dataset_by_id(session, dataset_id)
     boxes = ((dataset.counts or {}).get("class_boxes") or {}) if dataset is not None else {}
     # The training split is what the model learnt from; a version without one (all val) uses val.
     counts = boxes.get("train") if any((boxes.get("train") or {}).values()) else boxes.get("val")
     if not counts or not any(counts.values()):
         return None, (
-            f"dataset {promoted.dataset_id} of the promoted model {promoted.id} records no boxes per "
+            f"dataset {dataset_id} of the promoted model {promoted.id} records no boxes per "
             "class (built before they were counted, or empty); the next dataset version records them"
         )
     return {str(name): int(n) for name, n in counts.items()}, ""
