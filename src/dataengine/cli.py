@@ -19,6 +19,7 @@ import typer
 
 from dataengine.cli_model import add_model_commands
 from dataengine.errors import ConfigError, DataEngineError
+from dataengine.progress import terminal_progress
 
 if TYPE_CHECKING:  # The engine (SQLAlchemy, settings, storage) loads only when a command needs it.
     from dataengine.context import Context
@@ -190,14 +191,14 @@ def ingest(
     """Cut videos into clips, sample frames and register everything in lineage."""
     from dataengine.ingest import ingest as run_ingest
 
-    with _context() as ctx:
+    with _context() as ctx, terminal_progress(not as_json) as progress:
         report = run_ingest(
             ctx,
             inputs or None,
             clip_seconds=clip_seconds,
             sample_fps=sample_fps,
             repair=repair,
-            progress=not as_json,
+            progress=progress,
         )
     _emit(report.to_dict(), as_json, lambda _: report.summary())
     # Named inputs that all failed, or a landing folder whose new videos were all refused.
@@ -270,8 +271,8 @@ def autolabel(
     """Label the selected clips (or the named ones) with the promoted model."""
     from dataengine.autolabel import autolabel as run_autolabel
 
-    with _context() as ctx:
-        report = run_autolabel(ctx, clip_ids=clip or None)
+    with _context() as ctx, terminal_progress(not as_json) as progress:
+        report = run_autolabel(ctx, clip_ids=clip or None, progress=progress)
     _emit(report.to_dict(), as_json, lambda _: report.summary())
     if clip and not report.clips and not report.skipped:
         raise typer.Exit(1)
@@ -292,8 +293,8 @@ def review_export(
     """Push autolabelled clips and their pre-labels (or selected clips, empty) to the review platform."""
     from dataengine.review import export_for_review
 
-    with _context() as ctx:
-        report = export_for_review(ctx, platform=platform, prelabels=prelabels)
+    with _context() as ctx, terminal_progress(not as_json) as progress:
+        report = export_for_review(ctx, platform=platform, prelabels=prelabels, progress=progress)
     _emit(report.to_dict(), as_json, lambda _: report.summary())
 
 
@@ -322,8 +323,8 @@ def review_import(
     """Pull completed reviews and write them as new annotation versions."""
     from dataengine.review import import_reviews
 
-    with _context() as ctx:
-        kwargs: dict[str, Any] = {"platform": platform}
+    with _context() as ctx, terminal_progress(not as_json) as progress:
+        kwargs: dict[str, Any] = {"platform": platform, "progress": progress}
         if file is not None:
             kwargs.update(file=file, open_tasks_only=open_tasks_only)
         report = import_reviews(ctx, **kwargs)
@@ -388,8 +389,8 @@ def dataset_build(
 
     from dataengine.training import build_dataset
 
-    with _context() as ctx:
-        ref = build_dataset(ctx, name=name, rebuild_heldout=rebuild_heldout)
+    with _context() as ctx, terminal_progress(not as_json) as progress:
+        ref = build_dataset(ctx, name=name, rebuild_heldout=rebuild_heldout, progress=progress)
     if as_json:
         typer.echo(json.dumps(asdict(ref), indent=2))
         return
@@ -452,7 +453,10 @@ def train(
     from dataengine.training import train as run_train
 
     with _context() as ctx:
-        result = run_train(ctx, dataset=dataset, nproc=nproc, epochs=epochs, node_rank=node_rank)
+        with terminal_progress() as progress:
+            result = run_train(
+                ctx, dataset=dataset, nproc=nproc, epochs=epochs, node_rank=node_rank, progress=progress
+            )
         typer.echo(
             f"{'trained' if result.created else 'already trained'} on {result.dataset_id} "
             f"({result.n_train_frames} frames, {result.train_seconds:.0f} s)"

@@ -32,6 +32,7 @@ from dataengine.vision.mmdet_backend import (
     save_mmdet_checkpoint,
     tiny_mmdet_config,
 )
+from progress_log import ProgressLog
 
 VIDEO_ID = "fedcba9876543210"
 CLASSES = ["person", "bed", "wheelchair"]
@@ -284,10 +285,12 @@ def test_worker_processes_stream_frames_and_a_corrupt_clip_is_quarantined(engine
     bad = clip_id(100)
     engine.store.write_bytes(clips.frame_key(bad, 3), b"not a jpeg")
 
-    report = autolabel(engine, workers=2, batch_size=3)
+    progress = ProgressLog()
+    report = autolabel(engine, workers=2, batch_size=3, progress=progress)
 
     assert report.clips == [clip_id(0), clip_id(200)]
     assert list(report.quarantined) == [bad]
+    assert (progress.phases, progress.done) == ([("autolabel", 3)], 3)  # the quarantined clip counts
     assert "frame 3 is unreadable" in report.quarantined[bad]
     assert stages(engine) == {clip_id(0): "autolabelled", bad: "quarantined", clip_id(200): "autolabelled"}
     with engine.db.session() as session:

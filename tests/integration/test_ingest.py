@@ -27,6 +27,7 @@ from dataengine.lineage.videos import get_video
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import SyntheticScene, render_video, write_landing
 from dataengine.synthetic.variants import corrupt_frames, render_variant, unknown_codec
+from progress_log import ProgressLog
 
 
 def _video_id(store: ObjectStore, key: str) -> str:
@@ -230,10 +231,12 @@ def test_killed_run_leaves_no_meta_and_rerun_redoes_the_clip(
     assert (redone.n_frames, redone.sampled) == (10, [0, 5])  # settings: 2 of 10 fps, every 5th frame
 
 
-def test_progress_bar_runs(ctx: Context, landing: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    report = ingest(ctx, landing[:1], clip_seconds=3.0, progress=True)
+def test_progress_counts_the_inputs_and_names_each(ctx: Context, landing: list[str]) -> None:
+    progress = ProgressLog()
+    report = ingest(ctx, landing[:1], clip_seconds=3.0, progress=progress)
     assert len(report.clips) == 1
-    assert "ingest" in capsys.readouterr().out
+    assert progress.phases == [("ingest", 1)]
+    assert progress.advances == [(0, f"ingest {landing[0].rsplit('/', 1)[-1]}"), (1, None)]
 
 
 def test_invalid_parameters_are_refused(ctx: Context) -> None:

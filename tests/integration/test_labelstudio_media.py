@@ -45,7 +45,7 @@ def chromium() -> Iterator[Any]:
 
 def _autolabelled_clip(ctx: Context) -> str:
     """The first clip of a real video, with a hand-made autolabel v1: one person track over its frames."""
-    ingest(ctx, [str(sample_video(BIKES))], clip_seconds=2.0, sample_fps=2.0, progress=False)
+    ingest(ctx, [str(sample_video(BIKES))], clip_seconds=2.0, sample_fps=2.0)
     with ctx.db.session() as session:
         clip_id = list_clips(session)[0].id
     meta = read_meta(ctx.store, clip_id)

@@ -38,6 +38,7 @@ from dataengine.review.platforms.local import LocalPlatform, done_key, read_task
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import ground_truth_key
 from dataengine.synthetic.reviewer import SIMULATED_REVIEWER, SimulatedPlatform
+from progress_log import ProgressLog
 
 VIDEO_KEY = "landing/cam01/2026-11-22/080000.mp4"
 
@@ -125,6 +126,24 @@ def test_empty_store_exports_and_imports_nothing(ctx: Context) -> None:
     assert (imported.imported, imported.failed, imported.boxes_changed) == ([], [], 0)
     assert review_report(ctx).open == []
     assert "no review tasks yet" in report_summary(review_report(ctx))
+
+
+def test_export_and_import_count_their_clips_for_a_progress_bar(ctx: Context) -> None:
+    first, second = _add_clip(ctx, 0), _add_clip(ctx, 20)
+    exporting = ProgressLog()
+    export_for_review(ctx, progress=exporting)
+    assert (exporting.phases, exporting.done) == ([("review export to local", 2)], 2)
+    again = ProgressLog()
+    export_for_review(ctx, progress=again)  # nothing is left in stage autolabelled
+    assert (again.phases, again.done) == ([("review export to local", 0)], 0)
+
+    _write_done(ctx, first, _reviewed_doc(ctx, first))
+    importing = ProgressLog()
+    report = import_reviews(ctx, progress=importing)
+    assert report.imported == [first]
+    # One of the two open tasks was finished: the bar ends at 1/2.
+    assert (importing.phases, importing.done) == ([("review import from local", 2)], 1)
+    assert second not in report.imported
 
 
 # Export ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataengine.lineage.annotations import latest_annotation, record_saved
 from dataengine.lineage.clips import list_clips, set_stage
 from dataengine.lineage.model_registry import promoted_model
 from dataengine.lineage.quarantine import quarantine
+from dataengine.progress import NO_PROGRESS, Progress
 from dataengine.storage import ObjectStore
 from dataengine.vision import Detections, FrameDetector, load_any_detector
 from dataengine.vision.detection_cache import load_detections
@@ -176,6 +177,7 @@ class _Labeller:
     batch_size: int
     workers: int
     plan: EnsemblePlan
+    progress: Progress = NO_PROGRESS  # one step per clip: labelled, skipped or quarantined
 
     @property
     def producer(self) -> dict[str, Any]:
@@ -195,12 +197,14 @@ class _Labeller:
     def label_all(self, todo: Sequence[Clip]) -> None:
         """Plan every clip, then stream the frames of those to label through the ensemble."""
         pending: dict[str, _Pending] = {}
+        self.progress.start("autolabel", len(todo))
         for clip in todo:
             plan = _plan(self.ctx, clip.id, self.producer)
             if plan.action == "skip":
                 self.report.skipped.append(clip.id)
                 reason = f"v{plan.version} is already an autolabel by {self.report.model_id}"
                 self.report.skip_reasons[clip.id] = reason
+                self.progress.advance()
             elif plan.action == "adopt" and plan.existing is not None:
                 annotations = plan.existing
                 self._register(_adopted(self.ctx.store, annotations), annotations)
@@ -295,6 +299,7 @@ class _Labeller:
         self.report.versions[saved.clip_id] = saved.version
         self.report.n_boxes += saved.n_boxes
         self.report.n_tracks += n_tracks
+        self.progress.advance()
 
     def _quarantine(self, clip: Clip, item: FrameItem) -> None:
         reason = item.error or "unreadable"
@@ -311,6 +316,7 @@ class _Labeller:
                 run_id=self.ctx.run_id,
             )
         self.report.quarantined[clip.id] = reason
+        self.progress.advance()
 
 
 def _model_ids(ctx: Context) -> tuple[list[str], list[float]]:
@@ -397,6 +403,7 @@ def autolabel(
     clip_ids: Sequence[str] | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> AutolabelReport:
     """Label the clips in stage ``selected`` (or the named ones) with the ensemble, tracked, with hindsight.
 
@@ -405,7 +412,7 @@ def autolabel(
     in the lineage database, and moves to ``autolabelled``; each clip is committed as soon as it is
     done, so a rerun after a crash skips it. A clip whose newest version is already an autolabel by the
     same models and parameters is skipped; a clip with unreadable frames is quarantined. Raises
-    :class:`ModelError` when no model is promoted and none is configured.
+    :class:`ModelError` when no model is promoted and none is configured. ``progress`` counts the clips.
     """
     model_ids, weights = _model_ids(ctx)
     settings = ctx.settings.model_copy(update={"autolabel_model_weights": weights})
@@ -425,6 +432,7 @@ def autolabel(
             batch_size or settings.autolabel_batch_size,
             frame_workers(settings, detectors[0].device) if workers is None else workers,
             plan,
+            progress,
         )
         labeller.label_all(todo)
     logger.info("%s", report.summary())

@@ -10,8 +10,7 @@ its clean clips and records the damaged stretches.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,9 +46,9 @@ from dataengine.ingest.report import IngestReport, QuarantinedInput
 from dataengine.ingest.skipping import frames_to_skip, needed_frames
 from dataengine.ingest.sources import compile_path_pattern, recording_info, resolve_input, source_sha256
 from dataengine.lineage.videos import get_video, list_videos
+from dataengine.progress import NO_PROGRESS, Progress
 
 __all__ = ["QUARANTINE_STAGE", "ingest", "quarantine_key"]
-_Show = Callable[[str | None], None]
 # Codecs an MP4 holds as they are: clips of these are cut by stream copy where the keyframes allow.
 _COPYABLE = {"h264", "hevc", "mpeg4", "av1", "vp9"}
 
@@ -103,14 +102,15 @@ def ingest(
     clip_seconds: float | None = None,
     sample_fps: float | None = None,
     repair: bool = False,
-    progress: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> IngestReport:
     """Ingest ``inputs`` (store keys, store URIs or local paths), or every new landing video when None.
 
     Rerunning over the same inputs adds no rows or objects: complete clips are kept as they are, and
     a clip left incomplete by a killed run is redone. A named input that was ingested already is
     checked: clips whose objects are missing (deleted by hand) are rebuilt from the source. With
-    ``repair`` and no inputs, every ingested video in lineage is checked that way.
+    ``repair`` and no inputs, every ingested video in lineage is checked that way. ``progress`` counts
+    the inputs.
     """
     params = _params(ctx.settings, clip_seconds, sample_fps)
     todo: list[tuple[str, str | None]]
@@ -122,12 +122,12 @@ def ingest(
             todo += [(uri, sha256) for uri, sha256 in _ingested_videos(ctx)]
     report = IngestReport()
     cache = HashCache(ctx.store)
-    with _progress_bar(enabled=progress, total=len(todo)) as show:
-        for raw, sha256 in todo:
-            show(raw)
-            check = repair or inputs is not None
-            _ingest_input(ctx, raw, sha256=sha256, params=params, report=report, cache=cache, check=check)
-        show(None)
+    progress.start("ingest", len(todo))
+    for raw, sha256 in todo:
+        progress.advance(0, description=f"ingest {raw.rsplit('/', 1)[-1]}")
+        check = repair or inputs is not None
+        _ingest_input(ctx, raw, sha256=sha256, params=params, report=report, cache=cache, check=check)
+        progress.advance()
     cache.save()
     return report
 
@@ -318,26 +318,3 @@ def _check_decoded(name: str, log: DecodeLog, cutter: Cutter, index: FrameIndex)
     if cutter.kept == 0 and cutter.gaps:
         reason = describe_gaps(name, cutter.gaps, index, log.errors)
         raise InputRejectedError(name, f"{reason}; no clip decodes cleanly")
-
-
-@contextmanager
-def _progress_bar(*, enabled: bool, total: int) -> Iterator[_Show]:
-    """A rich progress bar over the inputs when ``enabled``; ``show(name)`` starts the next input."""
-    if not enabled:
-        yield lambda _name: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=False) as bar:
-        task = bar.add_task("ingest", total=total)
-        started = False
-
-        def show(name: str | None) -> None:
-            nonlocal started
-            if started:
-                bar.advance(task)
-            started = True
-            if name is not None:
-                bar.update(task, description=f"ingest {name.rsplit('/', 1)[-1]}")
-
-        yield show

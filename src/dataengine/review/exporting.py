@@ -16,6 +16,7 @@ from dataengine.lineage.annotations import latest_annotation
 from dataengine.lineage.clips import get_clip, list_clips, record_event, set_stage
 from dataengine.lineage.model_registry import promoted_model
 from dataengine.lineage.reviews import find_task, upsert_review_task
+from dataengine.progress import NO_PROGRESS, Progress
 from dataengine.review.base import ExportItem, ReviewPlatform
 from dataengine.review.empty import EMPTY_VERSION, empty_labels
 from dataengine.review.platforms import get_platform
@@ -76,6 +77,7 @@ def export_for_review(
     platform: str | None = None,
     clip_ids: Sequence[str] | None = None,
     prelabels: bool = True,
+    progress: Progress = NO_PROGRESS,
 ) -> ExportReport:
     """Export the latest labels of every ``autolabelled`` clip (or of ``clip_ids``) for review.
 
@@ -83,7 +85,7 @@ def export_for_review(
     empty pre-labels (version 0, ``source: none``); ``prelabels=False`` sends every candidate that way,
     e.g. for a new class no model knows yet. Each exported clip gets a review task on the platform, a
     ``review_tasks`` row and stage ``in_review``. Idempotent: a clip version that has a task on the
-    platform already is skipped.
+    platform already is skipped. ``progress`` counts the candidate clips, skipped or exported.
     """
     reviewer = get_platform(ctx, platform)
     report = ExportReport(exported=[], skipped=[], platform=reviewer.name)
@@ -98,13 +100,18 @@ def export_for_review(
                 if clip_id not in known:
                     _skip(report, clip_id, "no such clip in the lineage database")
             candidates = [clip_id for clip_id in dict.fromkeys(clip_ids) if clip_id in known]
-    items = [
-        item
-        for item in (_item(ctx, reviewer, clip_id, report, empty=not prelabels) for clip_id in candidates)
-        if item
-    ]
+    progress.start(f"review export to {reviewer.name}", len(candidates))
+    items = []
+    for clip_id in candidates:
+        item = _item(ctx, reviewer, clip_id, report, empty=not prelabels)
+        if item is None:
+            progress.advance()
+        else:
+            items.append(item)
     for start in range(0, len(items), EXPORT_BATCH):
-        _export_batch(ctx, reviewer, items[start : start + EXPORT_BATCH], report)
+        batch = items[start : start + EXPORT_BATCH]
+        _export_batch(ctx, reviewer, batch, report)
+        progress.advance(len(batch))
     return report
 
 

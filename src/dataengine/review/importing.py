@@ -28,6 +28,7 @@ from dataengine.lineage.annotations import annotation_versions, record_saved
 from dataengine.lineage.clips import get_clip, record_event, set_stage
 from dataengine.lineage.quarantine import quarantine
 from dataengine.lineage.reviews import find_task, finish_review_task, review_tasks
+from dataengine.progress import NO_PROGRESS, Progress
 from dataengine.review.base import CompletedReview, OpenTask, ReviewPlatform
 from dataengine.review.diff import BoxChanges, box_changes, review_quality
 from dataengine.review.empty import EMPTY_VERSION, empty_labels
@@ -42,26 +43,33 @@ def import_reviews(
     platform: str | None = None,
     file: str | Path | None = None,
     open_tasks_only: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> ImportReport:
     """Import every finished review of an open task as the clip's next annotation version.
 
     The platform is handed the tasks that lineage holds open and says which of them are finished; on the
     ``simulated`` platform a SIMULATED reviewer (synthetic ground truth, demo and tests only) finishes all.
     ``file`` is a platform's label export (Encord: a JSON list of label rows) to import instead of asking
-    the platform. Idempotent: an imported review is never imported again.
+    the platform. Idempotent: an imported review is never imported again. ``progress`` counts the
+    reviews imported (or refused), out of the open tasks when asking the platform.
     """
     reviewer = get_platform(ctx, platform)
     report = ImportReport(
         imported=[], versions={}, boxes_changed=0, changes={}, failed=[], platform=reviewer.name
     )
     tasks = open_tasks(ctx, reviewer.name)
-    if file is not None:
-        import_file(
-            ctx, reviewer, file, tasks, report, import_one=import_one, open_tasks_only=open_tasks_only
-        )
-        return report
-    for review in reviewer.completed(tasks):
+
+    def one(ctx: Context, reviewer: ReviewPlatform, review: CompletedReview, report: ImportReport) -> None:
         import_one(ctx, reviewer, review, report)
+        progress.advance()
+
+    if file is not None:
+        progress.start(f"review import of {Path(file).name}", None)
+        import_file(ctx, reviewer, file, tasks, report, import_one=one, open_tasks_only=open_tasks_only)
+        return report
+    progress.start(f"review import from {reviewer.name}", len(tasks))
+    for review in reviewer.completed(tasks):
+        one(ctx, reviewer, review, report)
     return report
 
 

@@ -35,6 +35,7 @@ from dataengine.training.distributed import (
     weights_digest,
 )
 from dataengine.training.engine import train_one_epoch
+from dataengine.training.epoch_line import epoch_line
 from dataengine.training.record import FitResult, TrainingRecord
 from dataengine.training.resume import Trainables, load_state, save_state
 from dataengine.vision import build_detector, load_checkpoint, model_prefix, save_checkpoint
@@ -222,7 +223,7 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
         if info.is_main:
             save_state(store, args.model_id, config=config, parts=parts, state=state)
         barrier(info)
-        log(info, f"epoch {epoch} done: loss {stats['loss']:.4f} in {stats['seconds']:.1f}s, state saved")
+        log(info, epoch_line(epoch, n_epochs, stats["loss"], stats["seconds"]))
     record = TrainingRecord(
         model_id=args.model_id,
         dataset_id=args.dataset_id,

@@ -23,8 +23,10 @@ from dataengine.context import Context
 from dataengine.errors import EmptyDatasetError, TrainingError
 from dataengine.lineage import Dataset
 from dataengine.lineage.model_registry import find_model, models_trained_on, promoted_model, register_model
+from dataengine.progress import NO_PROGRESS, Progress
 from dataengine.storage import ObjectStore
 from dataengine.training.distributed import STORAGE_OPTIONS_ENV
+from dataengine.training.epoch_line import parse_epoch_line
 from dataengine.training.manifest import dataset_classes, resolve_dataset
 from dataengine.training.multinode import Rendezvous, failure_hint, rendezvous_for
 from dataengine.vision import backend_of, checkpoint_key, model_prefix, pick_device
@@ -112,6 +114,13 @@ def training_args(ctx: Context, row: Dataset, *, nproc: int, epochs: int | None)
     }
 
 
+def _epochs_of(args: dict[str, Any]) -> int:
+    """The epochs the job will run: a warm start runs ``warm_epochs`` (as ddp.py decides)."""
+    return int(
+        args["warm_epochs"] if args.get("init_model_id") and args.get("warm_epochs") else args["epochs"]
+    )
+
+
 def model_id_for(dataset_id: str, args: dict[str, Any]) -> str:
     """``m-`` and 10 hex digits of the hash of the dataset id and the training arguments."""
     text = json.dumps({"dataset_id": dataset_id, "args": args}, sort_keys=True)
@@ -166,15 +175,27 @@ def _child_env(ctx: Context, nproc: int) -> dict[str, str]:
 
 
 def run_torchrun(
-    command: list[str], env: dict[str, str], *, what: str, rdzv: Rendezvous | None = None
+    command: list[str],
+    env: dict[str, str],
+    *,
+    what: str,
+    rdzv: Rendezvous | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> float:
-    """Run the job, streaming its stdout to the log; returns its wall seconds."""
+    """Run the job, streaming its stdout to the log (and its epochs to ``progress``); returns its wall
+    seconds."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stderr:
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True) as proc:
             assert proc.stdout is not None
+            finished = 0  # epochs done, counting those a resumed job did before
             for line in proc.stdout:
                 logger.info("%s", line.rstrip())
+                done = parse_epoch_line(line)
+                if done is not None:
+                    text = f"train epoch {done.epoch + 1}/{done.epochs}, loss {done.loss:.4f}"
+                    progress.advance(done.epoch + 1 - finished, description=text)
+                    finished = done.epoch + 1
             code = proc.wait()
         if code != 0:
             stderr.seek(0)
@@ -255,6 +276,7 @@ def train(
     nproc: int | None = None,
     epochs: int | None = None,
     node_rank: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> TrainResult:
     """Train a detector on a dataset version with DDP under torchrun; returns the registered model.
 
@@ -265,6 +287,7 @@ def train(
 
     With ``train_nnodes`` above 1 this call is one node of the job: node 0 (``node_rank``, default the
     ``train_node_rank`` setting) registers the model, the others only train and check it was stored.
+    ``progress`` counts the epochs, each with its loss.
     """
     with ctx.db.session() as session:
         row = resolve_dataset(session, dataset)
@@ -284,7 +307,8 @@ def train(
         where = f" as node {rdzv.node_rank} of {rdzv.nnodes} at {rdzv.endpoint}" if rdzv else ""
         logger.info("training %s on %s with %d process(es)%s", model_id, row.id, args["nproc"], where)
         what = f"training {model_id} on {row.id}"
-        wall = run_torchrun(command, _child_env(ctx, args["nproc"]), what=what, rdzv=rdzv)
+        progress.start(f"train {model_id}", _epochs_of(args))
+        wall = run_torchrun(command, _child_env(ctx, args["nproc"]), what=what, rdzv=rdzv, progress=progress)
         if rdzv is not None and rdzv.node_rank != 0:
             return _joined(ctx, model_id, row.id, wall)
         record = _add_wall_seconds(ctx.store, model_id, wall)

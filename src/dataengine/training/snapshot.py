@@ -39,6 +39,7 @@ from dataengine.lineage.datasets import (
     trainable_clips,
 )
 from dataengine.lineage.quarantine import quarantine
+from dataengine.progress import NO_PROGRESS, Progress
 from dataengine.storage import ObjectStore
 from dataengine.training.columns import index_manifest
 from dataengine.training.diff import diff_members, diff_summary, write_diff
@@ -182,7 +183,11 @@ TRIGGERED = "(came in through a trigger)"
 
 
 def _collect_entries(
-    ctx: Context, candidates: Sequence[TrainableClip], fixed: Mapping[str, str], triggered: set[str]
+    ctx: Context,
+    candidates: Sequence[TrainableClip],
+    fixed: Mapping[str, str],
+    triggered: set[str],
+    progress: Progress,
 ) -> tuple[list[ManifestEntry], list[tuple[TrainableClip, str]], dict[str, Counter[str]]]:
     """Each readable candidate's manifest entry with its split, the refused ones, and boxes per class.
 
@@ -194,6 +199,7 @@ def _collect_entries(
     entries: list[ManifestEntry] = []
     refused: list[tuple[TrainableClip, str]] = []
     boxes: dict[str, Counter[str]] = {}
+    progress.start("dataset build: reading labels", len(candidates))
     for item in candidates:
         try:
             entry, boxes[item.clip_id] = _entry(ctx.store, item, "train", ctx.settings.classes)
@@ -201,6 +207,7 @@ def _collect_entries(
             refused.append((item, str(exc)))
         else:
             entries.append(entry)
+        progress.advance()
     classes_of: dict[str, set[str]] = {}
     for entry in entries:
         shown = {name for name, n in boxes[entry.clip_id].items() if n > 0}
@@ -365,13 +372,16 @@ def _register(
     return row
 
 
-def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bool = False) -> DatasetRef:
+def build_dataset(
+    ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bool = False, progress: Progress = NO_PROGRESS
+) -> DatasetRef:
     """Snapshot every reviewed clip with trusted labels as a new version of dataset ``name``.
 
     Returns the newest existing version unchanged (``created=False``) when its members are the same
     (clip, annotation version) pairs and no held-out rebuild is asked for. Clips whose annotation file
     is unreadable are quarantined. ``rebuild_heldout`` freezes a new regression set from the val split
-    and starts the edge-case set again from the val clips that came in through a trigger.
+    and starts the edge-case set again from the val clips that came in through a trigger. ``progress``
+    counts the candidate clips whose annotation files are read.
     """
     with ctx.db.session() as session:
         candidates = trainable_clips(session, stages=DATASET_STAGES, sources=TRUSTED_SOURCES)
@@ -385,7 +395,7 @@ def build_dataset(ctx: Context, *, name: str = DEFAULT_NAME, rebuild_heldout: bo
             "nothing reviewed yet: no clip in stage reviewed or in_dataset has a trusted annotation "
             f"(source in {list(TRUSTED_SOURCES)}); review some clips, then build the dataset"
         )
-    entries, refused, boxes = _collect_entries(ctx, candidates, fixed, triggered)
+    entries, refused, boxes = _collect_entries(ctx, candidates, fixed, triggered, progress)
     with ctx.db.session() as session:
         _quarantine(session, ctx, refused)
         same = _unchanged(session, name, {e.clip_id: e.annotation_version for e in entries})
