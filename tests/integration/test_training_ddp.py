@@ -46,6 +46,7 @@ from dataengine.training.runner import (
     torchrun_command,
     training_args,
 )
+from progress_log import ProgressLog
 
 pytestmark = pytest.mark.slow
 
@@ -104,9 +105,16 @@ def test_a_killed_job_resumes_from_its_last_epoch(ctx: Context) -> None:
     assert not ctx.store.exists(f"models/{model_id}/training.json"), "the job finished before the kill"
     saved = torch.load(io.BytesIO(ctx.store.read_bytes(resume_key(model_id))), weights_only=True)
 
-    result = train(ctx, nproc=1, epochs=4)
+    progress = ProgressLog()
+    result = train(ctx, nproc=1, epochs=4, progress=progress)
 
     record = ctx.store.read_json(f"models/{model_id}/training.json")
+    # The bar starts at the epochs done before the crash and shows each later epoch's loss.
+    assert progress.phases == [(f"train {model_id}", 4)]
+    assert progress.done == 4
+    assert progress.advances[0][0] == saved["next_epoch"] + 1
+    loss = record["epochs"][-1]["loss"]
+    assert progress.advances[-1] == (1, f"train epoch 4/4, loss {loss:.4f}")
     assert result.model_id == model_id
     assert 1 <= record["resumed_from_epoch"] == saved["next_epoch"] < 4
     assert [e["epoch"] for e in record["epochs"]] == [0, 1, 2, 3]
