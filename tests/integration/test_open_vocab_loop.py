@@ -121,3 +121,34 @@ def create_ui(ctx: Context) -> Any:
     from dataengine.airflow.ui import create_app
 
     return create_app(context_factory=lambda: ctx)
+
+
+def test_the_first_trained_model_is_judged_against_a_promoted_open_vocabulary_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_day_one_dags import engine_env, land, review_in_the_tasks
+
+    engine = land(tmp_path)
+    for name, value in engine_env(engine).items():
+        monkeypatch.setenv(name, value)
+    owl = call("model", "import", str(tiny_owlv2_folder(engine / "owlv2")), "--arch", "owlv2", "--json")
+    assert owl["class_map"] == {"person": "person", "bicycle": "bicycle"}  # our class names are the prompts
+    call("ingest")
+    call("triggers")
+    assert call("autolabel", "--json")["model_ids"] == [owl["model_id"]]
+    call("review", "export")
+    ctx = _context(engine)
+    assert len(review_in_the_tasks(ctx.store, engine)) == 3
+    call("review", "import")
+    call("dataset", "build")
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 0, result.output
+    second = result.stdout.strip().splitlines()[-1]
+    assert f"not warm-starting from the promoted {owl['model_id']}" in caplog.text
+    assert "Loading weights" not in result.stderr  # transformers' progress bars stay out of the CLI
+    metrics = json.loads((engine / "store" / "models" / second / "metrics.json").read_text())
+    # Evaluated on the same held-out set, the open-vocabulary model included (it sees whole frames).
+    assert metrics["decision"]["previous_model_id"] == owl["model_id"]
+    assert metrics["decision"]["held_out"] == "default-heldout@1"
+    assert metrics["decision"]["previous_map"] is not None
+    ctx.close()

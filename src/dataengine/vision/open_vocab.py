@@ -41,6 +41,10 @@ def load_open_vocab(folder: Path, *, arch: str, device: torch.device) -> tuple[A
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub, even for a missing file
     try:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        # Its per-load progress bar would land in every CLI command's and task log's output.
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         model = AutoModelForZeroShotObjectDetection.from_pretrained(folder, local_files_only=True)
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)  # type: ignore[no-untyped-call]
