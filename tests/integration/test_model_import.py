@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from dataengine.cli import app
 from dataengine.context import Context
+from dataengine.errors import ModelError
 from dataengine.lineage.model_registry import set_model_status
 from dataengine.storage import ObjectStore
 from dataengine.training.transfer import transfer_weights
@@ -251,3 +252,44 @@ def test_the_ensemble_follows_promotion_through_the_promoted_alias(ctx: Context,
         update={"autolabel_models": ["promoted", a, b], "autolabel_model_weights": [2.0, 1.0, 3.0]}
     )
     assert _model_ids(Context(ensemble, ctx.store, ctx.db)) == ([b, a], [2.0, 1.0])
+
+
+def test_weights_and_a_transformers_folder_are_imported_from_an_s3_store(
+    s3_store: ObjectStore, s3_server: dict[str, Any], tmp_path: Path
+) -> None:
+    from dataengine.config import Settings
+    from dataengine.training.model_import import ModelImportRequest, import_model
+
+    options = {k: v for k, v in s3_server.items() if k != "endpoint_url"}
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'lineage.db'}", storage_url=s3_store.url,
+        storage_options=options, classes=["person", "bed", "wheelchair"],
+    )  # fmt: skip
+    weights = torchvision_state_dict(tmp_path / "team.pth", arch="tiny_fasterrcnn", num_classes=3)
+    s3_store.put_file(weights, "incoming/team.pth")
+    folder = tiny_owlv2_folder(tmp_path / "owlv2")
+    for path in folder.iterdir():
+        s3_store.put_file(path, f"incoming/owlv2/{path.name}")
+    ctx = Context.create(settings, run_id="test/import-s3")
+    try:
+        team = import_model(
+            ctx, ModelImportRequest(arch="tiny_fasterrcnn", weights=s3_store.uri("incoming/team.pth"))
+        )
+        owl = import_model(
+            ctx, ModelImportRequest(arch="owlv2", weights=s3_store.uri("incoming/owlv2"), promote=False)
+        )
+        assert (team.source_uri, team.status) == (s3_store.uri("incoming/team.pth"), "promoted")
+        assert team.source_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+        # A folder's sha256 is that of its files' sorted "name sha256" lines, wherever it was read from.
+        from dataengine.training.model_import import source_sha256
+
+        assert (owl.source_uri, owl.source_sha256) == (s3_store.uri("incoming/owlv2"), source_sha256(folder))
+        detector = load_any_detector(ctx.store, owl.model_id, device="cpu")
+        [found] = detector.predict_batch([np.zeros((48, 64, 3), dtype=np.uint8)])
+        assert set(found.labels.tolist()) <= {0, 1, 2}
+        assert detector.classes == ["person", "bed", "wheelchair"]
+        missing = ModelImportRequest(arch="tiny_fasterrcnn", weights=s3_store.uri("incoming/nothing.pth"))
+        with pytest.raises(ModelError, match="no such file or folder, locally or in the store"):
+            import_model(ctx, missing)
+    finally:
+        ctx.close()
