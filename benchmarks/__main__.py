@@ -17,6 +17,8 @@
 7. scale-out: ``ingest_daily`` over 8 videos on one Celery worker per core against one worker, and the
    CeleryExecutor's queued-to-start wait per task against the LocalExecutor's, on the local Redis and
    PostgreSQL (``python -m benchmarks.scaleout`` prints every run).
+8. day-one pre-labellers: OWLv2 base (960 px) and OpenCV's HOG people detector against a COCO Faster
+   R-CNN R50-FPN, frames/s on the CPU on the same real frames (``python -m benchmarks.prelabel_speed``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def main() -> None:
     from benchmarks import scaleout
 
     rows += scaleout.run()[0]
+    from benchmarks import prelabel_speed
+
+    rows += prelabel_speed.rows()
     print(f"{'benchmark':<58} {'ours':>12} {'reference':>12} {'ratio':>8}  reference")
     for name, ours, reference, what in rows:
         print(f"{name:<58} {ours:>12.1f} {reference:>12.1f} {ours / reference:>8.2f}  {what}")
