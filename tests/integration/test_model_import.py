@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,21 @@ def test_an_mmdet_model_without_mmcv_is_refused_naming_the_fix_and_nothing_is_re
     assert "make mmdet" in result.output
     assert _models(engine) == []
     assert _stored_models(engine) == []
+
+
+@pytest.mark.skipif(mmdet_available(), reason="tests the refusal on a machine without mmcv's ops")
+def test_a_stored_mmdet_model_is_refused_where_mmcv_is_missing_naming_the_model(engine: Path) -> None:
+    """Imported on a machine with mmcv, promoted, then evaluated or used where it is missing: an error."""
+    from dataengine.vision.layout import CHECKPOINT_FORMAT, checkpoint_key
+
+    store = ObjectStore(f"file://{engine / 'store'}")
+    config = {"format": CHECKPOINT_FORMAT, "backend": "mmdet", "model_id": "m-mmdet", "arch": "mmdet",
+              "classes": ["person"], "mmdet_config": "model = dict(type='RetinaNet')\n"}  # fmt: skip
+    buffer = io.BytesIO()
+    torch.save({"config": config, "state_dict": {}}, buffer)
+    store.write_bytes(checkpoint_key("m-mmdet"), buffer.getvalue())
+    with pytest.raises(ModelError, match="model m-mmdet is an mmdet model, and this machine cannot run it"):
+        load_any_detector(store, "m-mmdet", device="cpu")
 
 
 def test_named_default_weights_fail_fast_naming_the_offline_cache_then_load_from_it(engine: Path) -> None:

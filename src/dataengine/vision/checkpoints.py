@@ -112,8 +112,13 @@ def _load_torchvision(stored: Stored) -> FrameDetector:
 
 def _load_mmdet(stored: Stored) -> FrameDetector:
     # Imported here: mmdet is an optional extra (`make mmdet`), and importing it is slow.
-    from dataengine.vision.mmdet_backend import load_mmdet_detector
+    from dataengine.vision.mmdet_backend import MMDET_MISSING, load_mmdet_detector, mmdet_available
 
+    if not mmdet_available():
+        # Evaluation, triggers and autolabel all load through here: none may skip the model silently.
+        raise ModelError(
+            f"model {stored.model_id} is an mmdet model, and this machine cannot run it: {MMDET_MISSING}"
+        )
     return load_mmdet_detector(
         stored.config, stored.state_dict, model_id=stored.model_id, device=stored.device
     )
