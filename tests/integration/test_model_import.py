@@ -309,3 +309,37 @@ def test_weights_and_a_transformers_folder_are_imported_from_an_s3_store(
             import_model(ctx, missing)
     finally:
         ctx.close()
+
+
+def test_the_owlv2_fetch_and_import_commands_of_docs_models_run_as_written(engine: Path) -> None:
+    """docs/models.md's commands, in bash, with the hub's model name replaced by a local folder (no
+    internet here): the fetch command saves a folder that the import command takes as it is."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    block = re.search(r"# on a machine with internet.*?\n(.*?)```", text, flags=re.S)
+    assert block, "docs/models.md shows how to fetch OWLv2"
+    script = block.group(1).replace("\\\n", " ")
+    hub_name = "google/owlv2-base-patch16-ensemble"
+    assert hub_name in script
+    script = script.replace(hub_name, str(tiny_owlv2_folder(engine / "hub-copy")))
+    workdir = engine / "work"
+    workdir.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (workdir / "owlv2" / "config.json").is_file()
+    model_id = done.stdout.strip().splitlines()[-1]
+    [row] = _models(engine)
+    assert (row["id"], row["status"], row["source_uri"]) == (
+        model_id,
+        "promoted",
+        f"file://{workdir / 'owlv2'}",
+    )
+    config, _ = load_checkpoint(ObjectStore(f"file://{engine / 'store'}"), model_id)
+    assert config["source_classes"] == ["a person", "a hospital bed", "a person in a wheelchair"]
