@@ -79,6 +79,10 @@ class RoundStats:
     new_map: float | None = None
     previous_map: float | None = None
     new_map50: float | None = None
+    #: The frozen regression set, and the rare class's AP and support on it (the same set every round).
+    held_out: str = ""
+    regression_rare_ap: float | None = None
+    regression_rare_support: int | None = None
     #: The round's edge-case set (val clips that came in through a trigger), both models' mAP on it.
     edge_case: str = ""
     new_edge_map: float | None = None
@@ -116,6 +120,7 @@ class DemoResult:
         """The per-round table the demo prints."""
         rare = next((r.rare_class for r in self.rounds if r.rare_class), "rare class")
         final = next((r.final_edge_case for r in self.rounds if r.final_edge_case), "")
+        regression = next((r.held_out for r in self.rounds if r.held_out), "")
         header = (
             "round",
             "videos",
@@ -128,6 +133,7 @@ class DemoResult:
             "new mAP",
             "prev mAP",
             "new mAP@.5",
+            f"{rare} AP on {regression or 'the regression set'}",
             "edge-case set",
             "new edge mAP",
             "prev edge mAP",
@@ -145,9 +151,10 @@ class DemoResult:
             "mAP: COCO mAP@[.5:.95] of the new model and of the model promoted before it, on the same frames "
             "of the frozen regression set; edge mAP: the same on the round's edge-case set (val clips that "
             "came in through a trigger, never trained on).",
-            f"{rare} AP: on the round's edge-case set, with its support (ground-truth boxes); the last "
-            f"column scores every round's model on {final or 'the last edge-case set'}, so the rounds "
-            f"compare. n/a (0 examples): no {rare} box in the set, so nothing was measured.",
+            f"{rare} AP, with its support (ground-truth boxes): on the regression set (the same frames every "
+            f"round), on the round's edge-case set (new and promoted model), and every round's model on "
+            f"{final or 'the last edge-case set'}, so the rounds compare. n/a (0 examples): no {rare} box "
+            "in the set, so nothing was measured.",
             "Review is SIMULATED from synthetic truth.",
             f"wall time {self.wall_seconds:.0f} s; data in {self.workdir}",
         ]
@@ -183,6 +190,7 @@ def _row(stats: RoundStats) -> tuple[Any, ...]:
         _fmt(stats.new_map),
         _fmt(stats.previous_map),
         _fmt(stats.new_map50),
+        _ap(stats.regression_rare_ap, stats.regression_rare_support, known=bool(stats.held_out)),
         stats.edge_case or "none yet",
         _fmt(stats.new_edge_map),
         _fmt(stats.previous_edge_map),
@@ -332,6 +340,9 @@ def _read_scores(ctx: Context, stats: RoundStats) -> None:
     stats.new_map = comparison.regression.candidate.map
     stats.new_map50 = comparison.regression.candidate.map50
     stats.previous_map = decision.get("previous_map")
+    stats.held_out = comparison.held_out
+    regression = comparison.regression.candidate.score(stats.rare_class)
+    stats.regression_rare_ap, stats.regression_rare_support = regression.ap, regression.support
     edge = comparison.edge_case
     if edge is not None:
         stats.edge_case = edge.label
