@@ -19,7 +19,14 @@ from dataengine.autolabel.report import AutolabelReport
 from dataengine.autolabel.selection import ensemble_plan
 from dataengine.config import PROMOTED_ALIAS, Settings
 from dataengine.context import Context
-from dataengine.errors import ConfigError, FormatError, ModelError, NotFoundError, StorageError
+from dataengine.errors import (
+    ConfigError,
+    FormatError,
+    ModelError,
+    NotFoundError,
+    ObjectExistsError,
+    StorageError,
+)
 from dataengine.formats import ClipAnnotations, SavedAnnotation
 from dataengine.lineage import Clip
 from dataengine.lineage.annotations import latest_annotation, record_saved
@@ -291,7 +298,16 @@ class _Labeller:
                 strong=[clip.strong[p] for p in positions] if clip.strong else None,
             ),
         )
-        self._register(formats.save_annotations(self.ctx.store, annotations), annotations)
+        try:
+            saved = formats.save_annotations(self.ctx.store, annotations)
+        except ObjectExistsError:
+            # A concurrent run labelled this clip with the same ensemble first (its file differs from
+            # ours only in the time it was written): register that version, as a rerun adopts it.
+            other = _load_version(self.ctx.store, clip.clip.id, clip.plan.version)
+            if other is None or not _is_autolabel_by(other.source, other.producer, self.producer):
+                raise
+            saved, annotations = _adopted(self.ctx.store, other), other
+        self._register(saved, annotations)
 
     def _register(self, saved: SavedAnnotation, annotations: ClipAnnotations) -> None:
         n_tracks = _commit(self.ctx, saved, annotations, self.report.model_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dataengine.context import Context
-from dataengine.errors import DataEngineError, FormatError
+from dataengine.errors import DataEngineError, FormatError, ObjectExistsError
 from dataengine.formats import (
     ClipAnnotations,
     SavedAnnotation,
@@ -194,7 +194,15 @@ def _save(
         classes=list(exported.classes),
         frames=reviewed.frames,
     )
-    return save_annotations(ctx.store, result), box_changes(exported, result)
+    try:
+        return save_annotations(ctx.store, result), box_changes(exported, result)
+    except ObjectExistsError:
+        # A concurrent import of the same review wrote this version first (its file differs from ours
+        # only in the time it was written): use that one, registered or not.
+        theirs = orphan_version(ctx.store, review.clip_id, registered=(), source="review", producer=producer)
+        if theirs is None:
+            raise
+        return save_annotations(ctx.store, theirs), box_changes(exported, theirs)
 
 
 def _register(

@@ -110,7 +110,8 @@ def ground_truth_review(
     """Map source-video ground truth onto the exported clip's frames, as a simulated review document.
 
     Clip frame ``i`` is ground-truth frame ``start_frame + i``; boxes are scaled to the sampled frame's
-    size, keep their ground-truth track ids and become ``origin="human"`` with no score.
+    size, keep their ground-truth track ids and become ``origin="human"`` with no score. The same
+    inputs give the same document, byte for byte.
     """
     classes = set(exported.classes)
     frames = []
@@ -136,6 +137,10 @@ def ground_truth_review(
         producer={"reviewers": [SIMULATED_REVIEWER], "simulated": True, "ground_truth": truth.clip_id},
         classes=list(exported.classes),
         frames=frames,
+        # The ground truth's time, not now: a review is the same document each time it is fetched, as
+        # a platform's export of one submitted annotation is, so a rerun after a killed import finds
+        # the version file that run wrote (its producer names the payload's sha256) instead of a new one.
+        created_at=truth.created_at,
     )
 
 

@@ -23,6 +23,7 @@ from dataengine.errors import (
     NotFoundError,
     NothingReviewedError,
     ObjectExistsError,
+    RetryableLineageError,
 )
 from dataengine.formats import TRUSTED_SOURCES, ClipAnnotations, sha256_hex
 from dataengine.lineage import Dataset, Session
@@ -58,6 +59,10 @@ from dataengine.training.manifest import (
 
 #: Clip stages whose labels are final enough to train on.
 DATASET_STAGES = ("reviewed", "in_dataset")
+
+
+# How long a build waits for another build of the same dataset (a big one takes minutes).
+_BUILD_WAIT_SECONDS = 900.0
 
 
 def split_group(video_id: str, camera: str | None, split_by: str) -> str:
@@ -382,7 +387,21 @@ def build_dataset(
     is unreadable are quarantined. ``rebuild_heldout`` freezes a new regression set from the val split
     and starts the edge-case set again from the val clips that came in through a trigger. ``progress``
     counts the candidate clips whose annotation files are read.
+
+    Builds of one dataset take turns (a lock in lineage): a build that started while another ran
+    waits for it, then finds its version and returns it unchanged, instead of racing it for the
+    version number.
     """
+    with ctx.db.lock(f"dataset-build/{name}", wait_seconds=_BUILD_WAIT_SECONDS) as held:
+        if not held:
+            raise RetryableLineageError(
+                f"another run has been building dataset {name!r} for {_BUILD_WAIT_SECONDS:.0f} s; "
+                "run this build again when it has ended"
+            )
+        return _build(ctx, name=name, rebuild_heldout=rebuild_heldout, progress=progress)
+
+
+def _build(ctx: Context, *, name: str, rebuild_heldout: bool, progress: Progress) -> DatasetRef:
     with ctx.db.session() as session:
         candidates = trainable_clips(session, stages=DATASET_STAGES, sources=TRUSTED_SOURCES)
         fixed = fixed_splits(session, name, split_by=ctx.settings.split_by)

@@ -1,0 +1,125 @@
+"""The fault scenarios, run once per database by ``test_faults_sqlite.py`` and ``test_faults_postgres.py``.
+
+Each scenario starts from the clean run's snapshot just before a stage, injects faults into real
+``dataengine`` child processes, runs the stage once more, and asserts the final state (lineage rows and
+every object, :func:`faultkit.canonical`) equals the clean run's after that stage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import OUTPUTS, SECRETS, STAGES, Engine, FlakyS3, Proxy, Reference, State, postgres_url
+
+#: The stages that write, as the CLI runs them (``bootstrap`` is ``model import``, which promotes;
+#: ``train`` trains, evaluates and promotes).
+WRITING = ["ingest", "bootstrap", "triggers", "autolabel", "export", "review", "dataset", "train"]
+
+
+def assert_same(state: State, clean: State, what: str, *, repeated_history: bool = False) -> None:
+    difference = state.diff(clean, repeated_history=repeated_history)
+    assert not difference, f"{what}: the final state differs from a clean run's:\n{difference}"
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("stage", WRITING)
+def test_killed_runs_then_a_rerun_equal_a_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    """SIGKILL at each of the stage's kill points in turn (each run starting from what the kills before
+    it left), then one more run: the state equals a clean run's."""
+    engine = reference.engine(stage, tmp_path)
+    args = STAGES[stage]
+    points = reference.kill_points(stage)
+    fired = [point for point in points if engine.killed(args, point)]
+    assert fired[:1] == points[:1], f"{stage}: the first kill ({points[0]}) never fired"
+    engine.ok(args)
+    assert_same(engine.state(), reference.after[stage], f"{stage} killed at {', '.join(fired)}")
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("stage", WRITING)
+def test_two_concurrent_runs_equal_one_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    """Two runs of the stage started together on the same inputs: both exit 0, no traceback, and the
+    state equals one clean run's."""
+    engine = reference.engine(stage, tmp_path)
+    args = STAGES[stage]
+    procs = [engine.start(args) for _ in range(2)]
+    results = [engine.finish(proc, args) for proc in procs]
+    for code, out in results:
+        assert code == 0, f"{stage}: a concurrent run exited {code}:\n{out}"
+    # Both runs may do a piece of work and record it: the history says so twice, nothing else differs.
+    assert_same(
+        engine.state(), reference.after[stage], f"two concurrent runs of {stage}", repeated_history=True
+    )
+
+
+def cut_database_mid_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    """PostgreSQL goes away mid-run (the proxy between them closes every connection), the run fails
+    with a clear error, the database comes back, a rerun finishes: the state equals a clean run's."""
+    engine = reference.engine(stage, tmp_path)
+    proxy = Proxy()
+    try:
+        from sqlalchemy.engine import make_url
+
+        engine.database_url = postgres_url(make_url(engine.database_url).database or "", port=proxy.port)
+        args = STAGES[stage]
+        signals = tmp_path / "signals"
+        signals.mkdir()
+        proc = engine.start(args, plan=reference.cut_point(stage), fault_dir=signals)
+        deadline = time.monotonic() + 240
+        while not (signals / "reached").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (signals / "reached").exists(), f"{stage} never reached {reference.cut_point(stage)}"
+        proxy.cut()
+        (signals / "go").touch()
+        code, out = engine.finish(proc, args)
+        assert code != 0, f"{stage} went on without its database:\n{out}"
+        assert re.search(r"^error: .*lineage database .*(unavailable|cannot reach)", out, re.M), out
+        proxy.restore()
+        engine.ok(args)
+        assert_same(engine.state(), reference.after[stage], f"{stage} with its database cut mid-run")
+    finally:
+        proxy.close()
+
+
+def no_secret_in_any_output_or_stored_file(reference: Reference) -> None:
+    """The suite's every child process printed no secret, at DEBUG level; no stored file holds one."""
+    found = [s for text in OUTPUTS.texts for s in SECRETS if s in text]
+    assert OUTPUTS.texts
+    assert not found, f"secrets in the output of the suite's runs: {sorted(set(found))}"
+    for snap in reference.before.values():
+        for path in (snap.folder / "store").rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                leaked = [s for s in SECRETS if s.encode() in data]
+                assert not leaked, f"{path} holds {leaked}"
+
+
+#: The stages run on a flaky S3 store: every one that writes objects, training aside (its torchrun
+#: workers write through the same store code, and a training run is the suite's most expensive step).
+S3_STAGES = ["ingest", "bootstrap", "triggers", "autolabel", "export", "review", "dataset"]
+
+
+def flaky_s3_loop(reference: Reference, tmp_path: Path) -> None:
+    """The loop on an S3 store that fails one object PUT in 5: every stage succeeds (the PUT is
+    retried), and the objects in the bucket, none partial, are a clean run's."""
+    s3 = FlakyS3(every=5)
+    try:
+        s3.client().create_bucket(Bucket="faults")
+        engine = Engine(
+            tmp_path, f"sqlite:///{tmp_path / 'lineage.db'}", "s3://faults/data",
+            extra_env={"DATAENGINE_STORAGE_OPTIONS": s3.options()},
+        )  # fmt: skip
+        engine.ok(["init"])
+        engine.ok(["synthetic", "--videos", "2", "--seconds", "2", "--seed", "7"])
+        for stage in S3_STAGES:
+            engine.ok(STAGES[stage])
+        assert len(s3.failed) >= 5, f"only {len(s3.failed)} of {s3.puts} PUTs failed"
+        objects = s3.objects("faults", "data")
+        assert not [key for key, data in objects.items() for secret in SECRETS if secret.encode() in data]
+        state = engine.state(objects)
+        assert_same(state, reference.after[S3_STAGES[-1]], "the loop on S3 failing one PUT in 5")
+    finally:
+        s3.close()

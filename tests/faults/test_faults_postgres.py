@@ -1,0 +1,34 @@
+"""Kills, database cuts and concurrent runs of every writing stage on PostgreSQL (the scenarios live in
+scenarios.py). The database URL carries a password, which the secret scan looks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from faultkit import Reference
+from scenarios import (
+    WRITING,
+    cut_database_mid_run,
+    no_secret_in_any_output_or_stored_file,
+    test_killed_runs_then_a_rerun_equal_a_clean_run,
+    test_two_concurrent_runs_equal_one_clean_run,
+)
+
+pytest_plugins = ["fault_fixtures"]  # the clean reference and the zygote
+BACKEND = "postgres"
+pytestmark = pytest.mark.postgres
+__all__ = ["test_killed_runs_then_a_rerun_equal_a_clean_run", "test_two_concurrent_runs_equal_one_clean_run"]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("stage", WRITING)
+def test_database_cut_mid_run_then_a_rerun_equals_a_clean_run(
+    reference: Reference, stage: str, tmp_path: Path
+) -> None:
+    cut_database_mid_run(reference, stage, tmp_path)
+
+
+@pytest.mark.faults
+def test_no_secret_in_any_output_or_stored_file(reference: Reference) -> None:
+    no_secret_in_any_output_or_stored_file(reference)
