@@ -12,7 +12,7 @@ import numpy as np
 
 from dataengine import clips
 from dataengine.context import Context
-from dataengine.errors import InputRejectedError, NotFoundError
+from dataengine.errors import InputRejectedError, NotFoundError, RetryableLineageError
 from dataengine.lineage import Clip, Session
 from dataengine.lineage.clips import get_clip, list_clips, set_stage
 from dataengine.lineage.quarantine import quarantine
@@ -34,6 +34,9 @@ from dataengine.vision import Detections
 from dataengine.vision.detection_cache import ClipBatchItem, detect_clips
 
 logger = logging.getLogger(__name__)
+
+# How long a run waits for another triggers run (scoring a big batch takes minutes).
+_RUN_WAIT_SECONDS = 1800.0
 T = TypeVar("T")
 
 #: The stage name recorded on quarantine rows this package writes.
@@ -372,7 +375,33 @@ def run_triggers(
     ``budget_count`` wins over ``budget_fraction``; with neither, the settings' budget applies. Triggers
     whose model is missing are skipped, with the reason in the report. A clip whose frames cannot be read
     is quarantined and the others go on. Every candidate's decision is recorded with its reason.
+
+    Runs take turns (a lock in lineage): a run that starts while another scores or selects waits for
+    it, then finds its clips scored and decided. Without the turns, a second run would score a clip
+    the first had just selected back to ``scored`` and decide it again against another budget.
     """
+    with ctx.db.lock("triggers", wait_seconds=_RUN_WAIT_SECONDS) as held:
+        if not held:
+            raise RetryableLineageError(
+                f"another triggers run has been running for {_RUN_WAIT_SECONDS:.0f} s; "
+                "run this one again when it has ended"
+            )
+        return _run_triggers(
+            ctx, budget_fraction=budget_fraction, budget_count=budget_count, clip_ids=clip_ids,
+            triggers=triggers, batch_size=batch_size, registry=registry,
+        )  # fmt: skip
+
+
+def _run_triggers(
+    ctx: Context,
+    *,
+    budget_fraction: float | None,
+    budget_count: int | None,
+    clip_ids: Sequence[str] | None,
+    triggers: Sequence[str] | None,
+    batch_size: int,
+    registry: TriggerRegistry | None,
+) -> TriggerReport:
     chosen = (registry or TRIGGERS).select(triggers or ctx.settings.triggers or None)
     if budget_fraction is None and budget_count is None:
         budget_fraction, budget_count = ctx.settings.budget_fraction, ctx.settings.budget_count
