@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from faultkit import STAGES, ZYGOTE, Reference, drop_database, new_engine, postgres_missing, snapshot
+from faultkit import STAGES, ZYGOTE, Reference, new_engine, postgres_missing, snapshot
 
 PG_MISSING = postgres_missing()
 
@@ -37,8 +37,7 @@ def reference(
             ref.after[stage] = engine.state()
         yield ref
     finally:
-        for name in ref.created:
-            drop_database(name)
+        ref.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

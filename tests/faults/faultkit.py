@@ -429,8 +429,36 @@ def create_database(name: str, *, template: str | None = None) -> None:
     _admin(f'CREATE DATABASE "{name}"{suffix}')
 
 
-def drop_database(name: str) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+class Dropper:
+    """Drops PostgreSQL databases on a thread of its own, so that tests need not wait for it."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def drop(self, names: list[str]) -> None:
+        """Drop ``names`` soon (and empty the list)."""
+        if not names:
+            return
+        self.wait()
+        batch, names[:] = list(names), []
+        self._thread = threading.Thread(target=drop_databases, args=(batch,), daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def drop_databases(names: list[str]) -> None:
+    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
 
 
 @dataclass
@@ -548,11 +576,23 @@ class Reference:
     before: dict[str, Snapshot] = field(default_factory=dict)
     after: dict[str, State] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    created: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # the clean run's and the snapshots' databases
+    _current: list[str] = field(default_factory=list)  # the running test's database
+    _dropper: Dropper = field(default_factory=lambda: Dropper())
 
     def engine(self, stage: str, folder: Path) -> Engine:
-        """A new engine holding what the clean run held just before ``stage``."""
-        return self.before[stage].restore(folder, self.store, self.created)
+        """A new engine holding what the clean run held just before ``stage``. The previous test's
+        PostgreSQL database is dropped meanwhile, in the background (a drop waits for a checkpoint)."""
+        if self.backend == "postgres":
+            self._dropper.drop(self._current)
+        engine = self.before[stage].restore(folder, self.store, self._current)
+        return engine
+
+    def close(self) -> None:
+        """Drop every PostgreSQL database the reference and its tests made."""
+        self._dropper.drop(self._current)
+        self._dropper.drop(self.created)
+        self._dropper.wait()
 
     def kill_points(self, stage: str) -> list[str]:
         """Where to kill a run of ``stage``, in order: after an object written mid-run (its row not yet

@@ -1,4 +1,4 @@
-"""The fault scenarios, run once per database by ``test_faults_sqlite.py`` and ``test_faults_postgres.py``.
+"""The fault scenarios, which ``test_faults_sqlite.py`` and ``test_faults_postgres.py`` run on their database.
 
 Each scenario starts from the clean run's snapshot just before a stage, injects faults into real
 ``dataengine`` child processes, runs the stage once more, and asserts the final state (lineage rows and
@@ -11,7 +11,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from faultkit import OUTPUTS, SECRETS, STAGES, Engine, FlakyS3, Proxy, Reference, State, postgres_url
 
 #: The stages that write, as the CLI runs them (``bootstrap`` is ``model import``, which promotes;
@@ -24,9 +23,7 @@ def assert_same(state: State, clean: State, what: str, *, repeated_history: bool
     assert not difference, f"{what}: the final state differs from a clean run's:\n{difference}"
 
 
-@pytest.mark.faults
-@pytest.mark.parametrize("stage", WRITING)
-def test_killed_runs_then_a_rerun_equal_a_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+def killed_runs_then_a_rerun(reference: Reference, stage: str, tmp_path: Path) -> None:
     """SIGKILL at each of the stage's kill points in turn (each run starting from what the kills before
     it left), then one more run: the state equals a clean run's."""
     engine = reference.engine(stage, tmp_path)
@@ -38,9 +35,7 @@ def test_killed_runs_then_a_rerun_equal_a_clean_run(reference: Reference, stage:
     assert_same(engine.state(), reference.after[stage], f"{stage} killed at {', '.join(fired)}")
 
 
-@pytest.mark.faults
-@pytest.mark.parametrize("stage", WRITING)
-def test_two_concurrent_runs_equal_one_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+def two_concurrent_runs(reference: Reference, stage: str, tmp_path: Path) -> None:
     """Two runs of the stage started together on the same inputs: both exit 0, no traceback, and the
     state equals one clean run's."""
     engine = reference.engine(stage, tmp_path)

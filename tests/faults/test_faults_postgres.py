@@ -10,18 +10,26 @@ from faultkit import Reference
 from scenarios import (
     WRITING,
     cut_database_mid_run,
+    killed_runs_then_a_rerun,
     no_secret_in_any_output_or_stored_file,
-    test_killed_runs_then_a_rerun_equal_a_clean_run,
-    test_two_concurrent_runs_equal_one_clean_run,
+    two_concurrent_runs,
 )
 
 pytest_plugins = ["fault_fixtures"]  # the clean reference and the zygote
 BACKEND = "postgres"
-pytestmark = pytest.mark.postgres
-__all__ = ["test_killed_runs_then_a_rerun_equal_a_clean_run", "test_two_concurrent_runs_equal_one_clean_run"]
+pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
 
-@pytest.mark.faults
+@pytest.mark.parametrize("stage", WRITING)
+def test_killed_runs_then_a_rerun_equal_a_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    killed_runs_then_a_rerun(reference, stage, tmp_path)
+
+
+@pytest.mark.parametrize("stage", WRITING)
+def test_two_concurrent_runs_equal_one_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    two_concurrent_runs(reference, stage, tmp_path)
+
+
 @pytest.mark.parametrize("stage", WRITING)
 def test_database_cut_mid_run_then_a_rerun_equals_a_clean_run(
     reference: Reference, stage: str, tmp_path: Path
@@ -29,6 +37,5 @@ def test_database_cut_mid_run_then_a_rerun_equals_a_clean_run(
     cut_database_mid_run(reference, stage, tmp_path)
 
 
-@pytest.mark.faults
 def test_no_secret_in_any_output_or_stored_file(reference: Reference) -> None:
     no_secret_in_any_output_or_stored_file(reference)

@@ -8,25 +8,34 @@ from pathlib import Path
 import pytest
 from faultkit import Reference
 from scenarios import (
-    test_killed_runs_then_a_rerun_equal_a_clean_run,
-    test_two_concurrent_runs_equal_one_clean_run,
+    WRITING,
+    flaky_s3_loop,
+    killed_runs_then_a_rerun,
+    no_secret_in_any_output_or_stored_file,
+    two_concurrent_runs,
 )
 
 pytest_plugins = ["fault_fixtures"]  # the clean reference and the zygote
 BACKEND = "sqlite"
-__all__ = ["test_killed_runs_then_a_rerun_equal_a_clean_run", "test_two_concurrent_runs_equal_one_clean_run"]
+pytestmark = pytest.mark.faults
 
 
-@pytest.mark.faults
+@pytest.mark.parametrize("stage", WRITING)
+def test_killed_runs_then_a_rerun_equal_a_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    killed_runs_then_a_rerun(reference, stage, tmp_path)
+
+
+# Two trainings at once cost the most of any case; they run on PostgreSQL, where a deployment's
+# concurrent runs meet (its advisory locks and row conflicts), and every other stage runs here too.
+@pytest.mark.parametrize("stage", [stage for stage in WRITING if stage != "train"])
+def test_two_concurrent_runs_equal_one_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
+    two_concurrent_runs(reference, stage, tmp_path)
+
+
 @pytest.mark.s3
 def test_the_loop_on_s3_failing_one_put_in_five(reference: Reference, tmp_path: Path) -> None:
-    from scenarios import flaky_s3_loop
-
     flaky_s3_loop(reference, tmp_path)
 
 
-@pytest.mark.faults
 def test_no_secret_in_any_output_or_stored_file(reference: Reference) -> None:
-    from scenarios import no_secret_in_any_output_or_stored_file
-
     no_secret_in_any_output_or_stored_file(reference)
