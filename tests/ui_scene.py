@@ -141,6 +141,8 @@ SECOND_MODEL_METRICS: dict[str, Any] = {
     "held_out": "ward-heldout@1",
     "edge_eval": _scores("ward-edgecases@1", 0.35, person=(0.49, 20), wheelchair=(0.21, 14)),
     "edge_case": "ward-edgecases@1",
+    "promoted_model_id": "m-0000000001",
+    "promoted_edge_eval": _scores("ward-edgecases@1", 0.4, person=(0.3, 20), wheelchair=(0.5, 14)),
     "decision": "refused: 1 of 3 checks failed: wheelchair AP on ward-edgecases@1 (14 boxes): 0.210 "
     "against 0.500 of m-0000000001, fell 0.290, more than the tolerance 0.050; passed: ...",
     "gate": {

@@ -700,6 +700,8 @@ def test_a_round_is_judged_on_both_held_out_sets(ctx: Context) -> None:
     with ctx.db.session() as session:
         stored = get_model(session, "m-blind").metrics
     assert (stored["edge_case"], stored["edge_eval"]["map"]) == ("default-edgecases@1", 0.0)
+    # The promoted model's score on the same frames, for the Models page.
+    assert (stored["promoted_model_id"], stored["promoted_edge_eval"]["map"]) == ("m-oracle", edge.map)
 
 
 def test_deciding_again_returns_the_same_decision_and_records_nothing(

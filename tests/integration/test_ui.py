@@ -260,6 +260,12 @@ def test_models_page_shows_lineage_metrics_and_edit_rate(client: TestClient, sce
     assert "0.210 against 0.500 of m-0000000001, fell 0.290" in page.text
     assert "m-0000000002 ✗" in page.text
     assert '0.350 <span class="muted">ward-edgecases@1</span>' in page.text
+    # m-0000000001 had no edge-case set of its own: its score comes from m-0000000002's round, where it
+    # was the promoted model on the same frames, and says so.
+    edge_plot = page.text.split("edge-case set</h2>")[1]
+    promoted_there = "0.500 (14 boxes), as the promoted model on ward-edgecases@1"
+    assert f"<title>wheelchair {promoted_there}</title>" in edge_plot
+    assert promoted_there in edge_plot.split("</svg>")[1]  # and in the table under the plot
 
 
 def test_an_empty_engine_renders_every_page(client: TestClient) -> None:

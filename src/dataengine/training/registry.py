@@ -165,6 +165,10 @@ def _record(ctx: Context, decision: PromotionDecision, comparison: CandidateComp
             "held_out": decision.held_out,
             "edge_eval": edge.candidate.to_dict() if edge else None,
             "edge_case": decision.edge_case,
+            # The promoted model on the same edge-case frames: its own record may predate any edge-case
+            # set (the bootstrap's does), and the Models page shows it from here.
+            "promoted_model_id": comparison.promoted_model_id,
+            "promoted_edge_eval": edge.promoted.to_dict() if edge and edge.promoted else None,
             "decision": decision.reason,
             "gate": {"promoted": decision.promoted, "checks": [c.to_dict() for c in decision.checks]},
         }

@@ -26,6 +26,29 @@ def _evaluation(row: ModelRow, key: str) -> Evaluation | None:
     return Evaluation.from_dict(doc) if isinstance(doc, dict) else None
 
 
+def _as_promoted(rows: list[ModelRow], row: ModelRow) -> Evaluation | None:
+    """``row``'s model on an edge-case set, scored as the promoted model in a later candidate's round."""
+    for later in rows:
+        metrics = later.model.metrics or {}
+        doc = metrics.get("promoted_edge_eval")
+        if metrics.get("promoted_model_id") == row.model.id and isinstance(doc, dict):
+            return Evaluation.from_dict(doc)
+    return None
+
+
+def _set_evaluations(rows: list[ModelRow], key: str) -> tuple[list[Evaluation | None], list[bool]]:
+    """Each model's evaluation on a set, and whether it comes from a later round (as the promoted model).
+
+    A model scored on no edge-case set of its own (the bootstrap, before any trigger) takes its score
+    from the next round, where it was the promoted model on the same frames as the candidate.
+    """
+    own = [_evaluation(row, key) for row in rows]
+    if key != "edge_eval":
+        return own, [False] * len(rows)
+    borrowed = [_as_promoted(rows, row) if e is None else None for row, e in zip(rows, own, strict=True)]
+    return [e or b for e, b in zip(own, borrowed, strict=True)], [b is not None for b in borrowed]
+
+
 @dataclass(frozen=True)
 class MapCell:
     """A set's mAP as the table shows it ("" when the set was not scored), with the set's name."""
@@ -74,16 +97,23 @@ class SetPlot:
 
 def _set_plot(rows: list[ModelRow], key: str, title: str) -> SetPlot:
     """AP per class (with support on hover and in a table) and the set's mAP over model versions."""
-    evaluations = [_evaluation(row, key) for row in rows]
+    evaluations, as_promoted = _set_evaluations(rows, key)
     if not any(evaluations):
         return SetPlot(title, [], None, [])
     names = _class_names(evaluations)
+
+    def where(i: int) -> str:
+        item = evaluations[i]
+        return f", as the promoted model on {item.held_out}" if as_promoted[i] and item else ""
+
     series: dict[str, list[float | None]] = {"mAP": [e.map if e else None for e in evaluations]}
-    notes: dict[str, list[str]] = {"mAP": [_map_text(e) for e in evaluations]}
+    notes: dict[str, list[str]] = {"mAP": [_map_text(e) + where(i) for i, e in enumerate(evaluations)]}
     for name in names:
         scores = [e.score(name) if e else None for e in evaluations]
         series[name] = [s.ap if s else None for s in scores]
-        notes[name] = [format_ap(s.ap, s.support) if s else "not scored" for s in scores]
+        notes[name] = [
+            format_ap(s.ap, s.support) + where(i) if s else "not scored" for i, s in enumerate(scores)
+        ]
     labels = [row.model.id + {"promoted": " ✓", "": ""}.get(_gate(row)[0], " ✗") for row in rows]
     plot = line_plot_svg(labels, series, notes=notes)
     return SetPlot(title, [row.model.id for row in rows], plot, [(n, notes[n]) for n in ["mAP", *names]])
