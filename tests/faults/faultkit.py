@@ -470,6 +470,10 @@ class Snapshot:
     database: str  # a file for SQLite, a template database name for PostgreSQL
     state: State
 
+    def models(self) -> list[str]:
+        """The ids of the models whose checkpoint the snapshot holds."""
+        return [p.parent.name for p in (self.folder / "store" / "models").glob("*/model.pt")]
+
     def restore(self, folder: Path, store: Path, created: list[str]) -> Engine:
         """A new engine holding this snapshot: its database (a file in ``folder``, or a PostgreSQL
         database recorded in ``created``) and its objects, copied back to ``store``. The store is where

@@ -7,7 +7,8 @@
   database meanwhile), then goes on.
 - POINT ``write``: just after the N-th object write returned (the object exists, no row names it yet);
   ``commit``: just before the N-th lineage transaction commits (its objects are written, its rows are
-  not); ``committed``: just after the N-th commit. ACTION ``count`` fires nothing.
+  not); ``committed``: just after the N-th commit; ``spawn``: a few seconds after the N-th child process
+  started (the torchrun job of ``train``). ACTION ``count`` fires nothing.
 
 With ``FAULT_DIR`` set, a run that exits writes its counts of writes and commits to ``counts.json`` there.
 
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: How long after starting a child process (torchrun) a ``spawn`` fault waits before it fires.
+SPAWN_GRACE_SECONDS = 2.0
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
 
@@ -59,8 +63,8 @@ def arm(plan: str) -> None:
     n = int(count)
     if action == "count":
         target = "none"
-    elif action not in ("kill", "pause") or target not in ("write", "commit", "committed"):
-        raise SystemExit(f"FAULT_PLAN {plan!r}: want kill|pause : write|commit|committed : N")
+    elif action not in ("kill", "pause") or target not in ("write", "commit", "committed", "spawn"):
+        raise SystemExit(f"FAULT_PLAN {plan!r}: want kill|pause : write|commit|committed|spawn : N")
 
     def after_write(real: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -83,6 +87,15 @@ def arm(plan: str) -> None:
             _fire(action)
 
     Session.commit = commit  # type: ignore[method-assign]
+    real_popen_init = subprocess.Popen.__init__
+
+    def popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        real_popen_init(self, *args, **kwargs)
+        if _counted("spawn", target, n, action):
+            time.sleep(SPAWN_GRACE_SECONDS)  # the child is up and at work
+            _fire(action)
+
+    subprocess.Popen.__init__ = popen_init  # type: ignore[method-assign]
 
 
 def run(args: list[str]) -> int:

@@ -118,3 +118,36 @@ def flaky_s3_loop(reference: Reference, tmp_path: Path) -> None:
         assert_same(state, reference.after[S3_STAGES[-1]], "the loop on S3 failing one PUT in 5")
     finally:
         s3.close()
+
+
+def training_processes(store: Path) -> list[int]:
+    """Pids of torchrun launchers and training ranks working on ``store``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if "dataengine.training.ddp" in cmdline and str(store) in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def killed_mid_training(reference: Reference, tmp_path: Path) -> None:
+    """``train`` killed while its torchrun job trains: the job ends with it, before it wrote a model (no
+    rank goes on writing beside a rerun), and the rerun trains again: the state equals a clean run's."""
+    engine = reference.engine("train", tmp_path)
+    args = STAGES["train"]
+    assert engine.killed(args, "kill:spawn:1"), "train ended before its torchrun job had run for long"
+    running = training_processes(reference.store)
+    assert running, "the torchrun job was not running when train was killed"
+    deadline = time.monotonic() + 120
+    while (left := training_processes(reference.store)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"the killed train left its training processes {left} running"
+    models = sorted(p.parent.name for p in (reference.store / "models").glob("*/model.pt"))
+    assert models == sorted(reference.before["train"].models()), f"an orphaned job finished: {models}"
+    engine.ok(args)
+    assert_same(engine.state(), reference.after["train"], "train killed while its torchrun job ran")

@@ -10,6 +10,7 @@ from faultkit import Reference
 from scenarios import (
     WRITING,
     flaky_s3_loop,
+    killed_mid_training,
     killed_runs_then_a_rerun,
     no_secret_in_any_output_or_stored_file,
     two_concurrent_runs,
@@ -23,6 +24,12 @@ pytestmark = pytest.mark.faults
 @pytest.mark.parametrize("stage", WRITING)
 def test_killed_runs_then_a_rerun_equal_a_clean_run(reference: Reference, stage: str, tmp_path: Path) -> None:
     killed_runs_then_a_rerun(reference, stage, tmp_path)
+
+
+def test_train_killed_while_its_job_runs_leaves_no_job_and_a_rerun_equals_a_clean_run(
+    reference: Reference, tmp_path: Path
+) -> None:
+    killed_mid_training(reference, tmp_path)
 
 
 # Two trainings at once cost the most of any case; they run on PostgreSQL, where a deployment's
