@@ -80,16 +80,20 @@ def cut_database_mid_run(reference: Reference, stage: str, tmp_path: Path) -> No
 
 
 def no_secret_in_any_output_or_stored_file(reference: Reference) -> None:
-    """The suite's every child process printed no secret, at DEBUG level; no stored file holds one."""
+    """The suite's every child process printed no secret, at DEBUG level; no stored file and no lineage
+    row of the clean run, after any stage, holds one."""
     found = [s for text in OUTPUTS.texts for s in SECRETS if s in text]
     assert OUTPUTS.texts
     assert not found, f"secrets in the output of the suite's runs: {sorted(set(found))}"
-    for snap in reference.before.values():
-        for path in (snap.folder / "store").rglob("*"):
-            if path.is_file():
-                data = path.read_bytes()
-                leaked = [s for s in SECRETS if s.encode() in data]
-                assert not leaked, f"{path} holds {leaked}"
+    stores = [snap.folder / "store" for snap in reference.before.values()] + [reference.store]
+    for path in (p for store in stores for p in store.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            leaked = [s for s in SECRETS if s.encode() in data]
+            assert not leaked, f"{path} holds {leaked}"
+    for stage, state in reference.after.items():
+        leaked = [s for rows in state.rows.values() for row in rows for s in SECRETS if s in row]
+        assert not leaked, f"a lineage row after {stage} holds {sorted(set(leaked))}"
 
 
 #: The stages run on a flaky S3 store: every one that writes objects, training aside (its torchrun
