@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dataengine.context import Context
-from dataengine.errors import DataEngineError, FormatError, ObjectExistsError
+from dataengine.errors import DataEngineError, FormatError, ObjectExistsError, RetryableLineageError
 from dataengine.formats import (
     ClipAnnotations,
     SavedAnnotation,
@@ -35,6 +35,9 @@ from dataengine.review.empty import EMPTY_VERSION, empty_labels
 from dataengine.review.import_report import ImportReport
 from dataengine.review.label_files import import_file
 from dataengine.review.platforms import get_platform
+
+# How long the import of a review waits for another import of the same clip (seconds: one review).
+_IMPORT_WAIT_SECONDS = 300.0
 
 
 def import_reviews(
@@ -102,7 +105,24 @@ class _Pending:
 
 
 def import_one(ctx: Context, reviewer: ReviewPlatform, review: CompletedReview, report: ImportReport) -> None:
-    """Import one finished review of an open task as the clip's next version (or refuse it)."""
+    """Import one finished review of an open task as the clip's next version (or refuse it).
+
+    Imports of one clip take turns (a lock in lineage): one that waited finds the task imported and
+    leaves it. Without the turns, two imports of one review could both miss the other's version file
+    and write two versions.
+    """
+    with ctx.db.lock(f"review-import/{review.clip_id}", wait_seconds=_IMPORT_WAIT_SECONDS) as held:
+        if not held:
+            raise RetryableLineageError(
+                f"another run has been importing a review of clip {review.clip_id} for "
+                f"{_IMPORT_WAIT_SECONDS:.0f} s; run this import again when it has ended"
+            )
+        _import_one(ctx, reviewer, review, report)
+
+
+def _import_one(
+    ctx: Context, reviewer: ReviewPlatform, review: CompletedReview, report: ImportReport
+) -> None:
     sha256 = sha256_hex(review.payload)
     pending = _pending(ctx, reviewer.name, review, sha256, report)
     if pending is None:
