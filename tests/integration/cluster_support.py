@@ -102,6 +102,10 @@ class BrokerLink:
         self._up.clear()
         with self._lock:
             if self._listener is not None:
+                # shutdown() stops listening at once; close() alone leaves the socket accepting while the
+                # relay thread's poll() still holds a reference to it (CI saw a connection get through)
+                with suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
                 self._listener = None
             for a, b in self._pairs:
@@ -131,6 +135,10 @@ class BrokerLink:
                 client.close()
                 continue
             with self._lock:
+                if self._listener is not listener:  # cut while this connection was being accepted
+                    for end in (client, upstream):
+                        end.close()
+                    continue
                 self._pairs.append((client, upstream))
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
 

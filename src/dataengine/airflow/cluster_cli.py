@@ -69,14 +69,25 @@ def write_env_file(path: Path) -> list[str]:
 
 
 def broker_reachable(broker_url: str, timeout: float = 3.0) -> str | None:
-    """None when the broker's port accepts a connection, else why not."""
+    """None when the broker answers, else why not.
+
+    A Redis broker must answer a PING (any reply, ``-NOAUTH`` included, proves a server is there); for
+    other brokers an accepted connection is enough. An open port alone is not: a proxy or a socket that
+    is going away can accept and then hang up.
+    """
     parts = urlsplit(broker_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            if not parts.scheme.startswith("redis"):
+                return None
+            conn.sendall(b"PING\r\n")
+            reply = conn.recv(64)
     except OSError as exc:
         return f"{type(exc).__name__}: {exc}"
+    if reply[:1] in (b"+", b"-"):
+        return None
+    return "the connection was closed without a reply" if not reply else f"not a Redis reply: {reply[:20]!r}"
 
 
 def local_config(args: argparse.Namespace, env: dict[str, str]) -> ClusterConfig:
