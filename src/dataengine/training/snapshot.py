@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dataengine.context import Context
@@ -267,16 +267,18 @@ def _create(
     )
 
 
-def _heldout(
-    session: Session,
-    ctx: Context,
-    name: str,
-    entries: Sequence[ManifestEntry],
-    boxes: ClassBoxes,
-    *,
-    rebuild: bool,
-) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """The version of dataset ``name`` being registered: its entries and their class counts per clip."""
+
+    name: str
+    entries: Sequence[ManifestEntry]
+    boxes: ClassBoxes
+
+
+def _heldout(session: Session, ctx: Context, draft: _Draft, *, rebuild: bool) -> str | None:
     """The id of the held-out set: the newest one, or a new one frozen from this version's val split."""
+    name, entries, boxes = draft.name, draft.entries, draft.boxes
     existing = _latest(session, heldout_name(name))
     if existing is not None and not rebuild:
         return existing.id
@@ -300,22 +302,15 @@ def _boxes_of(store: ObjectStore, entries: Sequence[ManifestEntry], boxes: Class
     return found
 
 
-def _edge_cases(
-    session: Session,
-    ctx: Context,
-    name: str,
-    entries: Sequence[ManifestEntry],
-    boxes: ClassBoxes,
-    *,
-    rebuild: bool,
-) -> str | None:
+def _edge_cases(session: Session, ctx: Context, draft: _Draft, *, rebuild: bool) -> str | None:
     """The id of the edge-case set: the newest one grown by this version's val clips selected by a trigger.
 
     A clip already in the set keeps its place; when it was relabelled since, the new labels replace the
     old (a review is a correction). ``rebuild`` starts the set again from this version's val split alone.
     Returns the newest set unchanged when nothing new came in, and None while there is none.
     """
-    val = [e for e in entries if e.split == "val"]
+    name, boxes = draft.name, draft.boxes
+    val = [e for e in draft.entries if e.split == "val"]
     triggered = clips_ever_in_stage(session, [e.clip_id for e in val], "selected")
     existing = _latest(session, edge_cases_name(name))
     chosen: dict[str, ManifestEntry] = {}
@@ -361,8 +356,9 @@ def _register(
 ) -> Dataset:
     previous = _latest(session, name)
     before = _members(session, previous.id) if previous is not None else {}
-    heldout = _heldout(session, ctx, name, entries, boxes, rebuild=rebuild_heldout)
-    edge_cases = _edge_cases(session, ctx, name, entries, boxes, rebuild=rebuild_heldout)
+    draft = _Draft(name, entries, boxes)
+    heldout = _heldout(session, ctx, draft, rebuild=rebuild_heldout)
+    edge_cases = _edge_cases(session, ctx, draft, rebuild=rebuild_heldout)
     version = next_dataset_version(session, name)
     diff = diff_members(
         before, {e.clip_id: e.annotation_version for e in entries},
