@@ -5,11 +5,14 @@ Every stage change of a clip writes its event row in the same transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dataengine.errors import LineageError, NotFoundError
 from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent, utcnow
@@ -116,6 +119,146 @@ def record_event(
     return _add_event(session, clip_id, stage, status, run_id, actor, details)
 
 
+@dataclass(frozen=True, slots=True)
+class ClipChange:
+    """One event of a bulk write: ``moves`` (the default) is :func:`set_stage`, else :func:`record_event`."""
+
+    clip_id: str
+    stage: str
+    details: dict[str, Any] | None = None
+    status: str = "ok"
+    moves: bool = True
+
+
+def set_stages(
+    session: Session,
+    changes: Sequence[ClipChange],
+    *,
+    run_id: str | None = None,
+    actor: str | None = None,
+) -> int:
+    """The bulk form of :func:`set_stage` and :func:`record_event` for a task that moves many clips:
+    the same clip and event rows as calling them once per change, in order, in a few statements
+    whatever the number of clips (one lookup, one UPDATE per target stage, one INSERT of the events).
+
+    Every change of the call shares one timestamp (``at`` and the moved clips' ``updated_at``); event
+    ids follow the order of ``changes``; a clip moved twice ends in its last stage. Unknown clips
+    (:class:`NotFoundError`, naming them) and stages (:class:`LineageError`) are refused before
+    anything is written. Returns the number of events written.
+    """
+    if not changes:
+        return 0
+    for change in changes:
+        if change.moves and change.stage not in CLIP_STAGES:
+            raise LineageError(f"unknown clip stage {change.stage!r}; stages are {', '.join(CLIP_STAGES)}")
+        if change.moves and change.status != "ok":
+            raise LineageError(f"a stage change is an 'ok' event, not {change.status!r}; use moves=False")
+    session.flush()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    ids = list(dict.fromkeys(change.clip_id for change in changes))
+    known = _existing_clip_ids(session, ids, postgres=postgres)
+    missing = [clip_id for clip_id in ids if clip_id not in known]
+    if missing:
+        shown = ", ".join(repr(clip_id) for clip_id in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise NotFoundError(f"no clip {shown}{more} in the lineage database; see `dataengine clips list`")
+    now = utcnow()
+    final: dict[str, str] = {}
+    for change in changes:
+        if change.moves:
+            final[change.clip_id] = change.stage
+    by_stage: dict[str, list[str]] = {}
+    for clip_id, stage in final.items():
+        by_stage.setdefault(stage, []).append(clip_id)
+    for stage, clip_ids in by_stage.items():
+        _update_stage(session, clip_ids, stage, now, postgres=postgres)
+    _insert_events(session, changes, run_id, actor, now, postgres=postgres)
+    # The UPDATE went past the ORM: clips this session already holds must show their new stage.
+    for held in list(session.identity_map.values()):
+        if isinstance(held, Clip) and held.id in final:
+            set_committed_value(held, "stage", final[held.id])
+            set_committed_value(held, "updated_at", now)
+    return len(changes)
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), _IN_CHUNK):
+        yield list(ids[start : start + _IN_CHUNK])
+
+
+def _existing_clip_ids(session: Session, ids: list[str], *, postgres: bool) -> set[str]:
+    if postgres:
+        # One array parameter instead of one parameter per id: nothing to chunk, one round trip.
+        query = text("SELECT id FROM clips WHERE id = ANY(:ids)").bindparams(ids=ids)
+        return set(session.scalars(query))
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        found.update(session.scalars(select(Clip.id).where(Clip.id.in_(chunk))))
+    return found
+
+
+def _update_stage(session: Session, clip_ids: list[str], stage: str, now: Any, *, postgres: bool) -> None:
+    table = cast(Table, Clip.__table__)
+    if postgres:
+        statement = (
+            update(table)
+            .where(text("id = ANY(:ids)").bindparams(bindparam("ids", value=clip_ids)))
+            .values(stage=stage, updated_at=now)
+        )
+        session.execute(statement)
+        return
+    for chunk in _chunks(clip_ids):
+        session.execute(update(table).where(table.c.id.in_(chunk)).values(stage=stage, updated_at=now))
+
+
+# One INSERT of every event from parallel arrays: a few round trips however many events (an
+# executemany of multi-row VALUES compiles and sends a statement per batch of rows).
+_INSERT_EVENTS = text(
+    "INSERT INTO clip_events (clip_id, stage, status, run_id, actor, details, at) "
+    "SELECT e.clip_id, e.stage, e.status, :run_id, :actor, CAST(e.details AS JSONB), :at "
+    "FROM unnest(CAST(:clip_ids AS TEXT[]), CAST(:stages AS TEXT[]), CAST(:statuses AS TEXT[]), "
+    "CAST(:details AS TEXT[])) WITH ORDINALITY AS e(clip_id, stage, status, details, n) ORDER BY e.n"
+)
+
+
+def _insert_events(
+    session: Session,
+    changes: Sequence[ClipChange],
+    run_id: str | None,
+    actor: str | None,
+    now: Any,
+    *,
+    postgres: bool,
+) -> None:
+    if postgres:
+        session.execute(
+            _INSERT_EVENTS,
+            {
+                "run_id": run_id,
+                "actor": actor,
+                "at": now,
+                "clip_ids": [c.clip_id for c in changes],
+                "stages": [c.stage for c in changes],
+                "statuses": [c.status for c in changes],
+                "details": [json.dumps(c.details or {}) for c in changes],
+            },
+        )
+        return
+    rows = [
+        {
+            "clip_id": c.clip_id,
+            "stage": c.stage,
+            "status": c.status,
+            "run_id": run_id,
+            "actor": actor,
+            "details": c.details or {},
+            "at": now,
+        }
+        for c in changes
+    ]
+    session.execute(insert(cast(Table, ClipEvent.__table__)), rows)
+
+
 def list_clips(
     session: Session,
     *,
@@ -140,6 +283,18 @@ def clip_events(session: Session, clip_id: str) -> list[ClipEvent]:
     """A clip's events, oldest first."""
     query = select(ClipEvent).where(ClipEvent.clip_id == clip_id).order_by(ClipEvent.id)
     return list(session.scalars(query))
+
+
+def clip_stages(session: Session, clip_ids: Iterable[str]) -> dict[str, str]:
+    """The current stage of each of ``clip_ids`` that exists (one query per few thousand ids)."""
+    ids = list(clip_ids)
+    found: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        found.update(
+            (clip_id, stage)
+            for clip_id, stage in session.execute(select(Clip.id, Clip.stage).where(Clip.id.in_(chunk)))
+        )
+    return found
 
 
 def clips_ever_in_stage(session: Session, clip_ids: Iterable[str], stage: str) -> set[str]:

@@ -14,7 +14,7 @@ from dataengine import clips
 from dataengine.context import Context
 from dataengine.errors import InputRejectedError, NotFoundError, RetryableLineageError
 from dataengine.lineage import Clip, Session
-from dataengine.lineage.clips import get_clip, list_clips, set_stage
+from dataengine.lineage.clips import ClipChange, get_clip, list_clips, set_stage, set_stages
 from dataengine.lineage.quarantine import quarantine
 from dataengine.lineage.triggers import record_trigger_score, trigger_scores
 from dataengine.lineage.videos import cameras_of
@@ -288,10 +288,16 @@ def _select(
             trigger_order=order, fire_threshold=s.trigger_score_threshold,
             calibration=s.trigger_calibration,
         )  # fmt: skip
-        for decision in decisions:
-            details = _decision_details(decision, k=k, n=len(candidates), ctx=ctx)
-            stage = "selected" if decision.selected else "rejected"
-            set_stage(session, decision.clip_id, stage, run_id=ctx.run_id, actor=ctx.actor, details=details)
+        # One bulk write for the whole selection: per clip it was three round trips per decision.
+        changes = [
+            ClipChange(
+                decision.clip_id,
+                "selected" if decision.selected else "rejected",
+                _decision_details(decision, k=k, n=len(candidates), ctx=ctx),
+            )
+            for decision in decisions
+        ]
+        set_stages(session, changes, run_id=ctx.run_id, actor=ctx.actor)
     return decisions, k
 
 
