@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 from dataclasses import replace
-from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import pytest
@@ -20,7 +19,7 @@ from test_training import (
     store_model,
     tiny_model,
 )
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from dataengine import clips, formats
 from dataengine.context import Context
@@ -46,6 +45,7 @@ from dataengine.training.runner import (
     torchrun_command,
     training_args,
 )
+from dataengine.training.sampling import ShuffledShardSampler
 from progress_log import ProgressLog
 
 pytestmark = pytest.mark.slow
@@ -163,9 +163,7 @@ def test_the_dataset_reads_s3_with_zero_box_frames_and_a_distributed_sampler(s3_
 
     seen = []
     for rank in (0, 1):
-        sampler: DistributedSampler[Any] = DistributedSampler(
-            dataset, num_replicas=2, rank=rank, shuffle=True, seed=0
-        )
+        sampler = ShuffledShardSampler(len(dataset), seed=0, rank=rank, world_size=2)  # as training shards
         loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=2, collate_fn=collate)
         for images, targets in loader:
             for image, target in zip(images, targets, strict=True):

@@ -420,6 +420,13 @@ def broken_indexes(good: bytes) -> dict[str, bytes]:
         "sha256 shape": saved(sha256=np.zeros((0, 32), np.uint8)),
         "array missing": saved(without="uris_data"),
         "other format": saved(format=np.array([99], dtype=np.int64)),
+        "split clips reordered": saved(split_clips=arrays["split_clips"][::-1].copy()),
+        "split clip out of range": saved(split_clips=np.full_like(arrays["split_clips"], len(ENTRIES))),
+        "split starts moved": saved(
+            split_starts=np.array([0, 1, 1, len(ENTRIES)][: len(arrays["split_starts"])])
+        ),
+        "split sample counts": saved(split_sample_offsets=np.arange(len(ENTRIES) + 1, dtype=np.int64)),
+        "per-split arrays missing": saved(without="split_sample_offsets"),
     }
 
 
@@ -434,6 +441,66 @@ def test_a_broken_index_is_ignored_and_rewritten(store: ObjectStore) -> None:
         store.write_bytes("m.index.npz", damaged)
         assert_same_columns(read_manifest_columns(store, "m.jsonl"), expected)
         assert store.read_bytes("m.index.npz") == good, name  # written again from the parse
+
+
+def sample_list(columns: ManifestColumns, split: str | None) -> list[tuple[str, int]]:
+    """Today's sample list of ``split``: the copied columns of ``select``, clip by clip, frame by frame."""
+    chosen = columns.select(split)
+    offsets = chosen.frame_offsets.tolist()
+    return [
+        (chosen.clip_ids[i], int(chosen.frames[j]))
+        for i in range(len(chosen))
+        for j in range(offsets[i], offsets[i + 1])
+    ]
+
+
+@pytest.mark.parametrize("from_index", [True, False])
+def test_the_mapped_split_samples_equal_select(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, from_index: bool
+) -> None:
+    """What the Dataset serves (views on the index's per-split arrays) is the sample list select() copied."""
+    rng = random.Random(11)
+    entries = [
+        entry(
+            i, rng.choice(["train", "train", "val"]), tuple(sorted(rng.sample(range(50), rng.randint(0, 6))))
+        )
+        for i in range(3000)
+    ]
+    text = manifest_text(entries)
+    store.write_text("m.jsonl", text)
+    read_manifest_columns(store, "m.jsonl")
+    if from_index:
+        forbid_parsing(monkeypatch)
+    columns = (
+        read_manifest_columns(store, "m.jsonl") if from_index else parse_manifest_columns(text.encode(), "m")
+    )
+
+    for split in (None, "train", "val"):
+        samples = columns.samples(split)
+        got = [samples.locate(i) for i in range(len(samples))]
+        assert [(columns.clip_ids[c], f) for c, f in got] == sample_list(columns, split), split
+        assert samples.n_clips == len(columns.select(split))
+        expected = [(e.clip_id, f) for e in entries if split in (None, e.split) for f in e.frames]
+        assert sample_list(columns, split) == expected
+        with pytest.raises(IndexError):
+            samples.locate(len(samples))
+    if from_index:  # views on the mapped file: nothing per clip or per sample was copied
+        train = columns.samples("train")
+        assert isinstance(train.positions, np.memmap)
+        assert isinstance(train.offsets, np.memmap)
+        assert isinstance(columns.samples(None).offsets, np.memmap)
+
+
+def test_split_samples_of_a_one_split_manifest_and_of_empty_splits(store: ObjectStore) -> None:
+    only_val = [replace(e, split="val") for e in ENTRIES]
+    store.write_text("m.jsonl", manifest_text(only_val))
+    read_manifest_columns(store, "m.jsonl")
+    columns = read_manifest_columns(store, "m.jsonl")
+
+    assert len(columns.samples("train")) == 0
+    assert columns.samples("train").n_clips == 0
+    val = columns.samples("val")
+    assert [val.locate(i)[1] for i in range(len(val))] == [0, 5, 10, 0, 3, 4, 7, 8, 9]
 
 
 def test_a_store_that_refuses_the_index_still_gives_the_columns(

@@ -17,6 +17,11 @@ A stale, foreign or broken index is therefore never used, only ignored.
 On a local store the index's arrays are memory-mapped from the file rather than read: forked workers
 then share the file's pages without each carrying a copy of the main process's page tables, so the
 arrays count once, not once per worker (the index is uncompressed for this reason).
+
+The index also holds each split's clips (their positions, grouped by split, in manifest order) and the
+running count of their frames, so that one split's samples are views on mapped arrays (:class:`SplitSamples`,
+:meth:`ManifestColumns.samples`): nothing is copied or built per clip or per sample at start-up, and a
+sample's clip is found by a binary search over the running counts.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import logging
 import re
 import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,9 +47,12 @@ from dataengine.training.manifest import SPLITS, parse_manifest
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the arrays of the index change meaning; an index of another format is ignored.
-INDEX_FORMAT = 1
+#: 2: the per-split arrays (``split_clips``, ``split_starts``, ``split_sample_offsets``) were added.
+INDEX_FORMAT = 2
 _INDEX_SUFFIX = ".index.npz"
 _HASH_CHUNK = 8 * 2**20
+#: Clips per step of the consistency checks: bounds their temporary arrays whatever the manifest's size.
+_CHECK_CHUNK = 1 << 20
 
 _FIELD = {name: re.compile(rb'"' + name.encode() + rb'":"([^"]*)"') for name in ("clip_id", "uri", "sha256")}
 _SPLIT = re.compile(rb'"split":"([^"]*)"')
@@ -101,9 +109,24 @@ class ManifestColumns:
     splits: NDArray[np.int8]  # index into SPLITS
     frame_offsets: NDArray[np.int64]  # (n + 1,): frames of clip i are frames[offsets[i]:offsets[i+1]]
     frames: NDArray[np.int32]
+    # The clips grouped by split (SPLITS order), each group in manifest order: split s is
+    # split_clips[split_starts[s]:split_starts[s + 1]]; split_sample_offsets (n + 1,) is the running count
+    # of the frames of split_clips, so a split's samples need no array of their own.
+    split_clips: NDArray[np.int32]
+    split_starts: NDArray[np.int64]  # (len(SPLITS) + 1,)
+    split_sample_offsets: NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.clip_ids)
+
+    def samples(self, split: str | None) -> SplitSamples:
+        """The samples (labelled frames) of ``split`` (None: every split, in manifest order) as views on
+        these arrays: what :meth:`select` gives, without copying anything."""
+        if split is None:
+            return SplitSamples(self, None, self.frame_offsets)
+        code = SPLITS.index(split)
+        start, stop = int(self.split_starts[code]), int(self.split_starts[code + 1])
+        return SplitSamples(self, self.split_clips[start:stop], self.split_sample_offsets[start : stop + 1])
 
     def select(self, split: str | None) -> ManifestColumns:
         """Only the clips of ``split`` (None: all of them)."""
@@ -116,7 +139,7 @@ class ManifestColumns:
         np.cumsum(counts, out=offsets[1:])
         starts = self.frame_offsets[positions]
         frame_pos = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]), dtype=np.int64)
-        return ManifestColumns(
+        return make_columns(
             clip_ids=self.clip_ids.take(positions),
             uris=self.uris.take(positions),
             sha256=self.sha256[positions],
@@ -132,9 +155,83 @@ class ManifestColumns:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the arrays."""
-        arrays = (self.sha256, self.annotation_versions, self.splits, self.frame_offsets, self.frames)
+        """Memory held by the arrays (mapped pages count only once touched)."""
+        arrays = (
+            self.sha256, self.annotation_versions, self.splits, self.frame_offsets, self.frames,
+            self.split_clips, self.split_starts, self.split_sample_offsets,
+        )  # fmt: skip
         return self.clip_ids.nbytes + self.uris.nbytes + sum(int(a.nbytes) for a in arrays)
+
+
+def make_columns(
+    *,
+    clip_ids: PackedStrings,
+    uris: PackedStrings,
+    sha256: NDArray[np.uint8],
+    annotation_versions: NDArray[np.int32],
+    splits: NDArray[np.int8],
+    frame_offsets: NDArray[np.int64],
+    frames: NDArray[np.int32],
+) -> ManifestColumns:
+    """:class:`ManifestColumns` from the per-clip arrays, with the per-split arrays computed from them."""
+    split_clips = np.argsort(splits, kind="stable").astype(np.int32)
+    counts = np.bincount(splits.astype(np.int64), minlength=len(SPLITS))[: len(SPLITS)]
+    split_starts = np.zeros(len(SPLITS) + 1, dtype=np.int64)
+    np.cumsum(counts, out=split_starts[1:])
+    split_sample_offsets = np.zeros(len(split_clips) + 1, dtype=np.int64)
+    np.cumsum(np.diff(frame_offsets)[split_clips], out=split_sample_offsets[1:])
+    return ManifestColumns(
+        clip_ids=clip_ids,
+        uris=uris,
+        sha256=sha256,
+        annotation_versions=annotation_versions,
+        splits=splits,
+        frame_offsets=frame_offsets,
+        frames=frames,
+        split_clips=split_clips,
+        split_starts=split_starts,
+        split_sample_offsets=split_sample_offsets,
+    )
+
+
+class SplitSamples:
+    """The samples of one split: sample ``i`` is a labelled frame of one of its clips, in the order
+    :meth:`ManifestColumns.select` gives them (clips in manifest order, each clip's frames in order).
+
+    Only views on the columns' arrays (memory-mapped ones stay mapped): a sample's clip is found by a
+    binary search over the running frame counts (``offsets``, whose first value need not be 0).
+    """
+
+    def __init__(
+        self, columns: ManifestColumns, positions: NDArray[np.int32] | None, offsets: NDArray[np.int64]
+    ) -> None:
+        """``positions``: the split's clips (None: every clip); ``offsets``: running frame counts (n + 1)."""
+        self.columns = columns
+        self.positions = positions
+        self.offsets = offsets
+        self._first = int(offsets[0])
+        self._len = int(offsets[-1]) - self._first
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def n_clips(self) -> int:
+        """Number of clips in the split."""
+        return int(self.offsets.shape[0]) - 1
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(clip position in the columns, frame index)`` of sample ``index``; IndexError outside
+        ``0 <= index < len``."""
+        if not 0 <= index < self._len:
+            raise IndexError(f"sample {index} out of range for a split of {self._len} frames")
+        target = self._first + index
+        # The last clip whose running count is <= target: clips with no frames share their successor's
+        # count and are skipped by side="right".
+        k = int(np.searchsorted(self.offsets, target, side="right")) - 1
+        position = k if self.positions is None else int(self.positions[k])
+        frame_at = int(self.columns.frame_offsets[position]) + target - int(self.offsets[k])
+        return position, int(self.columns.frames[frame_at])
 
 
 def index_key(manifest_key: str) -> str:
@@ -222,6 +319,9 @@ def write_index_for(
         splits=columns.splits,
         frame_offsets=columns.frame_offsets,
         frames=columns.frames,
+        split_clips=columns.split_clips,
+        split_starts=columns.split_starts,
+        split_sample_offsets=columns.split_sample_offsets,
     )
     store.write_bytes(index_key(key), buffer.getvalue())
 
@@ -266,6 +366,9 @@ def load_index(
             splits=arrays["splits"],
             frame_offsets=arrays["frame_offsets"],
             frames=arrays["frames"],
+            split_clips=arrays["split_clips"],
+            split_starts=arrays["split_starts"],
+            split_sample_offsets=arrays["split_sample_offsets"],
         )
     except KeyError as exc:
         log.warning("ignoring the index of %s: it lacks %s", key, exc)
@@ -326,38 +429,92 @@ def _local_header_agrees(local: bytes, info: zipfile.ZipInfo) -> bool:
     return compressed in (info.compress_size, 0xFFFFFFFF) and size in (info.file_size, 0xFFFFFFFF)
 
 
+def _chunks(n: int) -> range:
+    return range(0, n, _CHECK_CHUNK)
+
+
 def _offsets_problem(offsets: NDArray[np.int64], n: int, total: int) -> bool:
-    return (
+    """Whether ``offsets`` are not ``n + 1`` non-decreasing int64 values from 0 to ``total``."""
+    if (
         offsets.dtype != np.int64
         or offsets.shape != (n + 1,)
         or int(offsets[0]) != 0
         or int(offsets[-1]) != total
-        or bool((np.diff(offsets) < 0).any())
-    )
+    ):
+        return True
+    # In steps (each overlapping the next by one value): the check touches the mapped pages once and
+    # allocates no temporary the size of the manifest.
+    return any(bool((np.diff(offsets[s : s + _CHECK_CHUNK + 1]) < 0).any()) for s in _chunks(n))
+
+
+def _split_problem(c: ManifestColumns, n: int) -> bool:
+    """Whether the per-split arrays are not exactly those :func:`make_columns` computes from ``c``'s clips.
+
+    Each split's range of ``split_clips`` must be strictly increasing positions of clips of that split,
+    the ranges must cover all ``n`` clips, and ``split_sample_offsets`` must count their frames: so the
+    ranges are every clip of each split, in manifest order, and the counts are theirs.
+    """
+    starts, clips, counts = c.split_starts, c.split_clips, c.split_sample_offsets
+    if starts.dtype != np.int64 or starts.shape != (len(SPLITS) + 1,) or clips.dtype != np.int32:
+        return True
+    if clips.shape != (n,) or _offsets_problem(starts, len(SPLITS), n) or counts.shape != (n + 1,):
+        return True
+    if counts.dtype != np.int64 or int(counts[0]) != 0 or int(counts[-1]) != int(c.frame_offsets[-1]):
+        return True
+    for code in range(len(SPLITS)):
+        first, stop = int(starts[code]), int(starts[code + 1])
+        for s in range(first, stop, _CHECK_CHUNK):
+            part = clips[s : min(s + _CHECK_CHUNK + 1, stop)].astype(np.int64)
+            if bool(((part < 0) | (part >= n)).any()) or bool((np.diff(part) <= 0).any()):
+                return True
+            if bool((c.splits[part] != code).any()):
+                return True
+    for s in _chunks(n):
+        part = clips[s : s + _CHECK_CHUNK].astype(np.int64)
+        frames = c.frame_offsets[part + 1] - c.frame_offsets[part]
+        if not np.array_equal(np.diff(counts[s : s + _CHECK_CHUNK + 1]), frames):
+            return True
+    return False
 
 
 def _inconsistency(c: ManifestColumns) -> str | None:
-    """What is wrong with the arrays of an index (types, shapes, offsets, split codes); None if nothing."""
+    """What is wrong with the arrays of an index (types, shapes, offsets, split codes, per-split arrays);
+    None if nothing."""
     if c.clip_ids.offsets.ndim != 1 or c.clip_ids.offsets.shape[0] == 0:
         return "inconsistent clip ids"
     n = int(c.clip_ids.offsets.shape[0]) - 1
-    checks = {
-        "clip ids": c.clip_ids.data.dtype != np.uint8
-        or c.clip_ids.data.ndim != 1
-        or _offsets_problem(c.clip_ids.offsets, n, c.clip_ids.data.shape[0]),
-        "uris": c.uris.data.dtype != np.uint8
-        or c.uris.data.ndim != 1
-        or _offsets_problem(c.uris.offsets, n, c.uris.data.shape[0]),
-        "sha256": c.sha256.dtype != np.uint8 or c.sha256.shape != (n, 32),
-        "annotation versions": c.annotation_versions.dtype != np.int32 or c.annotation_versions.shape != (n,),
-        "splits": c.splits.dtype != np.int8
-        or c.splits.shape != (n,)
-        or bool(((c.splits < 0) | (c.splits >= len(SPLITS))).any()),
-        "frames": c.frames.dtype != np.int32
-        or c.frames.ndim != 1
-        or _offsets_problem(c.frame_offsets, n, c.frames.shape[0]),
+    checks: dict[str, Callable[[], bool]] = {
+        "clip ids": lambda: (
+            c.clip_ids.data.dtype != np.uint8
+            or c.clip_ids.data.ndim != 1
+            or _offsets_problem(c.clip_ids.offsets, n, c.clip_ids.data.shape[0])
+        ),
+        "uris": lambda: (
+            c.uris.data.dtype != np.uint8
+            or c.uris.data.ndim != 1
+            or _offsets_problem(c.uris.offsets, n, c.uris.data.shape[0])
+        ),
+        "sha256": lambda: c.sha256.dtype != np.uint8 or c.sha256.shape != (n, 32),
+        "annotation versions": lambda: (
+            c.annotation_versions.dtype != np.int32 or c.annotation_versions.shape != (n,)
+        ),
+        "splits": lambda: (
+            c.splits.dtype != np.int8
+            or c.splits.shape != (n,)
+            or any(
+                bool(((p < 0) | (p >= len(SPLITS))).any())
+                for p in (c.splits[s : s + _CHECK_CHUNK] for s in _chunks(n))
+            )
+        ),
+        "frames": lambda: (
+            c.frames.dtype != np.int32
+            or c.frames.ndim != 1
+            or _offsets_problem(c.frame_offsets, n, c.frames.shape[0])
+        ),
     }
-    bad = [name for name, wrong in checks.items() if wrong]
+    bad = [name for name, wrong in checks.items() if wrong()]
+    if not bad and _split_problem(c, n):  # it reads the splits and frame offsets checked above
+        bad.append("per-split arrays")
     return f"inconsistent {', '.join(bad)}" if bad else None
 
 
@@ -411,7 +568,7 @@ def _canonical_columns(data: bytes, source: str) -> ManifestColumns | None:
     offsets, frame_indexes = _frames(frames)
     if int(offsets[-1]) != len(frame_indexes):
         return None
-    return ManifestColumns(
+    return make_columns(
         clip_ids=PackedStrings.pack(fields["clip_id"]),
         uris=PackedStrings.pack(fields["uri"]),
         sha256=_sha_array(fields["sha256"], source),
@@ -428,7 +585,7 @@ def _json_columns(data: bytes, source: str) -> ManifestColumns:
     counts = np.array([e.n_frames for e in entries], dtype=np.int64)
     offsets = np.zeros(len(entries) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return ManifestColumns(
+    return make_columns(
         clip_ids=PackedStrings.pack([e.clip_id.encode() for e in entries]),
         uris=PackedStrings.pack([e.uri.encode() for e in entries]),
         sha256=_sha_array([e.sha256.encode() for e in entries], source),

@@ -2,7 +2,9 @@
 
 ``__init__`` reads only the manifest, into a few flat numpy arrays (``columns``): no per-clip Python
 objects, so every rank starts fast and forked DataLoader workers keep sharing its pages. The arrays come
-from the manifest's columnar index when it matches the manifest's bytes, else from parsing it.
+from the manifest's columnar index when it matches the manifest's bytes (memory-mapped on a local store),
+else from parsing it. The split's samples are views on those arrays (``columns.SplitSamples``): nothing
+is built per clip or per sample, so start-up and memory do not grow with the data.
 ``__getitem__`` loads the clip's annotation file on demand, checks its sha256 against the manifest and
 keeps the last few clips in a small per-worker cache.
 """
@@ -76,30 +78,28 @@ class ClipFrameDataset(Dataset[Sample]):
         self.classes = list(classes)
         self.hflip_prob = hflip_prob
         self._class_index = {name: i for i, name in enumerate(self.classes)}
-        self._columns = read_manifest_columns(store, manifest).select(split)
-        counts = np.diff(self._columns.frame_offsets)
-        # Flat per-sample arrays: which clip (position in the columns) and which frame of it.
-        self._sample_clip = np.repeat(np.arange(len(self._columns), dtype=np.int32), counts)
-        self._sample_frame = self._columns.frames
+        self._columns = read_manifest_columns(store, manifest)
+        self._samples = self._columns.samples(split)
         self._cache: OrderedDict[int, dict[int, _FrameLabels]] = OrderedDict()
         self._cache_clips = max(1, cache_clips)
 
     def __len__(self) -> int:
-        return int(self._sample_frame.shape[0])
+        return len(self._samples)
 
     @property
     def n_clips(self) -> int:
         """Number of clips in this split."""
-        return len(self._columns)
+        return self._samples.n_clips
 
     @property
     def index_nbytes(self) -> int:
-        """Memory held by the in-RAM index (the manifest's arrays and the per-sample arrays)."""
-        return self._columns.nbytes + int(self._sample_clip.nbytes)
+        """Size of the manifest's arrays (of every split; mapped pages count in memory only once read)."""
+        return self._columns.nbytes
 
     def sample(self, index: int) -> tuple[str, int]:
         """``(clip_id, frame_index)`` of sample ``index``."""
-        return self._columns.clip_ids[int(self._sample_clip[index])], int(self._sample_frame[index])
+        clip_pos, frame_index = self._samples.locate(index)
+        return self._columns.clip_ids[clip_pos], frame_index
 
     def _reopen_store_after_fork(self) -> None:
         """Give a forked DataLoader worker its own client: s3fs clients refuse to be used across a fork."""
@@ -112,7 +112,7 @@ class ClipFrameDataset(Dataset[Sample]):
         self._reopen_store_after_fork()
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} out of range for a dataset of {len(self)} frames")
-        clip_pos, frame_index = int(self._sample_clip[index]), int(self._sample_frame[index])
+        clip_pos, frame_index = self._samples.locate(index)
         labels = self._clip_labels(clip_pos).get(frame_index)
         if labels is None:
             raise FormatError(
@@ -132,7 +132,7 @@ class ClipFrameDataset(Dataset[Sample]):
 
         Divide a prediction's box by them to get the frame's own pixels.
         """
-        clip_pos, frame_index = int(self._sample_clip[index]), int(self._sample_frame[index])
+        clip_pos, frame_index = self._samples.locate(index)
         labels = self._clip_labels(clip_pos)[frame_index]
         sx, sy = self._box_scale(labels)[:2]
         return float(sx), float(sy)

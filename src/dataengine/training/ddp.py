@@ -1,9 +1,10 @@
 """The torchrun entry point: ``python -m torch.distributed.run ... -m dataengine.training.ddp ARGS``.
 
 Wiring only, after torchvision's detection reference: parse the arguments, join the process group, build
-the per-clip dataset with a ``DistributedSampler``, train (resuming from the last epoch's state when a
-crashed job left one), and save from rank 0 through :func:`dataengine.vision.save_checkpoint` with the
-run's arguments inside the checkpoint. Multi-node: the same module under torchrun's rendezvous options.
+the per-clip dataset with a sharded shuffling sampler (``sampling.ShuffledShardSampler``), train
+(resuming from the last epoch's state when a crashed job left one), and save from rank 0 through
+:func:`dataengine.vision.save_checkpoint` with the run's arguments inside the checkpoint. Multi-node:
+the same module under torchrun's rendezvous options.
 The object store's options (credentials) come from ``DATAENGINE_STORAGE_OPTIONS`` (JSON), never argv.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader
 
 from dataengine.errors import DataEngineError, EmptyDatasetError, ModelError
 from dataengine.storage import ObjectStore
@@ -38,6 +39,7 @@ from dataengine.training.engine import train_one_epoch
 from dataengine.training.epoch_line import epoch_line
 from dataengine.training.record import FitResult, TrainingRecord
 from dataengine.training.resume import Trainables, load_state, save_state
+from dataengine.training.sampling import ShuffledShardSampler
 from dataengine.vision import build_detector, load_checkpoint, model_prefix, save_checkpoint
 
 
@@ -87,8 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build_loader(
     args: argparse.Namespace, store: ObjectStore, info: DistributedInfo
-) -> tuple[DataLoader[Any], Sampler[int], ClipFrameDataset]:
-    """The train split, each rank seeing its own shard of it every epoch."""
+) -> tuple[DataLoader[Any], ShuffledShardSampler, ClipFrameDataset]:
+    """The train split, each rank seeing its own shard of a new permutation of it every epoch."""
     dataset = ClipFrameDataset(
         store,
         args.manifest,
@@ -100,11 +102,10 @@ def build_loader(
     )
     if len(dataset) == 0:
         raise EmptyDatasetError(f"{args.manifest}: the train split has no labelled frames")
-    sampler: Sampler[int]
-    if info.world_size > 1:
-        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=args.seed)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed))
+    # Computed lazily, a chunk at a time: torch's samplers hold the whole epoch as Python ints (36 bytes
+    # per frame in the process feeding the loader). One permutation per (seed, epoch), so a resumed job
+    # sees the order an uninterrupted one would have.
+    sampler = ShuffledShardSampler(len(dataset), seed=args.seed, rank=info.rank, world_size=info.world_size)
     per_rank = max(1, math.ceil(args.batch_size / info.world_size))
     loader = DataLoader(
         dataset,
@@ -211,8 +212,7 @@ def fit(args: argparse.Namespace, store: ObjectStore, info: DistributedInfo) -> 
         + (", AMP" if amp else ""),
     )
     for epoch in range(state.next_epoch, n_epochs):
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         torch.manual_seed(args.seed + 1000 * epoch + info.rank)  # other flips per rank; the same on resume
         stats = train_one_epoch(
             model, optimizer, scheduler, loader, info=info, epoch=epoch,
