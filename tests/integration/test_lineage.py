@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from dataengine.errors import LineageError, NotFoundError
 from dataengine.lineage.annotations import annotation_versions, latest_annotation, record_annotation
@@ -85,6 +87,39 @@ def test_migrating_twice_is_a_no_op(database_url: str) -> None:
     assert second.current_revision() == HEAD_REVISION
     first.dispose()
     second.dispose()
+
+
+def test_head_revision_is_the_head_of_the_migration_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    from dataengine.lineage.db import alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() == HEAD_REVISION
+
+
+def test_a_database_at_the_newest_revision_opens_without_loading_alembic(database_url: str) -> None:
+    open_database(database_url).dispose()
+    probe = (
+        "import sys; from dataengine.lineage.db import open_database; "
+        f"d = open_database({database_url!r}); print(d.current_revision(), 'alembic' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [HEAD_REVISION, "False"]
+
+
+def test_a_database_at_an_older_revision_is_still_migrated(database_url: str) -> None:
+    from alembic import command
+
+    from dataengine.lineage.db import alembic_config
+
+    open_database(database_url).dispose()
+    command.downgrade(alembic_config(database_url), "0002")
+    older = Database(database_url)
+    assert older.current_revision() == "0002"
+    older.migrate()
+    assert older.current_revision() == HEAD_REVISION
+    assert "origin" in {c["name"] for c in inspect(older.engine).get_columns("models")}
+    older.dispose()
 
 
 def test_register_clip_is_idempotent_and_writes_one_event(db: Database) -> None:

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -135,8 +135,12 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
 
-        Two processes that start on a new database at once migrate one after the other.
+        Two processes that start on a new database at once migrate one after the other. A database at
+        the newest revision is recognised by one query, without loading Alembic (its imports are most of
+        a short command's start-up).
         """
+        if self.current_revision() == HEAD_REVISION:
+            return
         from alembic import command
 
         with self.lock("migrate", wait_seconds=_MIGRATE_WAIT_SECONDS) as held:
@@ -151,10 +155,11 @@ class Database:
 
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at, or ``None`` when it was never migrated."""
-        from alembic.runtime.migration import MigrationContext
-
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            # The table Alembic keeps: one row on a linear history like ours, none before the first.
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def table_names(self) -> list[str]:
         """The tables that exist in the database."""
