@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,15 +28,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from benchmarks.stats import load_text, spread
 
+if TYPE_CHECKING:
+    from dataengine.formats import ClipAnnotations
+    from dataengine.training.columns import ManifestColumns
+
 FULL_CLIPS = 170_000
 FRAMES_PER_CLIP = 10
+CLIPS_PER_VIDEO = 20
 BOXES_PER_FRAME = 5
+CREATED_AT = "2026-11-22T00:00:00Z"
 CLASSES = ["person", "bed", "wheelchair"]
 BATCH = 8
 CHUNK = 500  # clips per generator task; the COCO subsets are multiples of it
@@ -47,47 +53,147 @@ Row = tuple[str, float, float, str]
 
 
 # Generating the labels ---------------------------------------------------------------------------
+#
+# The labels are those the engine writes: each clip's file is what ``formats.save_annotations`` writes
+# (``ClipAnnotations.to_json_bytes``), each manifest line is ``ManifestEntry.to_json_line``, and the
+# index is ``training.columns.write_index_for`` of the manifest's columns. At 17M images the engine's own
+# serialiser (pure-Python JSON with indent, about 4 ms a clip here) would take hours, so the bulk path
+# formats the same bytes from templates and builds the index's columns from arrays, without parsing the
+# manifest; tests/unit/test_dataset_scale_bulk.py checks that both give byte-identical files, manifest
+# lines and index. Only the files of the clips the measured batches read are written to disk (as for the
+# JPEGs), through ``save_annotations`` itself; the manifest names every clip with the SHA-256 of the
+# bytes its file has.
 
 
 def clip_id(c: int) -> str:
-    return f"{c // 20:016x}-{(c % 20) * 100:07d}"
+    return f"{c // CLIPS_PER_VIDEO:016x}-{(c % CLIPS_PER_VIDEO) * 100:07d}"
 
 
-def _frame(c: int, f: int, rng: np.random.Generator) -> dict[str, Any]:
-    boxes = []
-    for b in range(int(rng.integers(BOXES_PER_FRAME - 2, BOXES_PER_FRAME + 3))):
-        x, y = float(rng.integers(0, 560)), float(rng.integers(0, 280))
-        label = CLASSES[(c + f + b) % len(CLASSES)]
-        boxes.append({"track": b, "label": label, "xyxy": [x, y, x + 60.0, y + 70.0], "score": None})
-    boxes = [{**box, "origin": "human"} for box in boxes]
-    return {"index": f, "image": f"frames/{f:06d}.jpg", "width": 640, "height": 360, "boxes": boxes}
+def split_of(c: int) -> str:
+    """One video in ten is held out (``val``), so the train split is a selection, as in a real dataset."""
+    return "val" if (c // CLIPS_PER_VIDEO) % 10 == 9 else "train"
 
 
-def _write_chunk(root: str, start: int, stop: int) -> tuple[list[str], list[dict[str, Any]]]:
-    """Write clips [start, stop): annotation files; returns manifest lines and the COCO-ready frames."""
+def _chunk_boxes(start: int, stop: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Boxes per frame ``(clips, FRAMES_PER_CLIP)`` and the top-left corners of all of them, in order, of
+    clips ``[start, stop)`` of the chunk at ``start``: drawn for the whole chunk, so a clip's labels do not
+    depend on how many clips the manifest has."""
+    if start % CHUNK or not start < stop <= start + CHUNK:
+        raise ValueError(f"clips [{start}, {stop}) are not within one chunk of {CHUNK}")
     rng = np.random.default_rng(start)
-    lines, frames_out = [], []
-    for c in range(start, stop):
-        cid = clip_id(c)
-        frames = [_frame(c, f, rng) for f in range(FRAMES_PER_CLIP)]
-        doc = {
-            "schema": "dataengine.clip-annotations/1", "clip_id": cid, "version": 1,
-            "parent_version": None, "source": "review", "producer": {}, "classes": CLASSES,
-            "frames": frames, "created_at": "2026-11-22T00:00:00Z",
-        }  # fmt: skip
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        path = Path(root, "annotations", cid, "v0001.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        entry = {
-            "annotation_version": 1, "clip_id": cid, "frames": list(range(FRAMES_PER_CLIP)), "height": 360,
-            "n_boxes": sum(len(f["boxes"]) for f in frames), "n_frames": FRAMES_PER_CLIP,
-            "sha256": hashlib.sha256(data).hexdigest(), "split": "train", "uri": f"file://{path}",
-            "video_id": cid[:16], "width": 640,
-        }  # fmt: skip
-        lines.append(json.dumps(entry, sort_keys=True, separators=(",", ":")))
-        frames_out.append({"clip_id": cid, "frames": frames})
-    return lines, frames_out
+    counts = rng.integers(BOXES_PER_FRAME - 2, BOXES_PER_FRAME + 3, size=(CHUNK, FRAMES_PER_CLIP))
+    total = int(counts.sum())
+    xs, ys = rng.integers(0, 560, size=total), rng.integers(0, 280, size=total)
+    used = int(counts[: stop - start].sum())
+    return counts[: stop - start], xs[:used], ys[:used]
+
+
+def clip_annotations(start: int, stop: int) -> list[ClipAnnotations]:
+    """The typed labels of clips ``[start, stop)`` (a chunk: the random draws are per chunk)."""
+    from dataengine.formats import Box, ClipAnnotations, Frame
+
+    counts, xs, ys = _chunk_boxes(start, stop)
+    out, k = [], 0
+    for i, c in enumerate(range(start, stop)):
+        frames = []
+        for f in range(FRAMES_PER_CLIP):
+            boxes = []
+            for b in range(int(counts[i, f])):
+                x, y = float(xs[k]), float(ys[k])
+                label = CLASSES[(c + f + b) % len(CLASSES)]
+                boxes.append(Box(label, (x, y, x + 60.0, y + 70.0), track=b, origin="human"))
+                k += 1
+            frames.append(Frame(index=f, image=f"frames/{f:06d}.jpg", width=640, height=360, boxes=boxes))
+        out.append(
+            ClipAnnotations(clip_id=clip_id(c), version=1, source="review", classes=CLASSES, frames=frames,
+                            created_at=CREATED_AT)
+        )  # fmt: skip
+    return out
+
+
+_BOX = (
+    '        {\n          "label": "%s",\n          "origin": "human",\n          "score": null,\n'
+    '          "track": %d,\n          "xyxy": [\n            %d.0,\n            %d.0,\n'
+    "            %d.0,\n            %d.0\n          ]\n        }"
+)
+_FRAME = (
+    '    {\n      "boxes": %s,\n      "height": 360,\n      "image": "frames/%06d.jpg",\n'
+    '      "index": %d,\n      "width": 640\n    }'
+)
+_DOC = (
+    '{\n  "classes": [\n%s\n  ],\n  "clip_id": "%s",\n  "created_at": "%s",\n  "frames": [\n%s\n  ],\n'
+    '  "parent_version": null,\n  "producer": {},\n  "schema": "dataengine.clip-annotations/1",\n'
+    '  "source": "review",\n  "version": 1\n}\n'
+)
+_CLASSES_JSON = ",\n".join(f'    "{name}"' for name in CLASSES)
+
+
+def annotation_bytes(start: int, stop: int) -> list[bytes]:
+    """The bytes ``save_annotations`` writes for clips ``[start, stop)``, formatted from templates."""
+    counts, xs, ys = _chunk_boxes(start, stop)
+    out, k = [], 0
+    for i, c in enumerate(range(start, stop)):
+        frames = []
+        for f in range(FRAMES_PER_CLIP):
+            n = int(counts[i, f])
+            boxes = [
+                _BOX % (CLASSES[(c + f + b) % len(CLASSES)], b, x, y, x + 60, y + 70)
+                for b, x, y in zip(range(n), xs[k : k + n].tolist(), ys[k : k + n].tolist(), strict=True)
+            ]
+            k += n
+            frames.append(_FRAME % ("[\n" + ",\n".join(boxes) + "\n      ]" if boxes else "[]", f, f))
+        out.append((_DOC % (_CLASSES_JSON, clip_id(c), CREATED_AT, ",\n".join(frames))).encode())
+    return out
+
+
+def manifest_line(c: int, uri: str, sha256: str, n_boxes: int) -> str:
+    """``ManifestEntry.to_json_line`` of clip ``c``, formatted directly."""
+    cid = clip_id(c)
+    frames = ",".join(str(f) for f in range(FRAMES_PER_CLIP))
+    return (
+        f'{{"annotation_version":1,"clip_id":"{cid}","frames":[{frames}],"height":360,"n_boxes":{n_boxes},'
+        f'"n_frames":{FRAMES_PER_CLIP},"sha256":"{sha256}","split":"{split_of(c)}","uri":"{uri}",'
+        f'"video_id":"{cid[:16]}","width":640}}'
+    )
+
+
+def _generate_chunk(
+    url: str, start: int, stop: int, coco: bool
+) -> tuple[str, bytes, int, list[dict[str, Any]]]:
+    """Manifest lines, SHA-256 digests and box count of clips [start, stop), and their frames for COCO."""
+    prefix = f"{url}/annotations/"
+    datas = annotation_bytes(start, stop)
+    counts = _chunk_boxes(start, stop)[0]
+    digests = [hashlib.sha256(d).digest() for d in datas]
+    lines = [
+        manifest_line(c, f"{prefix}{clip_id(c)}/v0001.json", digest.hex(), int(counts[c - start].sum()))
+        for c, digest in zip(range(start, stop), digests, strict=True)
+    ]
+    frames_out = []
+    if coco:  # the COCO reference's labels, from the same typed labels
+        frames_out = [
+            {"clip_id": a.clip_id, "frames": a.to_dict()["frames"]} for a in clip_annotations(start, stop)
+        ]
+    return "\n".join(lines) + "\n", b"".join(digests), int(counts.sum()), frames_out
+
+
+def bulk_columns(url: str, n_clips: int, digests: bytes) -> ManifestColumns:
+    """The manifest's columns, built from the clip numbers rather than by parsing the manifest."""
+    from dataengine.training.columns import PackedStrings, make_columns
+    from dataengine.training.manifest import SPLITS
+
+    ids = [clip_id(c).encode() for c in range(n_clips)]
+    prefix = f"{url}/annotations/".encode()
+    offsets = np.arange(n_clips + 1, dtype=np.int64) * FRAMES_PER_CLIP
+    return make_columns(
+        clip_ids=PackedStrings.pack(ids),
+        uris=PackedStrings.pack([prefix + i + b"/v0001.json" for i in ids]),
+        sha256=np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32).copy(),
+        annotation_versions=np.ones(n_clips, dtype=np.int32),
+        splits=np.array([SPLITS.index(split_of(c)) for c in range(n_clips)], dtype=np.int8),
+        frame_offsets=offsets,
+        frames=np.tile(np.arange(FRAMES_PER_CLIP, dtype=np.int32), n_clips),
+    )
 
 
 def _coco_part(chunk: list[dict[str, Any]], first_image: int, first_ann: int) -> tuple[str, str, int, int]:
@@ -122,61 +228,94 @@ def _write_coco(path: Path, image_parts: list[str], ann_parts: list[str]) -> Non
         out.write(",".join(p for p in ann_parts if p) + '],"categories":' + categories + "}")
 
 
-def generate(root: Path, n_clips: int, coco_clips: list[int]) -> dict[str, Any]:
-    """Per-clip files and the manifest of ``n_clips`` clips, with a process pool; and one COCO JSON of the
-    same labels for each count in ``coco_clips`` (the first clips), as ``coco-{count}.json``.
+def generate(root: Path, n_clips: int, coco_clips: list[int], *, write_index: bool = True) -> dict[str, Any]:
+    """The manifest of ``n_clips`` clips and its index (as ``dataengine dataset build`` leaves them), with a
+    process pool; and one COCO JSON of the same labels for each count in ``coco_clips`` (the first
+    clips), as ``coco-{count}.json``. No annotation file is written here (:func:`write_read_clips`).
     """
-    step = CHUNK
-    manifest = (root / "manifest.jsonl").open("w")
+    from dataengine.storage import ObjectStore
+    from dataengine.training.columns import manifest_fingerprint, write_index_for
+
+    store = ObjectStore(f"file://{root}")
     image_parts: list[str] = []
     ann_parts: list[str] = []
     image_id = ann_id = 1
     n_boxes = 0
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        starts = list(range(0, n_clips, step))
-        stops = [min(s + step, n_clips) for s in starts]
+    digests = bytearray()
+    manifest_hash = hashlib.sha256()
+    coco_top = max(coco_clips, default=0)
+    with (root / "manifest.jsonl").open("wb") as manifest, ProcessPoolExecutor(max_workers=2) as pool:
+        starts = list(range(0, n_clips, CHUNK))
+        stops = [min(s + CHUNK, n_clips) for s in starts]
         # map() hands each chunk over and forgets it: the labels never pile up in this process.
-        chunks = pool.map(_write_chunk, [str(root)] * len(starts), starts, stops)
-        for start, (lines, frames) in zip(starts, chunks, strict=True):
-            manifest.write("\n".join(lines) + "\n")
-            n_boxes += sum(len(f["boxes"]) for clip in frames for f in clip["frames"])
-            if start < max(coco_clips):
+        chunks = pool.map(
+            _generate_chunk, [store.url] * len(starts), starts, stops, [s < coco_top for s in starts]
+        )
+        for start, (lines, chunk_digests, chunk_boxes, frames) in zip(starts, chunks, strict=True):
+            data = lines.encode()
+            manifest.write(data)
+            manifest_hash.update(data)
+            digests += chunk_digests
+            n_boxes += chunk_boxes
+            if frames:
                 images, anns, image_id, ann_id = _coco_part(frames, image_id, ann_id)
                 image_parts.append(images)
                 ann_parts.append(anns)
                 done = start + len(frames)
                 if done in coco_clips:
                     _write_coco(root / f"coco-{done}.json", image_parts, ann_parts)
-    manifest.close()
+    if write_index:
+        columns = bulk_columns(store.url, n_clips, bytes(digests))
+        stamp = manifest_fingerprint(store, "manifest.jsonl")
+        write_index_for(
+            store, "manifest.jsonl", columns, manifest_sha256=manifest_hash.digest(), fingerprint=stamp
+        )
     return {"n_clips": n_clips, "n_images": n_clips * FRAMES_PER_CLIP, "n_boxes": n_boxes}
 
 
-def write_first_frames(root: Path, n_images: int, count: int) -> None:
-    """JPEGs for the frames a seeded shuffle of ``n_images`` reads first (the same for both datasets)."""
-    import torch
-    from torch.utils.data import RandomSampler
+def first_train_samples(root: Path, count: int) -> list[tuple[int, int]]:
+    """``(clip, frame)`` of the first ``count`` samples the training sampler (seed 0, epoch 0) draws from
+    the train split: the samples the measured batches read."""
+    from dataengine.storage import ObjectStore
+    from dataengine.training.columns import read_manifest_columns
+    from dataengine.training.sampling import ShuffledShardSampler
 
+    samples = read_manifest_columns(ObjectStore(f"file://{root}"), "manifest.jsonl").samples("train")
+    order = ShuffledShardSampler(len(samples), seed=0).indices(0, count)
+    return [samples.locate(int(i)) for i in order]
+
+
+def write_read_clips(root: Path, clips_read: set[int]) -> None:
+    """The annotation files of ``clips_read``, written by the engine's writer, ``save_annotations``."""
+    from dataengine.formats import save_annotations
+    from dataengine.storage import ObjectStore
+
+    store = ObjectStore(f"file://{root}")
+    for chunk_start in sorted({c - c % CHUNK for c in clips_read}):
+        chunk = clip_annotations(chunk_start, chunk_start + CHUNK)
+        for c in sorted(c for c in clips_read if chunk_start <= c < chunk_start + CHUNK):
+            save_annotations(store, chunk[c - chunk_start])
+
+
+def write_frames(root: Path, frames: set[tuple[int, int]]) -> None:
+    """JPEGs for the ``(clip, frame)`` pairs read by the measured batches."""
     from dataengine.clips import encode_jpeg
 
-    order = list(RandomSampler(range(n_images), generator=torch.Generator().manual_seed(0)))[:count]
-    rgb = np.full((360, 640, 3), 120, dtype=np.uint8)
-    jpeg = encode_jpeg(rgb)
-    for index in order:
-        c, f = divmod(int(index), FRAMES_PER_CLIP)
+    jpeg = encode_jpeg(np.full((360, 640, 3), 120, dtype=np.uint8))
+    for c, f in frames:
         path = root / "clips" / clip_id(c) / "frames" / f"{f:06d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(jpeg)
 
 
-def _index_as_built(root: Path) -> float:
-    """Write the manifest's columnar index as ``dataengine dataset build`` does; returns the seconds."""
-    from dataengine.storage import ObjectStore
-    from dataengine.training.columns import index_manifest
+def first_coco_frames(n_images: int, count: int) -> list[tuple[int, int]]:
+    """``(clip, frame)`` read first by a seeded ``RandomSampler`` over the COCO file's images (the
+    torchvision recipe's sampler)."""
+    import torch
+    from torch.utils.data import RandomSampler
 
-    store = ObjectStore(f"file://{root}")
-    started = time.perf_counter()
-    index_manifest(store, "manifest.jsonl", store.read_bytes("manifest.jsonl"))
-    return time.perf_counter() - started
+    order = list(RandomSampler(range(n_images), generator=torch.Generator().manual_seed(0)))[:count]
+    return [divmod(int(index), FRAMES_PER_CLIP) for index in order]
 
 
 # One start-up measurement, in a fresh process ---------------------------------------------------
@@ -229,36 +368,42 @@ def _memory(pids: list[int]) -> tuple[float, float]:
 def child(kind: str, root: Path) -> dict[str, float]:
     """Build one dataset and its DataLoader, time the first batch, measure main + workers' memory.
 
-    ``kind`` is ``manifest`` or the name of a COCO file in ``root``.
+    ``kind`` is ``manifest`` (or another manifest's file name) or the name of a COCO file in ``root``.
+    Ours is sampled as training samples it (:class:`ShuffledShardSampler`), the COCO reference as the
+    torchvision recipe does (``RandomSampler``), both seeded.
     """
     import psutil
     import torch
-    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data import DataLoader, RandomSampler, Sampler
 
     from dataengine.storage import ObjectStore
     from dataengine.training.dataset import ClipFrameDataset, collate
+    from dataengine.training.sampling import ShuffledShardSampler
 
     started = time.perf_counter()
     dataset: Any
+    sampler: Sampler[int]
     if kind.startswith("manifest"):
         dataset = ClipFrameDataset(
             ObjectStore(f"file://{root}"), kind if "." in kind else "manifest.jsonl", split="train",
             classes=CLASSES, as_uint8=True,
         )  # fmt: skip
+        sampler = ShuffledShardSampler(len(dataset), seed=0)
     else:
         dataset = CocoFrames(root, root / kind)
+        sampler = RandomSampler(range(len(dataset)), generator=torch.Generator().manual_seed(0))
     init_s = time.perf_counter() - started
-    sampler = RandomSampler(range(len(dataset)), generator=torch.Generator().manual_seed(0))
     loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=WORKERS, collate_fn=collate)
     batches = iter(loader)
     images, _ = next(batches)
     first_batch_s = time.perf_counter() - started
     workers = [p.pid for p in psutil.Process().children(recursive=True)]
     peak, pss = _memory([os.getpid(), *workers])
+    main_peak, _ = _memory([os.getpid()])
     del batches
     return {"init_s": init_s, "first_batch_s": first_batch_s, "peak_rss_mb": peak, "pss_mb": pss,
-            "n_workers": len(workers), "batch": len(images),
-            "main_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+            "main_peak_rss_mb": main_peak, "n_workers": len(workers), "batch": len(images),
+            "n_samples": len(dataset)}  # fmt: skip
 
 
 def run_child(kind: str, root: Path) -> dict[str, float]:
@@ -268,6 +413,7 @@ def run_child(kind: str, root: Path) -> dict[str, float]:
     if out.returncode != 0:
         raise RuntimeError(f"measuring {kind} failed:\n{out.stderr[-3000:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["load_1min"] = os.getloadavg()[0]
     return result
 
 
@@ -278,10 +424,12 @@ def _fit(points: dict[int, dict[str, float]], key: str, at: int) -> float:
     return p2[key] + slope * (at - x2)
 
 
-def bench_startup(tmp: Path, *, scale: float, reference_scale: float) -> tuple[list[Row], dict[str, Any]]:
-    """Ours at ``scale``; pycocotools at ``scale`` too, or, above ``reference_scale``, measured at
-    ``reference_scale`` and a third of it and extrapolated linearly (its memory would not fit beside the
-    other jobs on a shared machine).
+def bench_startup(
+    tmp: Path, *, scale: float, reference_scale: float, runs: int = 5, cold: bool = True
+) -> tuple[list[Row], dict[str, Any]]:
+    """Ours at ``scale`` (``runs`` times, each beside an empty loader's run); pycocotools at ``scale`` too,
+    or, above ``reference_scale``, measured at ``reference_scale`` and a third of it and extrapolated
+    linearly (its memory would not fit beside the other jobs on a shared machine).
     """
     n_clips = max(100, int(FULL_CLIPS * scale))
     step = CHUNK
@@ -291,20 +439,41 @@ def bench_startup(tmp: Path, *, scale: float, reference_scale: float) -> tuple[l
     root.mkdir()
     started = time.perf_counter()
     sizes = generate(root, n_clips, measured_ref)
-    for count in {1, n_clips, *measured_ref}:
-        write_first_frames(root, count * FRAMES_PER_CLIP, BATCH * WORKERS * 2)
     sizes["generate_s"] = time.perf_counter() - started
+    # What the first batches read (2 workers prefetch 2 batches each, and more): their labels and JPEGs.
+    read = first_train_samples(root, 4 * BATCH * WORKERS)
+    write_read_clips(root, {c for c, _ in read} | {0})
+    frames = set(read) | {(0, f) for f in range(FRAMES_PER_CLIP)}
+    for count in measured_ref:
+        frames |= set(first_coco_frames(count * FRAMES_PER_CLIP, 4 * BATCH * WORKERS))
+    write_frames(root, frames)
     sizes["manifest_mb"] = (root / "manifest.jsonl").stat().st_size / 2**20
-    sizes["index_build_s"] = _index_as_built(root)
     sizes["index_mb"] = (root / "manifest.index.npz").stat().st_size / 2**20
     with (root / "manifest.jsonl").open() as full:
         (root / "manifest-1.jsonl").write_text(full.readline())
-    # The same manifest under a name with no index: a dataset built before indexes existed, read the
-    # first time (the Dataset parses it and writes its index).
-    (root / "manifest-cold.jsonl").write_bytes((root / "manifest.jsonl").read_bytes())
-    baseline = run_child("manifest-1.jsonl", root)  # torch and 2 workers with one clip: the floor
-    ours = run_child("manifest", root)
-    cold = run_child("manifest-cold.jsonl", root)
+    rounds = []
+    for _ in range(runs):
+        # The floor first: torch and 2 workers with one clip (an empty loader), then ours.
+        rounds.append((run_child("manifest-1.jsonl", root), run_child("manifest", root)))
+    ours = {k: statistics.median(r[1][k] for r in rounds) for k in rounds[0][1]}
+    baseline = {k: statistics.median(r[0][k] for r in rounds) for k in rounds[0][0]}
+    added_peak = spread([o["peak_rss_mb"] - b["peak_rss_mb"] for b, o in rounds])
+    added_main = spread([o["main_peak_rss_mb"] - b["main_peak_rss_mb"] for b, o in rounds])
+    added_pss = spread([o["pss_mb"] - b["pss_mb"] for b, o in rounds])
+    first = spread([o["first_batch_s"] for _, o in rounds])
+    init = spread([o["init_s"] for _, o in rounds])
+    loads = spread([o["load_1min"] for _, o in rounds])
+    print(
+        f"ours, {sizes['n_images']:,} images ({int(ours['n_samples']):,} in the train split), {runs} runs: "
+        f"first batch {first} s, __init__ {init} s; added over an empty loader: peak RSS {added_peak} MB "
+        f"(main {added_main} MB), PSS {added_pss} MB; 1-min load {loads}"
+    )
+    cold_run: dict[str, float] = {}
+    if cold:
+        # The same manifest under a name with no index: a dataset built before indexes existed, read the
+        # first time (the Dataset parses it and writes its index).
+        (root / "manifest-cold.jsonl").write_bytes((root / "manifest.jsonl").read_bytes())
+        cold_run = run_child("manifest-cold.jsonl", root)
     refs = {c: run_child(f"coco-{c}.json", root) for c in measured_ref}
     for c in measured_ref:
         refs[c]["coco_mb"] = (root / f"coco-{c}.json").stat().st_size / 2**20
@@ -318,19 +487,24 @@ def bench_startup(tmp: Path, *, scale: float, reference_scale: float) -> tuple[l
         )
     what = f"{sizes['n_images']:,} images, {sizes['n_boxes']:,} boxes"
     rows = [
-        (f"start-up to first batch, {what} (1/s)", 1 / ours["first_batch_s"], 1 / ref["first_batch_s"],
-         f"pycocotools COCO() in __init__, {note}"),
-        ("same, first read of a manifest without its index (1/s)", 1 / cold["first_batch_s"],
-         1 / ref["first_batch_s"], "same; ours parses the manifest and writes the index"),
+        (f"start-up to first batch, {what} (1/s, median)", 1 / ours["first_batch_s"],
+         1 / ref["first_batch_s"], f"pycocotools COCO() in __init__, {note}"),
         (f"peak RSS main+{WORKERS} workers (1/GB)", 1024 / ours["peak_rss_mb"], 1024 / ref["peak_rss_mb"],
          "same, sum of VmHWM"),
         (f"PSS main+{WORKERS} workers (1/GB)", 1024 / ours["pss_mb"], 1024 / ref["pss_mb"],
          "same, sum of PSS"),
-        ("PSS above an empty loader (1/GB)", 1024 / max(1.0, ours["pss_mb"] - baseline["pss_mb"]),
-         1024 / (ref["pss_mb"] - baseline["pss_mb"]), "same, minus torch + 2 workers with 1 clip"),
+        ("peak RSS above an empty loader (1/GB)", 1024 / max(1.0, added_peak.median),
+         1024 / (ref["peak_rss_mb"] - baseline["peak_rss_mb"]), "same, minus torch + 2 workers with 1 clip"),
     ]  # fmt: skip
-    raw = {"sizes": sizes, "baseline": baseline, "ours": ours, "ours_without_index": cold, "reference": ref,
-           "reference_measured": refs}  # fmt: skip
+    if cold_run:
+        without = 1 / cold_run["first_batch_s"]
+        what_cold = "same; ours parses the manifest and writes the index"
+        rows.insert(1, ("same, first read of a manifest without its index (1/s)", without,
+                        1 / ref["first_batch_s"], what_cold))  # fmt: skip
+    raw = {"sizes": sizes, "rounds": rounds, "first_batch_s": str(first), "init_s": str(init),
+           "added_peak_rss_mb": str(added_peak), "added_main_peak_rss_mb": str(added_main),
+           "added_pss_mb": str(added_pss), "load_1min": str(loads), "ours_without_index": cold_run,
+           "reference": ref, "reference_measured": refs}  # fmt: skip
     return rows, raw
 
 
@@ -473,6 +647,12 @@ def main() -> None:
         help="largest scale at which pycocotools is measured; above it, it is extrapolated (memory)",
     )  # fmt: skip
     parser.add_argument("--only", choices=["startup", "loader", "ddp"], action="append")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="start-up runs of ours (each beside an empty loader)"
+    )
+    parser.add_argument(
+        "--no-cold", action="store_true", help="skip the first read of a manifest without index"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="also print the raw measurements as JSON")
@@ -480,18 +660,31 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.root)))
         return
-    rows, raw = run(scale=args.scale, reference_scale=args.reference_scale, only=args.only)
+    rows, raw = run(
+        scale=args.scale,
+        reference_scale=args.reference_scale,
+        only=args.only,
+        runs=args.runs,
+        cold=not args.no_cold,
+    )
     print_table(rows)
     if args.json:
         print(json.dumps(raw, indent=2, default=str))
 
 
 def run(
-    *, scale: float, reference_scale: float = 0.3, only: list[str] | None = None
+    *,
+    scale: float,
+    reference_scale: float = 0.3,
+    only: list[str] | None = None,
+    runs: int = 5,
+    cold: bool = True,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Every selected part in a temporary folder, deleted afterwards; the table rows and raw numbers."""
     parts: dict[str, Callable[[Path], tuple[list[Row], dict[str, Any]]]] = {
-        "startup": lambda t: bench_startup(t, scale=scale, reference_scale=reference_scale),
+        "startup": lambda t: bench_startup(
+            t, scale=scale, reference_scale=reference_scale, runs=runs, cold=cold
+        ),
         "loader": bench_loader,
         "ddp": bench_ddp,
     }
