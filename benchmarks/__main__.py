@@ -6,7 +6,7 @@
 2. dataset scale (``benchmarks.dataset_scale``): the per-clip Dataset's start-up and memory against one
    COCO file loaded by pycocotools, its loader speed against a bare JPEG decode, DDP on the CPU.
 3. monitoring UI: each page of the Airflow plugin with 100,000 clips in the lineage DB (SQLite and
-   PostgreSQL) against the 1 s page budget (``python -m benchmarks.ui``).
+   PostgreSQL) against the 0.5 s page budget (``python -m benchmarks.ui``).
 4. autolabel quality: mAP@0.5 of the ensemble with tracking and hindsight against one detector frame by
    frame, same detectors and clips (``python -m benchmarks.autolabel_quality`` prints every metric).
 5. autolabel speed: the whole autolabel pipeline's frames/s against the bare forward passes of the same
@@ -43,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dataengine-bench-") as tmp:
         rows += ingest_bench.bench_ingest(Path(tmp), repeats=args.repeats)
         rows += dataset_scale.run(scale=args.dataset_scale)[0]
-    from benchmarks.ui import rows as ui_rows  # monitoring pages against the 1 s budget
+    from benchmarks.ui import rows as ui_rows  # monitoring pages against the 0.5 s budget
 
     rows += ui_rows(args.ui_clips)
     from benchmarks import autolabel_quality, autolabel_speed

@@ -18,8 +18,10 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +341,19 @@ def _torch_signature(data: bytes) -> str:
     return repr(shape(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)))
 
 
+def _event_days_check(days: list[dict[str, Any]], events: list[dict[str, Any]]) -> str:
+    """ "matches clip_events", or what ``clip_event_days`` counts that the events do not."""
+    stored = Counter({(r["day"], r["stage"], r["status"], r["run_key"]): r["events"] for r in days})
+    counted = Counter(
+        (e["at"].astimezone(UTC).date(), e["stage"], e["status"], re.sub(r"\[\d+\]$", "", e["run_id"] or ""))
+        for e in events
+    )
+    if stored == counted:
+        return "matches clip_events"
+    extra, missing = sorted((stored - counted).items()), sorted((counted - stored).items())
+    return f"differs from clip_events: counted in excess {extra}, not counted {missing}"
+
+
 def canonical(rows: dict[str, list[dict[str, Any]]], objects: Mapping[str, bytes], store_url: str) -> State:
     """Rows without their times, run ids and serial ids; objects by sha256 (JSON without times,
     ``clip.mp4`` by frames, ``.npz`` by arrays). The store's URL is replaced, and so is every object's
@@ -354,6 +369,13 @@ def canonical(rows: dict[str, list[dict[str, Any]]], objects: Mapping[str, bytes
         return hexes.sub(lambda m: cited.get(m.group(0), m.group(0)), text.replace(store_url, "STORE"))
 
     out_rows: dict[str, list[str]] = {}
+    rows = dict(rows)
+    if "clip_event_days" in rows:
+        # Counts of clip_events per run and day: two runs that split the work split them differently,
+        # so what must hold is that they count exactly the events there are.
+        out_rows["clip_event_days"] = [
+            _event_days_check(rows.pop("clip_event_days"), rows.get("clip_events", []))
+        ]
     for table, found in rows.items():
         serial = table in {
             "clip_events",

@@ -6,16 +6,20 @@ Every stage change of a clip writes its event row in the same transaction.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dataengine.errors import LineageError, NotFoundError
-from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent, utcnow
+from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent, ClipEventDay, utcnow
 from dataengine.lineage.upsert import insert_if_absent
 
 
@@ -173,6 +177,8 @@ def set_stages(
     for stage, clip_ids in by_stage.items():
         _update_stage(session, clip_ids, stage, now, postgres=postgres)
     _insert_events(session, changes, run_id, actor, now, postgres=postgres)
+    day, run_key = now.date(), day_run_key(run_id)
+    count_events(session, Counter((day, c.stage, c.status, run_key) for c in changes))
     # The UPDATE went past the ORM: clips this session already holds must show their new stage.
     for held in list(session.identity_map.values()):
         if isinstance(held, Clip) and held.id in final:
@@ -257,6 +263,110 @@ def _insert_events(
         for c in changes
     ]
     session.execute(insert(cast(Table, ClipEvent.__table__)), rows)
+
+
+#: (UTC day, stage, status, run key) of an event: the key of ``clip_event_days``.
+DayKey = tuple[date, str, str, str]
+_MAP_INDEX = re.compile(r"\[\d+\]$")
+
+
+def day_run_key(run_id: str | None) -> str:
+    """The run of ``clip_event_days``: the run id without a mapped task's index ("" for none), since the
+    funnel links runs, not the mapped task instances of one run."""
+    return _MAP_INDEX.sub("", run_id or "")
+
+
+def _day_key(event: ClipEvent) -> DayKey:
+    return (event.at.astimezone(UTC).date(), event.stage, event.status, day_run_key(event.run_id))
+
+
+def count_events(session: Session, counts: Counter[DayKey]) -> None:
+    """Add ``counts`` to ``clip_event_days`` in the caller's transaction (one upsert statement).
+
+    Keys go in sorted order: two transactions that add to the same rows lock them in the same order.
+    """
+    if not counts:
+        return
+    rows = [
+        {"day": day, "stage": stage, "status": status, "run_key": run_key, "events": n}
+        for (day, stage, status, run_key), n in sorted(counts.items())
+    ]
+    table = cast(Table, ClipEventDay.__table__)
+    dialect = session.get_bind().dialect.name
+    statement: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day", "stage", "status", "run_key"],
+        set_={"events": table.c.events + statement.excluded.events},
+    )
+    # On the flush's own connection: this also runs from the after-flush hook, inside a flush.
+    session.connection().execute(statement)
+
+
+def count_flushed_events(session: Session, _flush_context: Any) -> None:
+    """After-flush hook of the lineage sessions (``Database``): every event the ORM inserted is counted
+    in ``clip_event_days`` in the same transaction, whoever added it."""
+    counts = Counter(_day_key(obj) for obj in session.new if isinstance(obj, ClipEvent))
+    count_events(session, counts)
+
+
+def recount_event_days(session: Session) -> None:
+    """Rebuild ``clip_event_days`` from ``clip_events`` (after rows were inserted past this module,
+    e.g. a benchmark's bulk fill); migration 0004 does the same for an existing database."""
+    session.flush()
+    session.execute(delete(ClipEventDay))
+    counts: Counter[DayKey] = Counter()
+    query = select(ClipEvent.at, ClipEvent.stage, ClipEvent.status, ClipEvent.run_id)
+    for at, stage, status, run_id in session.execute(query):
+        counts[(at.astimezone(UTC).date(), stage, status, day_run_key(run_id))] += 1
+    keys = sorted(counts)
+    for start in range(0, len(keys), 1000):
+        count_events(session, Counter({key: counts[key] for key in keys[start : start + 1000]}))
+
+
+@dataclass(frozen=True, slots=True)
+class DayStageCount:
+    """The ``ok`` events of one stage on one UTC day: how many, from how many runs, the busiest runs."""
+
+    day: date
+    stage: str
+    events: int
+    n_runs: int
+    #: Up to ``top`` (run key, events), most events first, then by run key.
+    top_runs: list[tuple[str, int]]
+
+
+def day_stage_counts(session: Session, start: date, end: date, *, top: int = 3) -> list[DayStageCount]:
+    """The ``ok`` events per stage of each UTC day ``start <= day <= end``, from ``clip_event_days``
+    (two aggregate queries: a month at 1M clips is ~30,000 rows of counts, never sent to Python)."""
+    ok = (ClipEventDay.day >= start, ClipEventDay.day <= end, ClipEventDay.status == "ok")
+    named = case((ClipEventDay.run_key != "", 1), else_=0)
+    totals = session.execute(
+        select(ClipEventDay.day, ClipEventDay.stage, func.sum(ClipEventDay.events), func.sum(named))
+        .where(*ok)
+        .group_by(ClipEventDay.day, ClipEventDay.stage)
+    )
+    out = {(day, stage): DayStageCount(day, stage, int(n), int(runs), []) for day, stage, n, runs in totals}
+    # Code-point order of run keys, as Python sorts strings (PostgreSQL's default follows the locale).
+    binary = "C" if session.get_bind().dialect.name == "postgresql" else "BINARY"
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(ClipEventDay.day, ClipEventDay.stage),
+            order_by=(ClipEventDay.events.desc(), ClipEventDay.run_key.collate(binary)),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(ClipEventDay.day, ClipEventDay.stage, ClipEventDay.run_key, ClipEventDay.events, rank)
+        .where(*ok, ClipEventDay.run_key != "")
+        .subquery()
+    )
+    query = select(ranked.c.day, ranked.c.stage, ranked.c.run_key, ranked.c.events).where(
+        ranked.c.rank <= top
+    )
+    for day, stage, run_key, n in session.execute(query.order_by(ranked.c.rank)):
+        out[(day, stage)].top_runs.append((run_key, int(n)))
+    return list(out.values())
 
 
 def list_clips(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dataengine.errors import ConfigError, LineageError, RetryableLineageError
 from dataengine.redaction import mask_url
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 _MIGRATE_WAIT_SECONDS = 120.0
 
 
@@ -89,6 +89,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        from dataengine.lineage.clips import count_flushed_events
+
+        # Every clip event inserted through these sessions is counted per day in the same transaction.
+        event.listen(self._sessions, "after_flush", count_flushed_events)
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
