@@ -45,7 +45,7 @@ from dataengine.triggers import (
     ClipFrames,
     TriggerInputs,
     TriggerResult,
-    score_clip,
+    score_chunk,
     select,
 )
 from dataengine.triggers.anomaly import AnomalyModel, train_autoencoder
@@ -96,8 +96,8 @@ def score_all(
     triggers = list(TRIGGERS)
     for part in chunked(frames, frame_bytes):
         anomalies = anomaly.score_many(part)
-        for clip, cache in zip(part, chunk_caches(part, triggers), strict=True):
-            inputs = TriggerInputs(
+        inputs = [
+            TriggerInputs(
                 clip=clip,
                 detections=promoted[clip.clip_id],
                 reference_detections=previous[clip.clip_id],
@@ -108,7 +108,10 @@ def score_all(
                 class_names=CLASSES,
                 cache=cache,
             )
-            scores[clip.clip_id] = {n: r.score for n, r in score_clip(inputs, triggers).items()}
+            for clip, cache in zip(part, chunk_caches(part, triggers), strict=True)
+        ]
+        for clip, results in zip(part, score_chunk(inputs, triggers), strict=True):
+            scores[clip.clip_id] = {n: r.score for n, r in results.items()}
     return scores
 
 

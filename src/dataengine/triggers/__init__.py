@@ -16,7 +16,7 @@ from dataengine.triggers.builtin import (
     default_registry,
 )
 from dataengine.triggers.loading import NO_ANOMALY_MESSAGE, NO_MODEL_MESSAGE
-from dataengine.triggers.run import TriggerReport, load_clip_frames, run_triggers, score_clip
+from dataengine.triggers.run import TriggerReport, load_clip_frames, run_triggers, score_chunk, score_clip
 from dataengine.triggers.selection import Candidate, Decision, budget_size, combine, select, strongest
 from dataengine.triggers.signals import (
     class_rarity,
@@ -62,6 +62,7 @@ __all__ = [
     "load_clip_frames",
     "rare_class_score",
     "run_triggers",
+    "score_chunk",
     "score_clip",
     "select",
     "strongest",

@@ -8,7 +8,24 @@ from typing import Any
 import numpy as np
 
 from dataengine.errors import ModelError
-from dataengine.triggers.base import ClipFrames, Trigger, TriggerInputs, TriggerRegistry, TriggerResult
+from dataengine.triggers.base import (
+    ClipFrames,
+    Trigger,
+    TriggerFunction,
+    TriggerInputs,
+    TriggerRegistry,
+    TriggerResult,
+)
+from dataengine.triggers.chunk_signals import (
+    disagreement_many,
+    flicker_many,
+    image_results_many,
+    link_chunk,
+    rare_class_many,
+    stack_detections,
+    temporal_many,
+    uniform_score_type,
+)
 from dataengine.triggers.image_signals import (
     FrameStats,
     blur_score,
@@ -126,6 +143,98 @@ def chunk_caches(clips: Sequence[ClipFrames], triggers: Sequence[Trigger]) -> li
         return [{} for _ in clips]
     stats = frame_stats_many([c.frames for c in clips], [c.video_id for c in clips])
     return [{"frame_stats": s} for s in stats]
+
+
+def _same(values: Sequence[object]) -> bool:
+    return all(v == values[0] for v in values[1:])
+
+
+def chunk_results(
+    inputs: Sequence[TriggerInputs], triggers: Sequence[Trigger]
+) -> list[dict[str, TriggerResult]]:
+    """Per clip, the results of the built-in triggers among ``triggers`` other than anomaly (flicker,
+    temporal, rare_class, disagreement and the four image triggers), computed for every clip at once
+    (:mod:`~dataengine.triggers.chunk_signals`): the same results as their ``compute`` on each clip.
+    A trigger is left out, for its ``compute`` to run clip by clip and raise what it raises, when some
+    clip lacks its inputs (image statistics in the cache, detections) or has a list of the wrong length,
+    or when the clips differ in thresholds or class balance."""
+    image = {t.compute: t.name for t in (BRIGHTNESS, BLUR, FROZEN, SCENE_CUT)}
+    wanted = {t.compute for t in triggers} & {_flicker, _temporal, _rare_class, _disagreement, *image}
+    out: list[dict[str, TriggerResult]] = [{} for _ in inputs]
+    if not wanted or not inputs:
+        return out
+    found: dict[TriggerFunction, list[TriggerResult]] = {}
+    if wanted & set(image) and all(_has_stats(i) for i in inputs):
+        by_name = image_results_many(
+            [i.cache["frame_stats"] for i in inputs], [i.clip.indices for i in inputs]
+        )
+        found.update({compute: by_name[name] for compute, name in image.items()})
+    first = inputs[0]
+    if not (
+        _same([i.score_threshold for i in inputs])
+        and _same([i.candidate_threshold for i in inputs])
+        and all(i.detections is not None and len(i.detections) == len(i.clip.indices) for i in inputs)
+    ):
+        return _fill(out, triggers, found)
+    promoted = [[strongest_boxes(d) for d in i.detections or []] for i in inputs]
+    if not uniform_score_type(promoted):
+        return _fill(out, triggers, found)
+    indices = [i.clip.indices for i in inputs]
+    det = stack_detections(promoted)
+    threshold = first.score_threshold
+    if wanted & {_flicker, _temporal, _rare_class}:
+        tracks = link_chunk(det)
+        if _flicker in wanted:
+            found[_flicker] = flicker_many(
+                det, tracks, indices, score_threshold=threshold, candidate_threshold=first.candidate_threshold
+            )
+        if _temporal in wanted:
+            found[_temporal] = temporal_many(det, tracks, indices, score_threshold=threshold)
+        if (
+            _rare_class in wanted
+            and first.class_prior is not None
+            and _same([i.class_prior for i in inputs])
+            and _same([i.class_names for i in inputs])
+        ):
+            found[_rare_class] = rare_class_many(
+                det, tracks, indices, class_prior=first.class_prior, class_names=first.class_names,
+                score_threshold=threshold,
+            )  # fmt: skip
+    if _disagreement in wanted and all(
+        i.reference_detections is not None and len(i.reference_detections) == len(i.clip.indices)
+        for i in inputs
+    ):
+        reference = [[strongest_boxes(d) for d in i.reference_detections or []] for i in inputs]
+        if uniform_score_type(reference):
+            results = disagreement_many(det, stack_detections(reference), indices, score_threshold=threshold)
+            for i, result in zip(inputs, results, strict=True):
+                result.details["reference_model_id"] = i.reference_model_id
+            found[_disagreement] = results
+    return _fill(out, triggers, found)
+
+
+def _fill(
+    out: list[dict[str, TriggerResult]],
+    triggers: Sequence[Trigger],
+    found: dict[TriggerFunction, list[TriggerResult]],
+) -> list[dict[str, TriggerResult]]:
+    """``out`` with each clip's results of the ``triggers`` whose compute function was ``found``."""
+    for trigger in triggers:
+        if trigger.compute in found:
+            for clip_results, result in zip(out, found[trigger.compute], strict=True):
+                clip_results[trigger.name] = result
+    return out
+
+
+def _has_stats(inputs: TriggerInputs) -> bool:
+    """Whether the clip's image statistics are in its cache, one value per frame (and transition)."""
+    stats = inputs.cache.get("frame_stats")
+    if not isinstance(stats, FrameStats):
+        return False
+    n = len(inputs.clip.indices)
+    per_frame = (stats.mean_luma, stats.contrast, stats.sharpness)
+    steps = (stats.frame_change, stats.histogram_change)
+    return all(len(v) == n for v in per_frame) and all(len(v) == max(n - 1, 0) for v in steps)
 
 
 def _anomaly(inputs: TriggerInputs) -> TriggerResult:

@@ -27,7 +27,7 @@ from dataengine.triggers.base import (
     TriggerRegistry,
     TriggerResult,
 )
-from dataengine.triggers.builtin import TRIGGERS, chunk_caches
+from dataengine.triggers.builtin import TRIGGERS, chunk_caches, chunk_results
 from dataengine.triggers.loading import RunModels, load_models
 from dataengine.triggers.selection import Candidate, Decision, select
 from dataengine.vision import Detections
@@ -127,6 +127,19 @@ def remap_labels(detections: Detections, source: Sequence[str], target: Sequence
 def score_clip(inputs: TriggerInputs, triggers: Sequence[Trigger]) -> dict[str, TriggerResult]:
     """Every trigger's result on one clip, in the order given."""
     return {t.name: t.compute(inputs) for t in triggers}
+
+
+def score_chunk(
+    inputs: Sequence[TriggerInputs], triggers: Sequence[Trigger]
+) -> list[dict[str, TriggerResult]]:
+    """:func:`score_clip` of every clip of a chunk, with the same results: the built-in detection
+    triggers run on all clips at once (:func:`~dataengine.triggers.builtin.chunk_results`), every other
+    trigger clip by clip."""
+    done = chunk_results(inputs, triggers)
+    return [
+        {t.name: known[t.name] if t.name in known else t.compute(clip) for t in triggers}
+        for clip, known in zip(inputs, done, strict=True)
+    ]
 
 
 def _detect(
@@ -343,8 +356,8 @@ def _score_all(
         detected = time.perf_counter()
         anomaly = models.anomaly.score_many(chunk) if models.anomaly is not None else None
         caches = chunk_caches(chunk, active)
-        for frames, cache in zip(chunk, caches, strict=True):
-            inputs = TriggerInputs(
+        inputs = [
+            TriggerInputs(
                 clip=frames,
                 detections=promoted.get(frames.clip_id),
                 reference_detections=reference.get(frames.clip_id),
@@ -357,7 +370,9 @@ def _score_all(
                 class_names=classes,
                 cache=cache,
             )
-            results = score_clip(inputs, active)
+            for frames, cache in zip(chunk, caches, strict=True)
+        ]
+        for frames, results in zip(chunk, score_chunk(inputs, active), strict=True):
             if _record_scores(ctx, frames.clip_id, results, active, models):
                 report.scored.append(frames.clip_id)
                 report.scores[frames.clip_id] = {name: result.score for name, result in results.items()}
