@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     autolabel_batch_size: int = Field(8, gt=0)
     # DataLoader workers that read and decode frames ahead of the detector; 0 reads in the caller.
     autolabel_workers: int = Field(1, ge=0)
+    # Batches of frames read ahead (by each worker, or with no workers by a thread of the caller that
+    # decodes while the detectors run); 0 with no workers decodes each batch when it is needed.
+    autolabel_prefetch: int = Field(2, ge=0)
 
     # Training.
     # Measured in docs/training.md: ~65 s on 2 CPU cores for 240 frames, mAP@.5 ~0.9 on held-out videos.

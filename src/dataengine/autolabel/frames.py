@@ -1,20 +1,24 @@
-"""Streaming clips' sampled frames from storage through a prefetching DataLoader.
+"""Streaming clips' sampled frames from storage, decoded ahead of the detector.
 
-Workers read and decode JPEGs ahead of the detector. Each worker takes whole clips (clip ``i`` goes to
-worker ``i % n``), so a clip's frames arrive in order, and memory holds at most ``workers x prefetch``
-batches of frames, whatever the clips' lengths.
+Either DataLoader worker processes read and decode JPEGs (each worker takes whole clips: clip ``i``
+goes to worker ``i % n``, so a clip's frames arrive in order), or, with no workers, one background
+thread of the calling process decodes the next batches while the detectors run (:func:`prefetched`).
+Memory holds at most ``workers x prefetch`` (or ``prefetch + 2``) batches of frames, whatever the
+clips' lengths.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataengine import clips
+from dataengine.autolabel.prefetch import prefetched
 from dataengine.errors import FormatError, StorageError
 from dataengine.storage import ObjectStore
 
@@ -80,15 +84,35 @@ def _as_list(items: list[FrameItem]) -> list[FrameItem]:
     return items
 
 
+def batched(items: Iterable[FrameItem], batch_size: int) -> Iterator[list[FrameItem]]:
+    """Consecutive lists of ``batch_size`` items (the last may be shorter), as the DataLoader batches."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, batch_size)):
+        yield batch
+
+
 def stream_frames(
     store: ObjectStore, clip_ids: Sequence[str], *, batch_size: int, workers: int, prefetch: int = 2
-) -> Iterator[list[FrameItem]]:
-    """Batches of :class:`FrameItem` of ``clip_ids``; ``workers=0`` reads in the calling process."""
+) -> Generator[list[FrameItem], None, None]:
+    """Batches of :class:`FrameItem` of ``clip_ids``.
+
+    ``workers`` > 0: DataLoader worker processes, each ``prefetch`` batches ahead. ``workers=0``: a
+    thread of the calling process decodes up to ``prefetch`` batches ahead; ``prefetch=0`` as well
+    decodes each batch when it is asked for (nothing overlaps). Close the iterator when stopping
+    early, so the thread stops and is joined.
+    """
+    stream = ClipFrameStream(store, clip_ids)
+    if workers == 0 or not clip_ids:
+        if prefetch == 0 or not clip_ids:
+            yield from batched(stream, batch_size)
+        else:
+            yield from prefetched(batched(stream, batch_size), prefetch, name="autolabel-decode")
+        return
     loader: DataLoader[FrameItem] = DataLoader(
-        ClipFrameStream(store, clip_ids),
+        stream,
         batch_size=batch_size,
         num_workers=min(workers, len(clip_ids)),
         collate_fn=_as_list,
-        prefetch_factor=prefetch if workers and clip_ids else None,
+        prefetch_factor=prefetch or None,
     )
     yield from loader

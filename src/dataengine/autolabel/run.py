@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -184,7 +185,8 @@ class _Labeller:
     batch_size: int
     workers: int
     plan: EnsemblePlan
-    progress: Progress = NO_PROGRESS  # one step per clip: labelled, skipped or quarantined
+    progress: Progress = NO_PROGRESS
+    prefetch: int = 2  # one step per clip: labelled, skipped or quarantined
 
     @property
     def producer(self) -> dict[str, Any]:
@@ -221,10 +223,17 @@ class _Labeller:
             self._finish(pending.pop(clip_id))
         if not pending:
             return
-        for batch in stream_frames(
-            self.ctx.store, list(pending), batch_size=self.batch_size, workers=self.workers
-        ):
-            self._detect(batch, pending)
+        batches = stream_frames(
+            self.ctx.store,
+            list(pending),
+            batch_size=self.batch_size,
+            workers=self.workers,
+            prefetch=self.prefetch,
+        )
+        # closing: an error in the detectors or the writing stops the decoding thread at once.
+        with closing(batches):
+            for batch in batches:
+                self._detect(batch, pending)
 
     def _from_cache(self, clip: _Pending) -> bool:
         """Fill the clip's detections from the per-clip cache (triggers write it) when every model's
@@ -419,6 +428,7 @@ def autolabel(
     clip_ids: Sequence[str] | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
+    prefetch: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> AutolabelReport:
     """Label the clips in stage ``selected`` (or the named ones) with the ensemble, tracked, with hindsight.
@@ -427,7 +437,10 @@ def autolabel(
     gets a new annotation version (``source="autolabel"``) with one frame per sampled frame, registered
     in the lineage database, and moves to ``autolabelled``; each clip is committed as soon as it is
     done, so a rerun after a crash skips it. A clip whose newest version is already an autolabel by the
-    same models and parameters is skipped; a clip with unreadable frames is quarantined. Raises
+    same models and parameters is skipped; a clip with unreadable frames is quarantined. ``workers`` and
+    ``prefetch`` (defaults: :func:`frame_workers`, ``autolabel_prefetch``) say who decodes the frames
+    ahead of the detectors: worker processes or, with no workers, a thread of this process, ``prefetch``
+    batches ahead (no workers and ``prefetch=0``: each batch is decoded when it is needed). Raises
     :class:`ModelError` when no model is promoted and none is configured. ``progress`` counts the clips.
     """
     model_ids, weights = _model_ids(ctx)
@@ -449,6 +462,7 @@ def autolabel(
             frame_workers(settings, detectors[0].device) if workers is None else workers,
             plan,
             progress,
+            settings.autolabel_prefetch if prefetch is None else prefetch,
         )
         labeller.label_all(todo)
     logger.info("%s", report.summary())
