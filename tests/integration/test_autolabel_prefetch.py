@@ -112,7 +112,8 @@ def _copy(root: Path, to: Path) -> Context:
 
 
 def _decode_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "autolabel-decode"]
+    """The threads that decode frames, or run the detectors, ahead of autolabel's own."""
+    return [t for t in threading.enumerate() if t.name in ("autolabel-decode", "autolabel-forward")]
 
 
 def _assert_same_labels(old: Context, new: Context, clip_ids: list[str]) -> int:

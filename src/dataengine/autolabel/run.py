@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from dataengine.autolabel.frames import FrameItem, stream_frames
 from dataengine.autolabel.labelling import FrameSize, count_tracks
 from dataengine.autolabel.members import EnsemblePlan
 from dataengine.autolabel.pipeline import PIPELINE, AutolabelParams, fuse, label_clip, strongest_view
+from dataengine.autolabel.prefetch import prefetched
 from dataengine.autolabel.report import AutolabelReport
 from dataengine.autolabel.selection import ensemble_plan
 from dataengine.config import PROMOTED_ALIAS, Settings
@@ -230,10 +231,27 @@ class _Labeller:
             workers=self.workers,
             prefetch=self.prefetch,
         )
-        # closing: an error in the detectors or the writing stops the decoding thread at once.
+        detected = self._forward(batches)
+        if self.prefetch:
+            # The detectors run in a thread of their own, one batch ahead, while this thread fuses,
+            # tracks, writes and commits the batch before (PyTorch releases the GIL in its operators).
+            detected = prefetched(detected, 1, name="autolabel-forward")
+        # closing: an error in the detectors or the writing stops the threads (and the workers) at once.
+        with closing(detected):
+            for batch, per_model in detected:
+                self._detect(batch, per_model, pending)
+
+    def _forward(
+        self, batches: Generator[list[FrameItem], None, None]
+    ) -> Generator[tuple[list[FrameItem], list[list[Detections]]], None, None]:
+        """Each batch with every model's detections of its readable frames (one forward pass each)."""
         with closing(batches):
             for batch in batches:
-                self._detect(batch, pending)
+                frames = [item.rgb for item in batch if item.rgb is not None]
+                if not frames:  # only unreadable clips' error items: no forward pass
+                    yield batch, [[] for _ in self.detectors]
+                else:
+                    yield batch, [detector.predict_batch(frames) for detector in self.detectors]
 
     def _from_cache(self, clip: _Pending) -> bool:
         """Fill the clip's detections from the per-clip cache (triggers write it) when every model's
@@ -272,19 +290,22 @@ class _Labeller:
         except StorageError:
             return False
 
-    def _detect(self, batch: list[FrameItem], pending: dict[str, _Pending]) -> None:
+    def _detect(
+        self, batch: list[FrameItem], per_model: list[list[Detections]], pending: dict[str, _Pending]
+    ) -> None:
+        """Quarantine the clips whose reading failed, keep each frame's fused detections, and finish the
+        clips whose last frame this batch holds. ``per_model`` holds each model's detections of the
+        batch's readable frames, in order."""
         for item in batch:
             if item.error is not None and item.clip_id in pending:
                 self._quarantine(pending.pop(item.clip_id).clip, item)
-        good = [item for item in batch if item.rgb is not None and item.clip_id in pending]
-        if not good:
-            return
-        frames = [item.rgb for item in good if item.rgb is not None]
-        per_model = [detector.predict_batch(frames) for detector in self.detectors]
-        for i, item in enumerate(good):
+        readable = [item for item in batch if item.rgb is not None]
+        for i, item in enumerate(readable):
+            if item.clip_id not in pending or item.rgb is None:
+                continue
             clip = pending[item.clip_id]
             self._keep(clip, item.position, [output[i] for output in per_model])
-            height, width = frames[i].shape[:2]
+            height, width = item.rgb.shape[:2]
             clip.sizes[item.position] = FrameSize(item.index, int(width), int(height))
             if len(clip.fused) == item.n_frames:
                 self._finish(pending.pop(item.clip_id))
