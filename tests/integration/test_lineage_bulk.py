@@ -24,7 +24,7 @@ from dataengine.lineage.clips import (
     set_stage,
     set_stages,
 )
-from dataengine.lineage.db import Database
+from dataengine.lineage.db import HEAD_REVISION, Database
 from dataengine.lineage.models import Base, ClipEvent, ClipEventDay, utcnow
 from dataengine.lineage.videos import register_video
 from dataengine.lineage.views.funnel import funnel_days
@@ -260,7 +260,7 @@ def test_migration_counts_the_events_of_an_existing_database(database_url: str) 
             ],
         )
     database.migrate()
-    assert database.current_revision() == "0004"
+    assert database.current_revision() == HEAD_REVISION
     stored, counted = _event_days(database)
     database.dispose()
     assert stored == counted

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dataengine.errors import ConfigError, LineageError, RetryableLineageError
 from dataengine.redaction import mask_url
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _MIGRATE_WAIT_SECONDS = 120.0
 
 
