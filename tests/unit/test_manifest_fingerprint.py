@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 from dataengine.storage import ObjectStore
 from dataengine.training import columns
 from dataengine.training.columns import index_manifest, manifest_fingerprint, read_manifest_columns
+from dataengine.training.file_arrays import FileArray
 from dataengine.training.manifest import ManifestEntry
 
 SHA = "ab" * 32
@@ -40,7 +40,7 @@ def test_index_is_used_without_hashing_while_the_fingerprint_holds(
     found = read_manifest_columns(store, "m.jsonl", write_index=False)
     assert len(found) == 3
     assert found.clip_ids[2] == f"{2:016x}-0000000"
-    assert isinstance(found.frames, np.memmap)  # mapped, not read
+    assert isinstance(found.frames, FileArray)  # read on demand, not loaded
 
 
 def test_a_changed_manifest_is_hashed_and_parsed_again(store: ObjectStore) -> None:

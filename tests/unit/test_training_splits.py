@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
 import random
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from dataengine.training.columns import (
     read_manifest_columns,
 )
 from dataengine.training.diff import diff_members
+from dataengine.training.file_arrays import FileArray
 from dataengine.training.manifest import ManifestEntry, assign_splits, split_of_video
 
 
@@ -334,10 +336,10 @@ def test_an_index_equals_the_parse_of_a_large_manifest(
     assert from_index.frames.tolist() == [f for e in entries for f in e.frames]
 
 
-def test_a_local_index_is_memory_mapped_and_equals_the_parse(
+def test_a_local_index_is_read_on_demand_and_equals_the_parse(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Forked DataLoader workers share a mapped file's pages instead of copying the arrays' page tables."""
+    """Nothing of a local index is held or mapped: its arrays are views read with pread when indexed."""
     text = manifest_text(ENTRIES)
     store.write_text("m.jsonl", text)
     read_manifest_columns(store, "m.jsonl")
@@ -345,9 +347,14 @@ def test_a_local_index_is_memory_mapped_and_equals_the_parse(
 
     mapped = read_manifest_columns(store, "m.jsonl")
 
-    assert isinstance(mapped.frames, np.memmap)
-    assert isinstance(mapped.clip_ids.data, np.memmap)
-    assert not mapped.frames.flags.writeable
+    assert isinstance(mapped.frames, FileArray)
+    assert isinstance(mapped.clip_ids.data, FileArray)
+    assert mapped.frames[2] == 10
+    assert mapped.frames[-1] == 9
+    assert mapped.frames[3:6].tolist() == [0, 3, 4]
+    assert mapped.sha256[1].tobytes().hex() == ENTRIES[1].sha256
+    # A spawned (not forked) worker gets the arrays pickled: they reopen the file by its path.
+    assert pickle.loads(pickle.dumps(mapped.frames))[0:9].tolist() == mapped.frames.tolist()
     assert_same_columns(mapped, parse_manifest_columns(text.encode(), "m.jsonl"))
 
 
@@ -365,7 +372,7 @@ def test_a_compressed_index_is_read_whole(store: ObjectStore, monkeypatch: pytes
 
     columns = read_manifest_columns(store, "m.jsonl")
 
-    assert not isinstance(columns.frames, np.memmap)
+    assert not isinstance(columns.frames, FileArray)
     assert_same_columns(columns, parse_manifest_columns(text.encode(), "m.jsonl"))
 
 
@@ -484,11 +491,11 @@ def test_the_mapped_split_samples_equal_select(
         assert sample_list(columns, split) == expected
         with pytest.raises(IndexError):
             samples.locate(len(samples))
-    if from_index:  # views on the mapped file: nothing per clip or per sample was copied
+    if from_index:  # views on the index file: nothing per clip or per sample was read into memory
         train = columns.samples("train")
-        assert isinstance(train.positions, np.memmap)
-        assert isinstance(train.offsets, np.memmap)
-        assert isinstance(columns.samples(None).offsets, np.memmap)
+        assert isinstance(train.positions, FileArray)
+        assert isinstance(train.offsets, FileArray)
+        assert isinstance(columns.samples(None).offsets, FileArray)
 
 
 def test_split_samples_of_a_one_split_manifest_and_of_empty_splits(store: ObjectStore) -> None:

@@ -14,12 +14,12 @@ next to it, ``manifest.index.npz`` (:func:`index_key`), tagged with the SHA-256 
 the tags match and the arrays are consistent; otherwise it parses the manifest and writes the index again.
 A stale, foreign or broken index is therefore never used, only ignored.
 
-On a local store the index's arrays are memory-mapped from the file rather than read: forked workers
-then share the file's pages without each carrying a copy of the main process's page tables, so the
-arrays count once, not once per worker (the index is uncompressed for this reason).
+On a local store the index's arrays are not loaded: each is a ``file_arrays.FileArray`` that
+reads with ``pread`` only the items it is indexed with (the index is uncompressed for this reason), so
+neither the main process nor its forked workers hold them, and no page of the file counts in their RSS.
 
 The index also holds each split's clips (their positions, grouped by split, in manifest order) and the
-running count of their frames, so that one split's samples are views on mapped arrays (:class:`SplitSamples`,
+running count of their frames, so that one split's samples are views on those arrays (:class:`SplitSamples`,
 :meth:`ManifestColumns.samples`): nothing is copied or built per clip or per sample at start-up, and a
 sample's clip is found by a binary search over the running counts.
 """
@@ -30,18 +30,16 @@ import hashlib
 import io
 import logging
 import re
-import struct
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dataengine.errors import FormatError, ObjectNotFoundError, StorageError
 from dataengine.storage import ObjectStore
+from dataengine.training.file_arrays import npz_file_arrays, search_right
 from dataengine.training.manifest import SPLITS, parse_manifest
 
 log = logging.getLogger(__name__)
@@ -51,8 +49,8 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 2
 _INDEX_SUFFIX = ".index.npz"
 _HASH_CHUNK = 8 * 2**20
-#: Clips per step of the consistency checks: bounds their temporary arrays whatever the manifest's size.
-_CHECK_CHUNK = 1 << 20
+#: Clips per step of the consistency checks: bounds their temporaries (a few MB) whatever the manifest's size.
+_CHECK_CHUNK = 1 << 18
 
 _FIELD = {name: re.compile(rb'"' + name.encode() + rb'":"([^"]*)"') for name in ("clip_id", "uri", "sha256")}
 _SPLIT = re.compile(rb'"split":"([^"]*)"')
@@ -130,14 +128,15 @@ class ManifestColumns:
 
     def select(self, split: str | None) -> ManifestColumns:
         """Only the clips of ``split`` (None: all of them)."""
-        chosen = self.splits == SPLITS.index(split) if split is not None else None
+        chosen = np.asarray(self.splits) == SPLITS.index(split) if split is not None else None
         if chosen is None or bool(chosen.all()):
             return self
         positions = np.flatnonzero(chosen).astype(np.int64)
-        counts = np.diff(self.frame_offsets)[positions]
+        frame_offsets = np.asarray(self.frame_offsets)
+        counts = np.diff(frame_offsets)[positions]
         offsets = np.zeros(len(positions) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        starts = self.frame_offsets[positions]
+        starts = frame_offsets[positions]
         frame_pos = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]), dtype=np.int64)
         return make_columns(
             clip_ids=self.clip_ids.take(positions),
@@ -155,7 +154,7 @@ class ManifestColumns:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the arrays (mapped pages count only once touched)."""
+        """Size of the arrays (of a local index, on disk: none of it is held)."""
         arrays = (
             self.sha256, self.annotation_versions, self.splits, self.frame_offsets, self.frames,
             self.split_clips, self.split_starts, self.split_sample_offsets,
@@ -198,7 +197,7 @@ class SplitSamples:
     """The samples of one split: sample ``i`` is a labelled frame of one of its clips, in the order
     :meth:`ManifestColumns.select` gives them (clips in manifest order, each clip's frames in order).
 
-    Only views on the columns' arrays (memory-mapped ones stay mapped): a sample's clip is found by a
+    Only views on the columns' arrays (file arrays stay unread): a sample's clip is found by a
     binary search over the running frame counts (``offsets``, whose first value need not be 0).
     """
 
@@ -228,7 +227,7 @@ class SplitSamples:
         target = self._first + index
         # The last clip whose running count is <= target: clips with no frames share their successor's
         # count and are skipped by side="right".
-        k = int(np.searchsorted(self.offsets, target, side="right")) - 1
+        k = search_right(self.offsets, target) - 1
         position = k if self.positions is None else int(self.positions[k])
         frame_at = int(self.columns.frame_offsets[position]) + target - int(self.offsets[k])
         return position, int(self.columns.frames[frame_at])
@@ -335,9 +334,10 @@ def load_index(
     """
     if manifest_sha256 is None and not fingerprint:
         return None
+    arrays: dict[str, Any] | None
     try:
         local = store.local_file(index_key(key))
-        arrays = _mapped_npz(local) if local is not None else None
+        arrays = npz_file_arrays(str(local)) if local is not None and local.is_file() else None
         if arrays is None:
             with store.open_read(index_key(key)) as handle, np.load(handle, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
@@ -380,55 +380,6 @@ def load_index(
     return columns
 
 
-def _mapped_npz(path: Path) -> dict[str, NDArray[Any]] | None:
-    """The arrays of the uncompressed ``.npz`` at ``path`` as read-only memory maps; None when the file is
-    missing or not a plain uncompressed archive of ``.npy`` members (the caller then reads it whole)."""
-    if not path.is_file():
-        return None
-    arrays: dict[str, NDArray[Any]] = {}
-    with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
-        for info in archive.infolist():
-            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
-                return None
-            raw.seek(info.header_offset)
-            local = raw.read(30)
-            if len(local) != 30 or local[:4] != b"PK\x03\x04":
-                return None
-            name_length, extra_length = struct.unpack("<HH", local[26:30])
-            if raw.read(name_length) != info.filename.encode() or not _local_header_agrees(local, info):
-                raise ValueError(f"{info.filename}: its local header disagrees with the zip directory")
-            raw.seek(info.header_offset + 30 + name_length + extra_length)
-            version = np.lib.format.read_magic(raw)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
-            else:
-                return None
-            if dtype.hasobject:
-                return None
-            name = info.filename.removesuffix(".npy")
-            if int(np.prod(shape)) == 0:  # mmap cannot map zero bytes
-                arrays[name] = np.empty(shape, dtype=dtype)
-                continue
-            order: Literal["C", "F"] = "F" if fortran else "C"
-            arrays[name] = np.memmap(
-                str(path), dtype=dtype, mode="r", offset=raw.tell(), shape=tuple(shape), order=order
-            )
-    return arrays
-
-
-def _local_header_agrees(local: bytes, info: zipfile.ZipInfo) -> bool:
-    """Whether a member's local header gives the CRC and sizes of the central directory (unless it
-    defers them to a data descriptor or to zip64 fields)."""
-    flags, crc, compressed, size = struct.unpack("<H6xIII", local[6:26])
-    if flags & 0x08:
-        return True
-    if crc != info.CRC:
-        return False
-    return compressed in (info.compress_size, 0xFFFFFFFF) and size in (info.file_size, 0xFFFFFFFF)
-
-
 def _chunks(n: int) -> range:
     return range(0, n, _CHECK_CHUNK)
 
@@ -442,9 +393,17 @@ def _offsets_problem(offsets: NDArray[np.int64], n: int, total: int) -> bool:
         or int(offsets[-1]) != total
     ):
         return True
-    # In steps (each overlapping the next by one value): the check touches the mapped pages once and
+    # In steps (each overlapping the next by one value): the check reads the array once and
     # allocates no temporary the size of the manifest.
     return any(bool((np.diff(offsets[s : s + _CHECK_CHUNK + 1]) < 0).any()) for s in _chunks(n))
+
+
+def _gather(values: Any, positions: NDArray[np.int64]) -> NDArray[Any]:
+    """``values[positions]`` for positions in ``[0, len(values))``, reading only the range they span."""
+    if not len(positions):
+        return np.zeros(0, dtype=values.dtype)
+    low, high = int(positions.min()), int(positions.max()) + 1
+    return np.asarray(values[low:high])[positions - low]
 
 
 def _split_problem(c: ManifestColumns, n: int) -> bool:
@@ -464,14 +423,17 @@ def _split_problem(c: ManifestColumns, n: int) -> bool:
     for code in range(len(SPLITS)):
         first, stop = int(starts[code]), int(starts[code + 1])
         for s in range(first, stop, _CHECK_CHUNK):
-            part = clips[s : min(s + _CHECK_CHUNK + 1, stop)].astype(np.int64)
+            part = np.asarray(clips[s : min(s + _CHECK_CHUNK + 1, stop)]).astype(np.int64)
             if bool(((part < 0) | (part >= n)).any()) or bool((np.diff(part) <= 0).any()):
                 return True
-            if bool((c.splits[part] != code).any()):
+            if bool((_gather(c.splits, part) != code).any()):
                 return True
     for s in _chunks(n):
-        part = clips[s : s + _CHECK_CHUNK].astype(np.int64)
-        frames = c.frame_offsets[part + 1] - c.frame_offsets[part]
+        part = np.asarray(clips[s : s + _CHECK_CHUNK]).astype(np.int64)
+        if bool(((part < 0) | (part >= n)).any()):
+            return True
+        low = int(part.min()) if len(part) else 0
+        frames = np.diff(np.asarray(c.frame_offsets[low : int(part.max(initial=0)) + 2]))[part - low]
         if not np.array_equal(np.diff(counts[s : s + _CHECK_CHUNK + 1]), frames):
             return True
     return False
@@ -503,7 +465,7 @@ def _inconsistency(c: ManifestColumns) -> str | None:
             or c.splits.shape != (n,)
             or any(
                 bool(((p < 0) | (p >= len(SPLITS))).any())
-                for p in (c.splits[s : s + _CHECK_CHUNK] for s in _chunks(n))
+                for p in (np.asarray(c.splits[s : s + _CHECK_CHUNK]) for s in _chunks(n))
             )
         ),
         "frames": lambda: (

@@ -2,7 +2,7 @@
 
 ``__init__`` reads only the manifest, into a few flat numpy arrays (``columns``): no per-clip Python
 objects, so every rank starts fast and forked DataLoader workers keep sharing its pages. The arrays come
-from the manifest's columnar index when it matches the manifest's bytes (memory-mapped on a local store),
+from the manifest's columnar index when it matches the manifest's bytes (read item by item on a local store),
 else from parsing it. The split's samples are views on those arrays (``columns.SplitSamples``): nothing
 is built per clip or per sample, so start-up and memory do not grow with the data.
 ``__getitem__`` loads the clip's annotation file on demand, checks its sha256 against the manifest and
@@ -93,7 +93,7 @@ class ClipFrameDataset(Dataset[Sample]):
 
     @property
     def index_nbytes(self) -> int:
-        """Size of the manifest's arrays (of every split; mapped pages count in memory only once read)."""
+        """Size of the manifest's arrays, every split (of a local index, on disk: none of it is held)."""
         return self._columns.nbytes
 
     def sample(self, index: int) -> tuple[str, int]:
