@@ -216,7 +216,8 @@ def _pass(
     chunk: bool,
 ) -> list[dict[str, TriggerResult]]:
     anomaly = train_autoencoder(list(clips), epochs=1)
-    results = anomaly.score_many(clips)
+    # The old pass built each clip's anomaly result with score_errors; score_many now builds them together.
+    results = anomaly.score_many(clips) if chunk else {c.clip_id: anomaly.score(c) for c in clips}
     inputs = [
         TriggerInputs(
             clip=clip,
