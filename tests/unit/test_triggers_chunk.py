@@ -281,3 +281,13 @@ def test_clips_the_chunk_cannot_take_are_scored_clip_by_clip() -> None:
     assert chunk_results(mixed, triggers) == [{}, {}, {}]
     with pytest.raises(Exception, match="two models"):
         score_chunk(inputs, triggers)
+
+
+def test_anomaly_errors_do_not_depend_on_the_batch() -> None:
+    clips, _, _ = scene_clips(4)
+    anomaly = train_autoencoder(clips, epochs=1)
+    frames = [f for c in clips for f in c.frames]
+    errors = anomaly.frame_errors(frames)
+    for size in (1, 7, 256):
+        assert np.array_equal(anomaly.frame_errors(frames, batch_size=size), errors)
+    assert np.array_equal(np.concatenate([anomaly.frame_errors(c.frames) for c in clips]), errors)
