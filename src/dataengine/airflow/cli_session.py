@@ -15,7 +15,6 @@ input ends the session. A command that fails has a non-zero code, as the executa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -40,22 +39,22 @@ def run_command(parse: Callable[[list[str]], Any], args: list[str], log: str) ->
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    # Python's own streams are pointed at the log too: sys.stdout may not be descriptor 1 (under a test
-    # runner's capture, say); line-buffered so that its lines and a child's stay in order.
-    stream = os.fdopen(os.dup(fd), "w", buffering=1)
+    # Only the descriptors move, never the Python stream objects: Airflow's loggers keep the stream they
+    # were configured with, and a stream swapped in for one command would be closed under the next.
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-        with stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            try:
-                parsed = parse(args)
-                parsed.func(parsed)
-                code = 0
-            except SystemExit as exc:
-                code = _exit_code(exc)
-            except Exception:
-                traceback.print_exc()
-                code = 1
+        try:
+            parsed = parse(args)
+            parsed.func(parsed)
+            code = 0
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        except Exception:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -69,6 +68,9 @@ def main() -> int:
     from airflow.cli import cli_parser
 
     parser = cli_parser.get_parser()
+    # Line-buffered, so that the command's lines and its child processes' stay in order in its log.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     with os.fdopen(int(sys.argv[1]), "w", buffering=1) as results:
         for line in sys.stdin:
             request = json.loads(line)
