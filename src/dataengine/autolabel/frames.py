@@ -3,8 +3,8 @@
 Either DataLoader worker processes read and decode JPEGs (each worker takes whole clips: clip ``i``
 goes to worker ``i % n``, so a clip's frames arrive in order), or, with no workers, one background
 thread of the calling process decodes the next batches while the detectors run (:func:`prefetched`).
-Memory holds at most ``workers x prefetch`` (or ``prefetch + 2``) batches of frames, whatever the
-clips' lengths.
+Memory holds at most ``workers x prefetch`` (or ``prefetch + 1``) batches of decoded frames ahead of
+the consumer, whatever the clips' lengths.
 """
 
 from __future__ import annotations
