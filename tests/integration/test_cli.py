@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dataengine.cli import app
+from dataengine.lineage.db import HEAD_REVISION
 from dataengine.storage import ObjectStore
 from dataengine.synthetic import write_landing
 
@@ -33,7 +34,7 @@ def call(*args: str, code: int = 0) -> Any:
 
 
 def test_init_and_empty_status(engine_env: ObjectStore) -> None:
-    assert "revision 0003" in call("init")
+    assert f"lineage database at revision {HEAD_REVISION};" in call("init")
     status = call("status", "--json")
     assert status["videos"] == 0
     assert status["clips"] == 0
