@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from dataengine.context import Context
-from dataengine.errors import EmptyDatasetError, TrainingError
+from dataengine.errors import EmptyDatasetError, RetryableLineageError, TrainingError
 from dataengine.lineage import Dataset
 from dataengine.lineage.model_registry import find_model, models_trained_on, promoted_model, register_model
 from dataengine.progress import NO_PROGRESS, Progress
@@ -254,6 +254,9 @@ def _train_summary(record: dict[str, Any]) -> dict[str, Any]:
 # Keys that do not make two runs on one dataset different models: the start point follows whatever is
 # promoted (so a rerun after a promotion would otherwise train again), and the world size is a speed knob.
 _NOT_RECIPE = ("init_model_id", "nproc")
+#: How long a run waits for another run training the same model before it gives up (a day: a waiting
+#: run costs one idle database connection, and a training can take hours).
+_TRAIN_WAIT_SECONDS = 24 * 3600.0
 
 
 def _same_recipe_on(ctx: Context, dataset_id: str, args: dict[str, Any]) -> str | None:
@@ -295,6 +298,28 @@ def train(
     args = training_args(ctx, row, nproc=nproc, epochs=epochs)
     model_id = _same_recipe_on(ctx, row.id, args) or model_id_for(row.id, args)
     rdzv = rendezvous_for(ctx.settings, model_id, node_rank=node_rank)
+    if rdzv is not None:  # every node of a multi-node job runs this at once: none may wait for another
+        return _train_once(ctx, row, args, model_id, rdzv, progress)
+    # Runs training the same model take turns: the second waits, then finds the model and returns it
+    # (two at once each trained it, and the later one resumed from the earlier one's saved epochs).
+    with ctx.db.lock(f"train/{model_id}", wait_seconds=_TRAIN_WAIT_SECONDS) as held:
+        if not held:
+            raise RetryableLineageError(
+                f"another run has been training {model_id} on {row.id} for {_TRAIN_WAIT_SECONDS:.0f} s; "
+                "run this again when it has ended"
+            )
+        return _train_once(ctx, row, args, model_id, None, progress)
+
+
+def _train_once(
+    ctx: Context,
+    row: Dataset,
+    args: dict[str, Any],
+    model_id: str,
+    rdzv: Rendezvous | None,
+    progress: Progress,
+) -> TrainResult:
+    """Train ``model_id`` unless it exists, and register it (on node 0); see :func:`train`."""
     record = _existing(ctx, model_id)
     created = record is None
     if record is None:
