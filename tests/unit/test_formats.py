@@ -20,6 +20,7 @@ from dataengine.formats import (
     load_annotations,
     next_version,
     save_annotations,
+    sha256_hex,
     validate_document,
 )
 from dataengine.formats.coco import to_coco, xyxy_to_xywh
@@ -137,6 +138,16 @@ def test_save_and_load_versions(store: ObjectStore) -> None:
     assert load_annotations(store, CLIP).version == 2
     assert load_annotations(store, CLIP).source == "review"
     assert load_annotations(store, CLIP, 1) == make_annotations(1)
+
+
+def test_saved_file_holds_the_canonical_bytes(store: ObjectStore) -> None:
+    """save_annotations validates the document it serialises; the file is ``to_json_bytes()``."""
+    annotations = make_annotations(1)
+    saved = save_annotations(store, annotations)
+    data = store.read_bytes(f"annotations/{CLIP}/v0001.json")
+    assert data == annotations.to_json_bytes()
+    assert saved.sha256 == sha256_hex(data)
+    assert json.loads(data)["frames"][1]["boxes"][1]["xyxy"] == [100.0, 100.0, 200.0, 150.0]
 
 
 def test_saving_the_same_version_twice_is_idempotent_but_never_overwrites(store: ObjectStore) -> None:

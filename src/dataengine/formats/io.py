@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataengine.errors import AnnotationValidationError, DataEngineError, FormatError, ObjectNotFoundError
-from dataengine.formats.annotations import NO_LABELS, ClipAnnotations, sha256_hex, validate_document
+from dataengine.formats.annotations import (
+    NO_LABELS,
+    ClipAnnotations,
+    document_bytes,
+    sha256_hex,
+    validate_document,
+)
 from dataengine.storage import ObjectStore
 
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
@@ -60,8 +66,9 @@ def save_annotations(store: ObjectStore, annotations: ClipAnnotations) -> SavedA
             "and are never stored"
         )
     key = annotation_key(annotations.clip_id, annotations.version)
-    data = annotations.to_json_bytes()
-    validate_document(annotations.to_dict(), source_name=store.uri(key))
+    doc = annotations.to_dict()
+    validate_document(doc, source_name=store.uri(key))
+    data = document_bytes(doc)  # the bytes of the document just validated (to_json_bytes' bytes)
     written = store.write_bytes(key, data, exclusive=True)
     return SavedAnnotation(
         clip_id=annotations.clip_id,
