@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from dataengine.errors import AnnotationValidationError
 
 if TYPE_CHECKING:  # jsonschema takes 0.1-0.9 s to import: only invalid documents pay for it now.
     import jsonschema
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_ID = "dataengine.clip-annotations/1"
 Source = Literal["autolabel", "review", "import", "synthetic", "none"]
@@ -214,11 +217,18 @@ def _date_time_formats() -> dict[str, Callable[[str], bool]]:
 
 
 @functools.cache
-def _compiled() -> Callable[[Any], Any]:
+def _compiled() -> Callable[[Any], Any] | None:
     """The same schema compiled to Python by fastjsonschema: 0.4 ms where jsonschema's
-    validator takes 7-15 ms, on a 24-frame autolabel file (docs/performance.md, "Autolabel")."""
-    import fastjsonschema
+    validator takes 7-15 ms, on a 24-frame autolabel file (docs/performance.md, "Autolabel").
 
+    None where fastjsonschema is not installed (an environment made before it was a dependency):
+    jsonschema alone validates there, with the same verdicts at its old speed.
+    """
+    try:
+        import fastjsonschema
+    except ImportError:
+        logger.warning("fastjsonschema is not installed: annotation files are validated by jsonschema alone")
+        return None
     return fastjsonschema.compile(json_schema(), formats=_date_time_formats(), use_default=False)
 
 
@@ -239,10 +249,13 @@ def _holds_tuple(doc: Any) -> bool:
 
 def _schema_accepts(doc: Any) -> bool:
     """Whether the compiled validator accepts ``doc``; its acceptance implies jsonschema's."""
-    import fastjsonschema
+    compiled = _compiled()
+    if compiled is None:
+        return False
+    import fastjsonschema  # imported by _compiled already
 
     try:
-        _compiled()(doc)
+        compiled(doc)
     except fastjsonschema.JsonSchemaValueException:
         return False
     return not _holds_tuple(doc)
