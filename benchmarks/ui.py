@@ -36,6 +36,7 @@ from dataengine.config import Settings
 from dataengine.context import Context
 from dataengine.lineage.clips import recount_event_days
 from dataengine.lineage.models import AnnotationVersion, Clip, ClipEvent, Model, TriggerScore, Video
+from dataengine.lineage.review_totals import recount_review_totals
 
 BUDGET_S = 0.5
 CLIPS_PER_VIDEO = 100
@@ -199,9 +200,11 @@ def populate(ctx: Context, n_clips: int) -> None:
         with ctx.db.session() as session:
             for name, table in tables.items():
                 session.execute(insert(table), batch[name])
-    # The events went in past lineage.clips: count them per day as its writes would have.
+    # The events went in past lineage.clips: count them per day, and the reviews per model, as its
+    # writes would have.
     with ctx.db.session() as session:
         recount_event_days(session)
+        recount_review_totals(session.connection())
 
 
 FAST_FILL_SQL = """
@@ -309,6 +312,7 @@ def populate_postgres(ctx: Context, n_clips: int) -> None:
     }
     with ctx.db.session() as session:
         session.execute(text(FAST_FILL_SQL), params)
+        recount_review_totals(session.connection())  # the models page's totals, as the writes keep them
     with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE"))
 
@@ -371,21 +375,24 @@ def _postgres() -> Iterator[str | None]:
         admin.dispose()
 
 
-def bench(url: str, store: Path, n_clips: int, rounds: int) -> list[tuple[str, list[float], list[float]]]:
-    """Fill once, then per round a new engine and app (so every first request opens its connection and
-    compiles its template as after a server start): per page, the first-request and best-of-three
-    seconds of every round."""
+def bench(
+    url: str, store: Path, n_clips: int, rounds: int, *, fill: bool = True
+) -> list[tuple[str, list[float], list[float]]]:
+    """Fill once (unless ``fill`` is False: a database filled before), then per round a new engine and
+    app (so every first request opens its connection and compiles its template as after a server
+    start): per page, the first-request and best-of-three seconds of every round."""
     settings = Settings(database_url=url, storage_url=f"file://{store}")
-    ctx = Context.create(settings, run_id="bench/ui")
-    try:
-        started = time.perf_counter()
-        if ctx.db.engine.dialect.name == "postgresql":
-            populate_postgres(ctx, n_clips)
-        else:
-            populate(ctx, n_clips)
-        print(f"{ctx.db!r}: {n_clips} clips inserted in {time.perf_counter() - started:.1f} s")
-    finally:
-        ctx.close()
+    if fill:
+        ctx = Context.create(settings, run_id="bench/ui")
+        try:
+            started = time.perf_counter()
+            if ctx.db.engine.dialect.name == "postgresql":
+                populate_postgres(ctx, n_clips)
+            else:
+                populate(ctx, n_clips)
+            print(f"{ctx.db!r}: {n_clips} clips inserted in {time.perf_counter() - started:.1f} s")
+        finally:
+            ctx.close()
     colds: dict[str, list[float]] = {}
     warms: dict[str, list[float]] = {}
     for _ in range(rounds):
@@ -401,12 +408,17 @@ def bench(url: str, store: Path, n_clips: int, rounds: int) -> list[tuple[str, l
 
 
 def measure(
-    n_clips: int, *, postgres: bool = True, sqlite: bool = True, rounds: int = 1
+    n_clips: int, *, postgres: bool = True, sqlite: bool = True, rounds: int = 1, url: str | None = None
 ) -> list[tuple[str, str, list[float], list[float]]]:
     """``(backend, path, first-request s per round, warm s per round)`` for every page on SQLite and,
-    when reachable, PostgreSQL."""
+    when reachable, PostgreSQL; or on the database ``url`` filled before with ``n_clips`` clips."""
     out = []
     with tempfile.TemporaryDirectory(prefix="dataengine-bench-ui-") as tmp:
+        if url is not None:
+            backend = make_url(url).get_backend_name()
+            for path, colds, warms in bench(url, Path(tmp) / "store", n_clips, rounds, fill=False):
+                out.append((backend, path, colds, warms))
+            return out
         backends = [("SQLite", f"sqlite:///{tmp}/lineage.db")] if sqlite else []
         with _postgres() if postgres else nullcontext(None) as pg_url:
             if pg_url:
@@ -436,9 +448,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="app starts, each timing every page")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only (e.g. at 1M clips)")
+    parser.add_argument(
+        "--database-url", help="time the pages on this database, filled before with --clips clips (kept)"
+    )
     args = parser.parse_args()
     print(f"before: {load_text()}")
-    table = measure(args.clips, postgres=not args.no_postgres, sqlite=not args.no_sqlite, rounds=args.rounds)
+    table = measure(
+        args.clips,
+        postgres=not args.no_postgres,
+        sqlite=not args.no_sqlite,
+        rounds=args.rounds,
+        url=args.database_url,
+    )
     print(f"after: {load_text()}")
     print(f"{'backend':<9} {'page':<52} {'first ms median (min-max)':>26} {'then ms':>8} {'ratio':>6}")
     for backend, path, colds, warms in table:

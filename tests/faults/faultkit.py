@@ -354,6 +354,43 @@ def _event_days_check(days: list[dict[str, Any]], events: list[dict[str, Any]]) 
     return f"differs from clip_events: counted in excess {extra}, not counted {missing}"
 
 
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        return None
+
+
+def _review_totals_check(rows: Mapping[str, list[dict[str, Any]]]) -> str:
+    """ "matches the reviews", or how the models page's review totals differ from counting the reviews
+    in the rows as the page's former query did (lineage.review_totals.review_rows)."""
+    versions = {(v["clip_id"], v["version"]): v for v in rows.get("annotation_versions", [])}
+    with_review = {v["clip_id"] for v in versions.values() if v["source"] == "review"}
+    counted: dict[tuple[str, str], list[int]] = {}
+    for event in rows.get("clip_events", []):
+        if event["stage"] != "reviewed" or event["status"] != "ok" or event["clip_id"] not in with_review:
+            continue
+        details = event["details"] or {}
+        review = versions.get((event["clip_id"], _as_int(details.get("version"))))
+        parent = review and versions.get((event["clip_id"], review["parent_version"]))
+        if parent is None:
+            continue
+        for model_id in (parent["producer"] or {}).get("models", []):
+            entry = counted.setdefault((event["clip_id"], str(model_id)), [0, 0, 0])
+            entry[0] += 1
+            entry[1] += _as_int(details.get("boxes_changed")) or 0
+            entry[2] += parent["n_boxes"]
+    keys = ("reviews", "boxes_changed", "boxes_proposed")
+    per_clip = {(r["clip_id"], r["model_id"]): [r[k] for k in keys] for r in rows["clip_review_totals"]}
+    per_model = {r["model_id"]: [r[k] for k in keys] for r in rows.get("model_review_totals", [])}
+    summed: dict[str, list[int]] = {}
+    for (_, model_id), values in counted.items():
+        summed[model_id] = [a + b for a, b in zip(summed.get(model_id, [0, 0, 0]), values, strict=True)]
+    if per_clip == counted and per_model == summed:
+        return "matches the reviews"
+    return f"differs from the reviews: per clip {per_clip} != {counted}, per model {per_model} != {summed}"
+
+
 def canonical(rows: dict[str, list[dict[str, Any]]], objects: Mapping[str, bytes], store_url: str) -> State:
     """Rows without their times, run ids and serial ids; objects by sha256 (JSON without times,
     ``clip.mp4`` by frames, ``.npz`` by arrays). The store's URL is replaced, and so is every object's
@@ -376,6 +413,11 @@ def canonical(rows: dict[str, list[dict[str, Any]]], objects: Mapping[str, bytes
         out_rows["clip_event_days"] = [
             _event_days_check(rows.pop("clip_event_days"), rows.get("clip_events", []))
         ]
+    if "clip_review_totals" in rows:
+        # The models page's review totals: a function of the reviews and versions there are.
+        out_rows["review_totals"] = [_review_totals_check(rows)]
+        rows.pop("clip_review_totals")
+        rows.pop("model_review_totals", None)
     for table, found in rows.items():
         serial = table in {
             "clip_events",

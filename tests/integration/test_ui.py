@@ -24,6 +24,7 @@ from dataengine.formats import annotation_key, load_annotations
 from dataengine.lineage.clips import clip_events, set_stage
 from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent
 from dataengine.lineage.quarantine import quarantine
+from dataengine.lineage.views.reports import quarantine_list
 from ui_scene import BUDGET, EXPORT_RUN, INGEST_RUN, SCORES, VIDEO_ID, Scene, build_scene
 
 pytestmark = pytest.mark.airflow
@@ -348,6 +349,21 @@ def test_funnel_lists_recent_quarantine(sqlite_client: TestClient, ctx: Context)
     assert "truncated &lt;JPEG&gt;" in page
     assert f'<a href="/clips/{clip_id}">{clip_id}</a>' in page
     assert '">quarantined</a></td><td>1</td>' in page  # the clip left the funnel
+
+
+def test_status_api_lists_the_last_20_quarantined_inputs(sqlite_client: TestClient, ctx: Context) -> None:
+    """``/api/status`` reads the newest 20 by id: the same items, in the same order (oldest first), as
+    the last 20 of the whole list it used to load."""
+    with ctx.db.session() as session:
+        for n in (*range(24, 19, -1), *range(20)):  # ids and names in different orders
+            quarantine(
+                session, kind="video", input=f"landing/bad-{n:02d}.mp4", reason=f"r{n}", stage="ingest"
+            )
+    status = sqlite_client.get("/api/status").json()
+    with ctx.db.session() as session:
+        assert status["quarantine"] == quarantine_list(session)[-20:]
+    assert [item["input"] for item in status["quarantine"]] == [f"landing/bad-{n:02d}.mp4" for n in range(20)]
+    assert status["quarantined"] == 25
 
 
 def test_funnel_counts_the_events_of_its_window_and_new_ones(sqlite_client: TestClient, ctx: Context) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from dataengine.errors import LineageError
 from dataengine.formats import SavedAnnotation
 from dataengine.lineage.models import AnnotationVersion
+from dataengine.lineage.review_totals import refresh_review_totals
 from dataengine.lineage.upsert import insert_if_absent
 
 
@@ -53,6 +54,9 @@ def record_annotation(
             f"annotation {clip_id} v{version} is registered with sha256 {row.sha256}, not {sha256}; "
             "annotation versions are immutable"
         )
+    if created:
+        # A new version can make a review of the clip count (or be the review): the models page's totals.
+        refresh_review_totals(session.connection(), [clip_id])
     return row, created
 
 

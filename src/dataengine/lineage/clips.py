@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dataengine.errors import LineageError, NotFoundError
-from dataengine.lineage.models import CLIP_STAGES, Clip, ClipEvent, ClipEventDay, utcnow
+from dataengine.lineage.models import CLIP_STAGES, AnnotationVersion, Clip, ClipEvent, ClipEventDay, utcnow
+from dataengine.lineage.review_totals import refresh_review_totals
 from dataengine.lineage.upsert import insert_if_absent
 
 
@@ -179,6 +180,7 @@ def set_stages(
     _insert_events(session, changes, run_id, actor, now, postgres=postgres)
     day, run_key = now.date(), day_run_key(run_id)
     count_events(session, Counter((day, c.stage, c.status, run_key) for c in changes))
+    refresh_review_totals(session.connection(), [c.clip_id for c in changes if is_review(c.stage, c.status)])
     # The UPDATE went past the ORM: clips this session already holds must show their new stage.
     for held in list(session.identity_map.values()):
         if isinstance(held, Clip) and held.id in final:
@@ -304,9 +306,23 @@ def count_events(session: Session, counts: Counter[DayKey]) -> None:
 
 def count_flushed_events(session: Session, _flush_context: Any) -> None:
     """After-flush hook of the lineage sessions (``Database``): every event the ORM inserted is counted
-    in ``clip_event_days`` in the same transaction, whoever added it."""
+    in ``clip_event_days`` in the same transaction, whoever added it; and the review totals of the
+    clips whose ``reviewed`` events or annotation versions it inserted are recomputed."""
     counts = Counter(_day_key(obj) for obj in session.new if isinstance(obj, ClipEvent))
     count_events(session, counts)
+    reviews = [
+        obj.clip_id
+        for obj in session.new
+        if isinstance(obj, AnnotationVersion)
+        or (isinstance(obj, ClipEvent) and is_review(obj.stage, obj.status))
+    ]
+    if reviews:
+        refresh_review_totals(session.connection(), reviews)
+
+
+def is_review(stage: str, status: str) -> bool:
+    """Whether an event can count on the models page (``lineage.review_totals``)."""
+    return stage == "reviewed" and status == "ok"
 
 
 def recount_event_days(session: Session) -> None:

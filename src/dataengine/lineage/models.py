@@ -164,6 +164,33 @@ Index(
 )
 
 
+class ClipReviewTotal(Base):
+    """One clip's reviews of one producer model's autolabels, as the models page counts them: how many,
+    the boxes reviewers changed and the boxes the model had proposed. Recomputed for a clip whenever a
+    ``reviewed`` event or an annotation version of it is written (``lineage.review_totals``), in the
+    same transaction; the difference goes to :class:`ModelReviewTotal`."""
+
+    __tablename__ = "clip_review_totals"
+
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    # The producer's model id as the annotation names it: not a foreign key, the model may be unknown.
+    model_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    reviews: Mapped[int] = mapped_column(Integer)
+    boxes_changed: Mapped[int] = mapped_column(Integer)
+    boxes_proposed: Mapped[int] = mapped_column(Integer)
+
+
+class ModelReviewTotal(Base):
+    """The sums of :class:`ClipReviewTotal` per model: the models page's edit rates, one row a model."""
+
+    __tablename__ = "model_review_totals"
+
+    model_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    reviews: Mapped[int] = mapped_column(Integer)
+    boxes_changed: Mapped[int] = mapped_column(Integer)
+    boxes_proposed: Mapped[int] = mapped_column(Integer)
+
+
 class TriggerScore(Base):
     __tablename__ = "trigger_scores"
     __table_args__ = (UniqueConstraint("clip_id", "trigger", "model_key"),)

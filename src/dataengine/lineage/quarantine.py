@@ -46,6 +46,10 @@ def quarantine(
     return item
 
 
-def list_quarantine(session: Session) -> list[QuarantineItem]:
-    """Every quarantined input, oldest first."""
-    return list(session.scalars(select(QuarantineItem).order_by(QuarantineItem.id)))
+def list_quarantine(session: Session, *, last: int | None = None) -> list[QuarantineItem]:
+    """Every quarantined input, oldest first; only the ``last`` ones (newest by id) when given, read
+    from the end of the primary key instead of the whole table."""
+    if last is None:
+        return list(session.scalars(select(QuarantineItem).order_by(QuarantineItem.id)))
+    newest = session.scalars(select(QuarantineItem).order_by(QuarantineItem.id.desc()).limit(last))
+    return list(reversed(list(newest)))

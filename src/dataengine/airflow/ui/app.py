@@ -254,7 +254,7 @@ def status(ctx: CtxDep) -> dict[str, Any]:
 
     with ctx.db.session() as session:
         summary = status_summary(session)
-        summary["quarantine"] = quarantine_list(session)[-20:]
+        summary["quarantine"] = quarantine_list(session, last=20)
     return summary
 
 

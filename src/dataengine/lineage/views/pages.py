@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from dataengine.lineage.models import (
     CLIP_STAGES,
-    AnnotationVersion,
     Clip,
     ClipEvent,
     Model,
@@ -18,6 +17,7 @@ from dataengine.lineage.models import (
     TriggerScore,
     Video,
 )
+from dataengine.lineage.review_totals import model_review_totals
 
 #: The loop's stages as the funnel shows them (the side exits are counted, not drawn as steps).
 FUNNEL_STAGES = CLIP_STAGES[:7]
@@ -163,39 +163,12 @@ class ModelRow:
 
 
 def models_overview(session: Session) -> list[ModelRow]:
-    """Every model, oldest first, with the review edit rate of the autolabels it produced."""
+    """Every model, oldest first, with the review edit rate of the autolabels it produced (the totals
+    the review writes keep per model, ``lineage.review_totals``: one row a model, not every review)."""
     models = list(session.scalars(select(Model).order_by(Model.created_at, Model.id)))
     rows = {model.id: ModelRow(model) for model in models}
-    # The `reviewed` events are reached through the clip index from the review versions (never a scan
-    # of every event), joined to the version the reviewer corrected, and summed per producer in SQL.
-    reviewed = (
-        select(
-            ClipEvent.clip_id,
-            ClipEvent.details["version"].as_integer().label("version"),
-            ClipEvent.details["boxes_changed"].as_integer().label("changed"),
-        )
-        .where(
-            ClipEvent.clip_id.in_(
-                select(AnnotationVersion.clip_id).where(AnnotationVersion.source == "review")
-            ),
-            ClipEvent.stage == "reviewed",
-            ClipEvent.status == "ok",
-        )
-        .subquery()
-    )
-    review, parent = aliased(AnnotationVersion), aliased(AnnotationVersion)
-    query = (
-        select(parent.producer, func.count(), func.sum(parent.n_boxes), func.sum(reviewed.c.changed))
-        .select_from(reviewed)
-        .join(review, and_(review.clip_id == reviewed.c.clip_id, review.version == reviewed.c.version))
-        .join(parent, and_(parent.clip_id == review.clip_id, parent.version == review.parent_version))
-        .group_by(parent.producer)
-    )
-    for producer, n_reviews, n_boxes, n_changed in session.execute(query):
-        for model_id in (producer or {}).get("models", []):
-            row = rows.get(str(model_id))
-            if row is not None:
-                row.reviews += int(n_reviews)
-                row.boxes_changed += int(n_changed or 0)
-                row.boxes_proposed += int(n_boxes or 0)
+    for model_id, (reviews, changed, proposed) in model_review_totals(session.connection()).items():
+        row = rows.get(model_id)
+        if row is not None:
+            row.reviews, row.boxes_changed, row.boxes_proposed = reviews, changed, proposed
     return list(rows.values())
