@@ -22,7 +22,9 @@ from dataengine.errors import ConfigError, DataEngineError
 from dataengine.progress import terminal_progress
 
 if TYPE_CHECKING:  # The engine (SQLAlchemy, settings, storage) loads only when a command needs it.
+    from dataengine.config import Settings
     from dataengine.context import Context
+    from dataengine.ingest.ahead import DecodeAhead
 
 app = typer.Typer(
     name="dataengine",
@@ -82,11 +84,11 @@ def _exit_code(exc: DataEngineError) -> int:
 
 
 @contextmanager
-def _context() -> Iterator[Context]:
+def _context(settings: Settings | None = None) -> Iterator[Context]:
     from dataengine.context import Context
 
     try:
-        ctx = Context.create()
+        ctx = Context.create(settings)
     except DataEngineError as exc:
         _fail(str(exc), _exit_code(exc))
     try:
@@ -189,21 +191,46 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Cut videos into clips, sample frames and register everything in lineage."""
-    from dataengine.ingest import ingest as run_ingest
+    ahead, settings = _decode_ahead(inputs, clip_seconds, sample_fps)
+    try:
+        from dataengine.ingest import ingest as run_ingest
 
-    with _context() as ctx, terminal_progress(not as_json) as progress:
-        report = run_ingest(
-            ctx,
-            inputs or None,
-            clip_seconds=clip_seconds,
-            sample_fps=sample_fps,
-            repair=repair,
-            progress=progress,
-        )
+        with _context(settings) as ctx, terminal_progress(not as_json) as progress:
+            report = run_ingest(
+                ctx,
+                inputs or None,
+                clip_seconds=clip_seconds,
+                sample_fps=sample_fps,
+                repair=repair,
+                progress=progress,
+                ahead=ahead,
+            )
+    finally:
+        if ahead is not None:
+            ahead.close()
     _emit(report.to_dict(), as_json, lambda _: report.summary())
     # Named inputs that all failed, or a landing folder whose new videos were all refused.
     if (inputs or report.quarantined) and not report.did_anything:
         raise typer.Exit(1)
+
+
+def _decode_ahead(
+    inputs: list[str] | None, clip_seconds: float | None, sample_fps: float | None
+) -> tuple[DecodeAhead | None, Settings | None]:
+    """Start decoding the first input when it is a local file, before the database layer is imported
+    (ingest/ahead.py); the settings read for it, to be used for the rest of the command."""
+    if not inputs:
+        return None, None
+    from dataengine.config import load_settings
+    from dataengine.ingest.ahead import DecodeAhead
+    from dataengine.ingest.prepare import ingest_params
+
+    try:
+        settings = load_settings()
+        params = ingest_params(settings, clip_seconds, sample_fps)
+    except DataEngineError:
+        return None, None  # Reported by the command itself, as without decoding ahead.
+    return DecodeAhead.start(inputs[0], params), settings
 
 
 triggers_app = typer.Typer(

@@ -10,7 +10,7 @@ import pytest
 
 from cli_process import run_cli
 from dataengine.context import Context
-from dataengine.ingest import discovery, hashcache, ingest, pipeline, probe
+from dataengine.ingest import discovery, hashcache, ingest, prepare, probe
 from dataengine.lineage.quarantine import list_quarantine
 from dataengine.synthetic import SyntheticScene, render_video, write_landing
 
@@ -42,7 +42,7 @@ def test_folders_links_pipes_and_vanishing_files_are_quarantined(
             path.unlink()  # gone between hashing it and reading it for the cut
         real_sniff(path, name=name)
 
-    monkeypatch.setattr(pipeline, "sniff", vanish_first)
+    monkeypatch.setattr(prepare, "sniff", vanish_first)
     named = [str(p) for p in (first, folder, link, pipe, vanishing, last)]
 
     report = ingest(ctx, named, clip_seconds=1.0)

@@ -4,10 +4,15 @@
 See ``docs/ingest.md`` for what is written where and why an input is quarantined.
 """
 
-from dataengine.ingest.discovery import FINAL_STATUSES, discover, landing_videos
-from dataengine.ingest.pipeline import ingest
-from dataengine.ingest.record import QUARANTINE_STAGE, quarantine_key
-from dataengine.ingest.report import IngestReport, QuarantinedInput
+from typing import TYPE_CHECKING
+
+from dataengine.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from dataengine.ingest.discovery import FINAL_STATUSES, discover, landing_videos
+    from dataengine.ingest.pipeline import ingest
+    from dataengine.ingest.record import QUARANTINE_STAGE, quarantine_key
+    from dataengine.ingest.report import IngestReport, QuarantinedInput
 
 __all__ = [
     "FINAL_STATUSES",
@@ -19,3 +24,19 @@ __all__ = [
     "landing_videos",
     "quarantine_key",
 ]
+
+# Loaded on first use: the CLI starts decoding (ingest/ahead.py) before the lineage database layer,
+# which discovery and the pipeline import, is loaded.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "FINAL_STATUSES": "discovery",
+        "discover": "discovery",
+        "landing_videos": "discovery",
+        "ingest": "pipeline",
+        "QUARANTINE_STAGE": "record",
+        "quarantine_key": "record",
+        "IngestReport": "report",
+        "QuarantinedInput": "report",
+    },
+)

@@ -122,10 +122,18 @@ class ClipWriter:
     def _local_video(self) -> Path:
         return self.workdir / f"{self.clip_id}.mp4"
 
-    def add(self, number: int, frame: av.VideoFrame) -> None:
-        """Append frame ``number`` of the video (the next one of the clip)."""
+    def add(self, number: int, frame: av.VideoFrame | None) -> None:
+        """Append frame ``number`` of the video (the next one of the clip).
+
+        ``frame`` may be None only for a frame whose pixels are not used: not sampled, in a copied clip.
+        """
         position = number - self.start_frame
         sampled = self._sampler.take(number)
+        if frame is None:
+            if sampled or self.encoding != COPY:
+                raise RuntimeError(f"frame {number} of {self.facts.source_uri} came without its pixels")
+            self.next_frame = number + 1
+            return
         if sampled and self.keep_thumbnails:
             self.thumbnails.append(thumbnail(frame))
         if self.encoding != COPY:

@@ -145,6 +145,7 @@ class Cutter:
             self._scene_cut_at = None
 
     def _watch_scene(self, number: int, decoded: DecodedFrame) -> None:
+        assert decoded.frame is not None, "scene cuts look at every frame's pixels"
         thumb = thumbnail(decoded.frame)
         previous, self._previous_thumb = self._previous_thumb, thumb
         if previous is None or self._open is None:

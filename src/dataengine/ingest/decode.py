@@ -21,10 +21,13 @@ from dataengine.ingest.probe import ffmpeg_message
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
-    """A decoded frame, its number in the video (from 0), and whether the decoder marked it corrupt."""
+    """A decoded frame, its number in the video (from 0), and whether the decoder marked it corrupt.
+
+    ``frame`` is None for a frame whose pixels nothing uses, passed on without them (ingest/ahead.py).
+    """
 
     number: int
-    frame: av.VideoFrame
+    frame: av.VideoFrame | None
     corrupt: bool
 
 

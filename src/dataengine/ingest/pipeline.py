@@ -10,25 +10,22 @@ its clean clips and records the damaged stretches.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import NDArray
-
-from dataengine.config import Settings
 from dataengine.context import Context
-from dataengine.errors import ConfigError, InputRejectedError
-from dataengine.ingest.clipper import Sampling, VideoFacts
-from dataengine.ingest.cutter import CutOptions, Cutter, Gap
-from dataengine.ingest.decode import DecodeLog, decode_frames
+from dataengine.errors import InputRejectedError
+from dataengine.ingest.ahead import DecodeAhead
+from dataengine.ingest.clipper import VideoFacts
+from dataengine.ingest.cutter import Cutter, Gap
+from dataengine.ingest.decode import DecodedFrame, DecodeLog, decode_frames
 from dataengine.ingest.discovery import discover_with_hashes
 from dataengine.ingest.frames import JpegWriter
 from dataengine.ingest.hashcache import HashCache, key_fingerprint
-from dataengine.ingest.index import FrameIndex, scan
-from dataengine.ingest.plan import ClipPlan, plan_clips
-from dataengine.ingest.probe import VideoInfo, open_video, probe, sniff
+from dataengine.ingest.index import FrameIndex
+from dataengine.ingest.prepare import Params, Prepared, ingest_params, prepare_video
+from dataengine.ingest.probe import VideoInfo
 from dataengine.ingest.record import (
     QUARANTINE_STAGE,
     Identity,
@@ -43,56 +40,11 @@ from dataengine.ingest.record import (
     register_video,
 )
 from dataengine.ingest.report import IngestReport, QuarantinedInput
-from dataengine.ingest.skipping import frames_to_skip, needed_frames
-from dataengine.ingest.sources import compile_path_pattern, recording_info, resolve_input, source_sha256
+from dataengine.ingest.sources import recording_info, resolve_input, source_sha256
 from dataengine.lineage.videos import get_video, list_videos
 from dataengine.progress import NO_PROGRESS, Progress
 
 __all__ = ["QUARANTINE_STAGE", "ingest", "quarantine_key"]
-# Codecs an MP4 holds as they are: clips of these are cut by stream copy where the keyframes allow.
-_COPYABLE = {"h264", "hevc", "mpeg4", "av1", "vp9"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Params:
-    clip_seconds: float
-    sampling: Sampling
-    max_resolution: int
-    keyframe_tolerance: float
-    codecs: list[str]
-    workers: int
-    cut: CutOptions
-    skip_frames: bool
-
-
-def _params(settings: Settings, clip_seconds: float | None, sample_fps: float | None) -> _Params:
-    params = _Params(
-        clip_seconds=settings.clip_seconds if clip_seconds is None else clip_seconds,
-        sampling=Sampling(
-            sample_fps=settings.sample_fps if sample_fps is None else sample_fps,
-            jpeg_quality=settings.jpeg_quality,
-            max_side=settings.jpeg_max_side or None,
-        ),
-        max_resolution=settings.max_resolution,
-        keyframe_tolerance=settings.keyframe_tolerance,
-        codecs=list(settings.ingest_codecs),
-        workers=settings.ingest_jpeg_workers,
-        skip_frames=settings.ingest_skip_frames,
-        cut=CutOptions(
-            split_on_scene_cuts=settings.split_on_scene_cuts,
-            scene_cut_threshold=settings.scene_cut_threshold,
-            min_clip_seconds=settings.min_clip_seconds,
-            drop_duplicate_clips=settings.drop_duplicate_clips,
-            duplicate_threshold=settings.duplicate_threshold,
-        ),
-    )
-    if params.clip_seconds <= 0 or params.sampling.sample_fps < 0:
-        raise ConfigError(
-            "ingest needs clip_seconds > 0 and sample_fps >= 0, "
-            f"got {params.clip_seconds} and {params.sampling.sample_fps}"
-        )
-    compile_path_pattern(settings.ingest_path_pattern)  # A bad pattern fails before any work.
-    return params
 
 
 def ingest(
@@ -103,6 +55,7 @@ def ingest(
     sample_fps: float | None = None,
     repair: bool = False,
     progress: Progress = NO_PROGRESS,
+    ahead: DecodeAhead | None = None,
 ) -> IngestReport:
     """Ingest ``inputs`` (store keys, store URIs or local paths), or every new landing video when None.
 
@@ -110,9 +63,26 @@ def ingest(
     a clip left incomplete by a killed run is redone. A named input that was ingested already is
     checked: clips whose objects are missing (deleted by hand) are rebuilt from the source. With
     ``repair`` and no inputs, every ingested video in lineage is checked that way. ``progress`` counts
-    the inputs.
+    the inputs. ``ahead`` is a video already being decoded (``ingest/ahead.py``): its frames are used
+    when the pipeline gets to that file with the same parameters; it is stopped in any case.
     """
-    params = _params(ctx.settings, clip_seconds, sample_fps)
+    try:
+        return _ingest(ctx, inputs, clip_seconds, sample_fps, repair, progress, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _ingest(
+    ctx: Context,
+    inputs: Sequence[str] | None,
+    clip_seconds: float | None,
+    sample_fps: float | None,
+    repair: bool,
+    progress: Progress,
+    ahead: DecodeAhead | None,
+) -> IngestReport:
+    params = ingest_params(ctx.settings, clip_seconds, sample_fps)
     todo: list[tuple[str, str | None]]
     if inputs is not None:
         todo = [(raw, None) for raw in inputs]
@@ -126,7 +96,9 @@ def ingest(
     for raw, sha256 in todo:
         progress.advance(0, description=f"ingest {raw.rsplit('/', 1)[-1]}")
         check = repair or inputs is not None
-        _ingest_input(ctx, raw, sha256=sha256, params=params, report=report, cache=cache, check=check)
+        _ingest_input(
+            ctx, raw, sha256=sha256, params=params, report=report, cache=cache, check=check, ahead=ahead
+        )
         progress.advance()
     cache.save()
     return report
@@ -156,10 +128,11 @@ def _ingest_input(
     raw: str,
     *,
     sha256: str | None,
-    params: _Params,
+    params: Params,
     report: IngestReport,
     cache: HashCache,
     check: bool,
+    ahead: DecodeAhead | None,
 ) -> None:
     try:
         identity = _identify(ctx, raw, sha256, cache)
@@ -172,11 +145,17 @@ def _ingest_input(
         if not held:
             report.busy_videos.append(identity.video_id)
             return
-        _ingest_video(ctx, identity, params=params, report=report, check=check)
+        _ingest_video(ctx, identity, params=params, report=report, check=check, ahead=ahead)
 
 
 def _ingest_video(
-    ctx: Context, identity: Identity, *, params: _Params, report: IngestReport, check: bool
+    ctx: Context,
+    identity: Identity,
+    *,
+    params: Params,
+    report: IngestReport,
+    check: bool,
+    ahead: DecodeAhead | None,
 ) -> None:
     only: set[str] | None = None
     with ctx.db.session() as session:
@@ -191,7 +170,9 @@ def _ingest_video(
         register_video(session, identity, status="ingesting")
     uri = identity.source.uri
     try:
-        facts, index, gaps, log = _cut_video(ctx, identity, params=params, report=report, only=only)
+        facts, index, gaps, log = _cut_video(
+            ctx, identity, params=params, report=report, only=only, ahead=ahead
+        )
     except InputRejectedError as exc:
         quarantine_input(ctx, report, input_name=uri, reason=exc.reason, identity=identity)
         return
@@ -208,7 +189,7 @@ def _ingest_video(
     (report.videos if only is None else report.repaired_videos).append(identity.video_id)
 
 
-def _recorded_params(ctx: Context, video_id: str, params: _Params) -> _Params:
+def _recorded_params(ctx: Context, video_id: str, params: Params) -> Params:
     """``params`` with the clip length and sampling rate the video was first ingested with, so that a
     repair cuts the same clips."""
     recorded = recorded_ingest_details(ctx, video_id)
@@ -221,18 +202,26 @@ def _recorded_params(ctx: Context, video_id: str, params: _Params) -> _Params:
 
 
 def _cut_video(
-    ctx: Context, identity: Identity, *, params: _Params, report: IngestReport, only: set[str] | None
+    ctx: Context,
+    identity: Identity,
+    *,
+    params: Params,
+    report: IngestReport,
+    only: set[str] | None,
+    ahead: DecodeAhead | None,
 ) -> tuple[VideoFacts, FrameIndex, list[Gap], DecodeLog]:
     """Decode and clip one video; returns its facts, frame index, damaged stretches and decoder log."""
     name = identity.source.uri
     with identity.source.local_file(ctx.store) as path:
-        sniff(path, name=name)
-        with open_video(path, name=name) as container:
-            info = probe(
-                container, path, name=name, max_resolution=params.max_resolution, codecs=params.codecs
-            )
-            index = scan(path, name=name, fps=info.fps)
-            facts = _facts(identity, info, path)
+        taken = None if ahead is None else ahead.take(path, params)
+        if taken is None:
+            prepared = prepare_video(path, name=name, params=params)
+            log = DecodeLog()
+            frames = _decode(prepared, log)
+        else:
+            prepared, frames, log = taken
+        try:
+            facts = _facts(identity, prepared.info, path)
             recorder = LineageRecorder(
                 ctx,
                 report,
@@ -244,54 +233,39 @@ def _cut_video(
                 max_side=params.sampling.max_side,
                 workers=params.workers,
             )
-            log = DecodeLog()
-            plan = plan_clips(index, clip_seconds=params.clip_seconds, tolerance=params.keyframe_tolerance)
-            options = _cut_options(params.cut, copyable=info.codec in _COPYABLE)
-            skip = _frames_to_skip(index, plan, params, options)
+            index = prepared.index
             with tempfile.TemporaryDirectory(prefix="dataengine-ingest-") as workdir:
                 cutter = Cutter(
                     store=ctx.store,
                     facts=facts,
                     index=index,
-                    plan=plan,
+                    plan=prepared.plan,
                     sampling=params.sampling,
-                    options=options,
+                    options=prepared.options,
                     jpegs=jpegs,
                     workdir=Path(workdir),
                     recorder=recorder,
                     only=only,
-                    skip=skip,
+                    skip=prepared.skip,
                 )
                 try:
-                    for decoded in decode_frames(container, info.stream, index, log, skip):
+                    for decoded in frames:
                         cutter.push(decoded)
                     cutter.close()
                 finally:
                     cutter.abort()
                     jpegs.close()
+        finally:
+            if taken is not None:
+                assert ahead is not None
+                ahead.close()  # Joins the decoder thread before the file is closed.
+            prepared.close()
     _check_decoded(name, log, cutter, index)
     return facts, index, cutter.gaps, log
 
 
-def _frames_to_skip(
-    index: FrameIndex, plan: ClipPlan, params: _Params, options: CutOptions
-) -> NDArray[np.bool_] | None:
-    """Frames the decoder can leave out; none when scene cuts are looked for (every frame counts)."""
-    if not params.skip_frames or options.split_on_scene_cuts:
-        return None
-    needed = needed_frames(index, plan, sample_fps=params.sampling.sample_fps, copyable=options.copyable)
-    return frames_to_skip(index, needed)
-
-
-def _cut_options(options: CutOptions, *, copyable: bool) -> CutOptions:
-    return CutOptions(
-        split_on_scene_cuts=options.split_on_scene_cuts,
-        scene_cut_threshold=options.scene_cut_threshold,
-        min_clip_seconds=options.min_clip_seconds,
-        drop_duplicate_clips=options.drop_duplicate_clips,
-        duplicate_threshold=options.duplicate_threshold,
-        copyable=copyable,
-    )
+def _decode(prepared: Prepared, log: DecodeLog) -> Iterator[DecodedFrame]:
+    return decode_frames(prepared.container, prepared.info.stream, prepared.index, log, prepared.skip)
 
 
 def _facts(identity: Identity, info: VideoInfo, path: Path) -> VideoFacts:
