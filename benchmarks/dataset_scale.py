@@ -425,21 +425,50 @@ def _fit(points: dict[int, dict[str, float]], key: str, at: int) -> float:
 
 
 def bench_startup(
-    tmp: Path, *, scale: float, reference_scale: float, runs: int = 5, cold: bool = True
+    tmp: Path,
+    *,
+    scale: float,
+    reference_scale: float,
+    runs: int = 5,
+    cold: bool = True,
+    generate_only: bool = False,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Ours at ``scale`` (``runs`` times, each beside an empty loader's run); pycocotools at ``scale`` too,
     or, above ``reference_scale``, measured at ``reference_scale`` and a third of it and extrapolated
     linearly (its memory would not fit beside the other jobs on a shared machine).
+
+    The files are generated in ``tmp/startup`` unless a finished generation of the same size is there
+    (``--data``: generate once outside the benchmark lock, measure under it); ``generate_only`` stops
+    after generating.
     """
     n_clips = max(100, int(FULL_CLIPS * scale))
     step = CHUNK
     top = max(2 * step, round(FULL_CLIPS * reference_scale / step) * step)
     measured_ref = [n_clips] if n_clips <= top else [max(step, round(top / 3 / step) * step), top]
     root = tmp / "startup"
-    root.mkdir()
+    done = root / "generated.json"
+    from dataengine.training.columns import INDEX_FORMAT
+
+    wanted = {"n_clips": n_clips, "index_format": INDEX_FORMAT}
+    if done.is_file() and {k: json.loads(done.read_text()).get(k) for k in wanted} == wanted:
+        sizes = json.loads(done.read_text())
+        print(f"reusing the files generated in {root} ({sizes['generate_s']:.0f} s)")
+    else:
+        sizes = {**_generate_startup(root, n_clips, measured_ref), **wanted}
+        done.write_text(json.dumps(sizes))
+    if generate_only:
+        return [], {"sizes": sizes}
+    return _measure_startup(root, sizes, n_clips, measured_ref, runs=runs, cold=cold)
+
+
+def _generate_startup(root: Path, n_clips: int, measured_ref: list[int]) -> dict[str, Any]:
+    """The start-up benchmark's files in ``root`` (emptied first)."""
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
     started = time.perf_counter()
     sizes = generate(root, n_clips, measured_ref)
-    sizes["generate_s"] = time.perf_counter() - started
     # What the first batches read (2 workers prefetch 2 batches each, and more): their labels and JPEGs.
     read = first_train_samples(root, 4 * BATCH * WORKERS)
     write_read_clips(root, {c for c, _ in read} | {0})
@@ -451,6 +480,14 @@ def bench_startup(
     sizes["index_mb"] = (root / "manifest.index.npz").stat().st_size / 2**20
     with (root / "manifest.jsonl").open() as full:
         (root / "manifest-1.jsonl").write_text(full.readline())
+    sizes["generate_s"] = time.perf_counter() - started
+    return sizes
+
+
+def _measure_startup(
+    root: Path, sizes: dict[str, Any], n_clips: int, measured_ref: list[int], *, runs: int, cold: bool
+) -> tuple[list[Row], dict[str, Any]]:
+    """The timed part of :func:`bench_startup`, on the files generated in ``root``."""
     rounds = []
     for _ in range(runs):
         # The floor first: torch and 2 workers with one clip (an empty loader), then ours.
@@ -653,6 +690,13 @@ def main() -> None:
     parser.add_argument(
         "--no-cold", action="store_true", help="skip the first read of a manifest without index"
     )
+    parser.add_argument(
+        "--data", type=Path,
+        help="keep the generated files in this folder (reused by the next run of the same size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--generate-only", action="store_true", help="only generate the start-up files (with --data)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="also print the raw measurements as JSON")
@@ -666,7 +710,11 @@ def main() -> None:
         only=args.only,
         runs=args.runs,
         cold=not args.no_cold,
+        data=args.data,
+        generate_only=args.generate_only,
     )
+    if args.generate_only:
+        return
     print_table(rows)
     if args.json:
         print(json.dumps(raw, indent=2, default=str))
@@ -679,21 +727,31 @@ def run(
     only: list[str] | None = None,
     runs: int = 5,
     cold: bool = True,
+    data: Path | None = None,
+    generate_only: bool = False,
 ) -> tuple[list[Row], dict[str, Any]]:
-    """Every selected part in a temporary folder, deleted afterwards; the table rows and raw numbers."""
+    """Every selected part in a temporary folder, deleted afterwards (or in ``data``, kept); the table
+    rows and raw numbers."""
     parts: dict[str, Callable[[Path], tuple[list[Row], dict[str, Any]]]] = {
         "startup": lambda t: bench_startup(
-            t, scale=scale, reference_scale=reference_scale, runs=runs, cold=cold
+            t,
+            scale=scale,
+            reference_scale=reference_scale,
+            runs=runs,
+            cold=cold,
+            generate_only=generate_only,
         ),
         "loader": bench_loader,
         "ddp": bench_ddp,
     }
     rows: list[Row] = []
     raw: dict[str, Any] = {}
+    if generate_only:
+        only = ["startup"]
     with tempfile.TemporaryDirectory(prefix="dataengine-dsbench-") as tmp:
         for name, part in parts.items():
             if only is None or name in only:
-                new_rows, raw[name] = part(Path(tmp))
+                new_rows, raw[name] = part(data if data is not None and name == "startup" else Path(tmp))
                 rows += new_rows
     return rows, raw
 

@@ -36,6 +36,11 @@ class FormatError(DataEngineError):
     """A file does not follow its format."""
 
 
+class IndexDamagedError(FormatError):
+    """A manifest's columnar index (derived data) is damaged where a reader read it: the message names
+    the index file, the problem and the fix (delete the index; the next reader parses the manifest)."""
+
+
 class AnnotationValidationError(FormatError):
     """A clip annotation document failed validation.
 

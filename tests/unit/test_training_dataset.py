@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader
 
 from dataengine import clips, formats
-from dataengine.errors import FormatError, ObjectNotFoundError
+from dataengine.errors import FormatError, IndexDamagedError, ObjectNotFoundError
 from dataengine.formats import Box, ClipAnnotations, Frame, sha256_hex
 from dataengine.storage import ObjectStore
 from dataengine.training import ClipFrameDataset, ManifestEntry, collate, manifest_key, read_manifest
@@ -315,6 +317,64 @@ def test_a_second_dataset_is_served_from_the_index_the_first_wrote(
     for i in range(len(first)):
         assert torch.equal(second[i][1]["boxes"], first[i][1]["boxes"])
         assert torch.equal(second[i][1]["labels"], first[i][1]["labels"])
+
+
+def damage_the_index(store: ObjectStore, **changes: Callable[[NDArray[Any]], None]) -> str:
+    """Rewrite the manifest's index with arrays changed in place by ``changes`` and their CRC-32s computed
+    again (as a writer with a bug would write them); the index's URI."""
+    key = columns_module.index_key(MANIFEST)
+    with np.load(io.BytesIO(store.read_bytes(key))) as npz:
+        arrays = {n: npz[n] for n in npz.files if not n.endswith("__crc32") and n != "crc_block"}
+    for name, change in changes.items():
+        change(arrays[name])
+    members: dict[str, Any] = columns_module.with_block_crc32(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **members)
+    store.write_bytes(key, buffer.getvalue())
+    return store.uri(key)
+
+
+def test_a_damaged_index_raises_at_the_samples_that_read_it_never_a_wrong_sample(
+    store: ObjectStore, hand_clips: list[HandClip]
+) -> None:
+    """The index is checked where it is read: the train split's second clip replaced by the val clip
+    fails the two samples of that clip with an error naming the index, in the process and through a
+    DataLoader worker; the other samples are still right."""
+    first = dataset(store)
+    right = [(first.sample(i), first[i][1]["labels"].tolist()) for i in range(len(first))]
+
+    def val_clip_in_train(split_clips: NDArray[Any]) -> None:
+        split_clips[1] = 2
+
+    index_uri = damage_the_index(store, split_clips=val_clip_in_train)
+    train = dataset(store)
+
+    assert len(train) == 5
+    assert [(train.sample(i), train[i][1]["labels"].tolist()) for i in range(3)] == right[:3]
+    for i in (3, 4):
+        with pytest.raises(
+            IndexDamagedError, match=re.escape(index_uri) + r".*clip 2 is listed in the train"
+        ):
+            train[i]
+    loader = DataLoader(train, batch_size=5, num_workers=1, collate_fn=collate)
+    with pytest.raises(IndexDamagedError, match=re.escape(index_uri) + ".*delete it"):
+        next(iter(loader))
+
+
+def test_a_byte_of_the_index_damaged_since_it_was_written_raises_naming_the_index(
+    store: ObjectStore, hand_clips: list[HandClip]
+) -> None:
+    dataset(store)
+    key = columns_module.index_key(MANIFEST)
+    data = bytearray(store.read_bytes(key))
+    with np.load(io.BytesIO(bytes(data))) as npz:
+        frames = npz["frames"].tobytes()
+    data[data.index(frames) + 1] ^= 0x04  # a frame number, its CRC-32 left as it was
+    store.write_bytes(key, bytes(data))
+    train = dataset(store)
+
+    with pytest.raises(IndexDamagedError, match=re.escape(store.uri(key)) + ".* do not match the CRC-32"):
+        train[0]
 
 
 def test_annotation_files_are_read_in_getitem_not_init(

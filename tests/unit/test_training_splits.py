@@ -8,11 +8,12 @@ import json
 import pickle
 import random
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 
-from dataengine.errors import FormatError, StorageError
+from dataengine.errors import FormatError, IndexDamagedError, StorageError
 from dataengine.storage import ObjectStore
 from dataengine.training import columns as columns_module
 from dataengine.training.columns import (
@@ -403,51 +404,210 @@ def test_an_index_copied_from_another_manifest_is_ignored(store: ObjectStore) ->
     assert [columns.clip_ids[i] for i in range(len(columns))] == [e.clip_id for e in ENTRIES[2:]]
 
 
-def broken_indexes(good: bytes) -> dict[str, bytes]:
-    """Damaged copies of a good index: truncated, garbage, a bit flipped, inconsistent arrays, old format."""
+def index_members(good: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(good)) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+        return {name: npz[name] for name in npz.files}
 
-    def saved(*, without: str = "", **changes: np.ndarray) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{k: v for k, v in {**arrays, **changes}.items() if k != without})
-        return buffer.getvalue()
 
-    flipped = bytearray(good)
-    flipped[len(good) // 2] ^= 0xFF
+def saved_index(arrays: dict[str, np.ndarray], *, crc: bool, without: str = "") -> bytes:
+    """An index of ``arrays`` with their blocks' CRC-32s computed again (``crc``: what a writer with a
+    bug would write) or as they were (bytes damaged after writing)."""
+    data = {k: v for k, v in arrays.items() if not k.endswith("__crc32") and k != "crc_block"}
+    members = columns_module.with_block_crc32(data) if crc else arrays
+    kept: dict[str, Any] = {k: v for k, v in members.items() if k != without}
+    buffer = io.BytesIO()
+    np.savez(buffer, **kept)
+    return buffer.getvalue()
+
+
+def broken_at_load(good: bytes) -> dict[str, bytes]:
+    """Damaged copies of a good index whose damage shows in its structure, types, shapes or end points."""
+    arrays = index_members(good)
+
+    def saved(*, without: str = "", crc: bool = True, **changes: np.ndarray) -> bytes:
+        return saved_index({**arrays, **changes}, crc=crc, without=without)
+
+    format_2: dict[str, Any] = {k: v for k, v in arrays.items() if "crc" not in k}
+    format_2["format"] = np.array([2], dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez(buffer, **format_2)
     return {
         "empty": b"",
         "truncated": good[: len(good) // 2],
+        "truncated by a byte": good[:-1],
         "garbage": b"not an index at all",
-        "bit flipped": bytes(flipped),
         "frames short": saved(frames=arrays["frames"][:-1]),
+        "frames short, old CRC-32s": saved(frames=arrays["frames"][:-1], crc=False),
         "offsets decreasing": saved(frame_offsets=arrays["frame_offsets"][::-1].copy()),
-        "split code out of range": saved(splits=np.full_like(arrays["splits"], 7)),
         "wrong dtype": saved(frames=arrays["frames"].astype(np.int64)),
         "sha256 shape": saved(sha256=np.zeros((0, 32), np.uint8)),
         "array missing": saved(without="uris_data"),
+        "CRC-32s missing": saved(without="frames__crc32"),
+        "CRC-32s of another block size": saved(crc_block=np.array([16], dtype=np.int64), crc=False),
         "other format": saved(format=np.array([99], dtype=np.int64)),
-        "split clips reordered": saved(split_clips=arrays["split_clips"][::-1].copy()),
-        "split clip out of range": saved(split_clips=np.full_like(arrays["split_clips"], len(ENTRIES))),
+        "format 2 (no CRC-32s)": buffer.getvalue(),
+        "split clip count": saved(split_clips=arrays["split_clips"][:-1]),
         "split starts moved": saved(
             split_starts=np.array([0, 1, 1, len(ENTRIES)][: len(arrays["split_starts"])])
         ),
-        "split sample counts": saved(split_sample_offsets=np.arange(len(ENTRIES) + 1, dtype=np.int64)),
+        "split sample counts end": saved(split_sample_offsets=arrays["split_sample_offsets"] + 1),
         "per-split arrays missing": saved(without="split_sample_offsets"),
     }
 
 
-def test_a_broken_index_is_ignored_and_rewritten(store: ObjectStore) -> None:
+def test_an_index_broken_where_load_looks_is_ignored_and_rewritten(store: ObjectStore) -> None:
     text = manifest_text(ENTRIES)
     store.write_text("m.jsonl", text)
     read_manifest_columns(store, "m.jsonl")
     good = store.read_bytes("m.index.npz")
     expected = parse_manifest_columns(text.encode(), "m.jsonl")
 
-    for name, damaged in broken_indexes(good).items():
+    for name, damaged in broken_at_load(good).items():
         store.write_bytes("m.index.npz", damaged)
-        assert_same_columns(read_manifest_columns(store, "m.jsonl"), expected)
+        columns = read_manifest_columns(store, "m.jsonl")
+        assert columns.origin == "", name  # parsed, not read from the damaged index
+        assert_same_columns(columns, expected)
         assert store.read_bytes("m.index.npz") == good, name  # written again from the parse
+
+
+def damaged_entries() -> list[ManifestEntry]:
+    """1,200 clips in both splits, some without frames: the arrays span several CRC-32 blocks."""
+    rng = random.Random(5)
+    return [
+        entry(
+            i, rng.choice(["train", "train", "val"]), tuple(sorted(rng.sample(range(40), rng.randint(0, 4))))
+        )
+        for i in range(1200)
+    ]
+
+
+def broken_at_read(good: bytes) -> dict[str, bytes]:
+    """Damaged copies of a good index whose types, shapes and end points are right: damage that only the
+    items read (with their CRC-32s computed again, as a writer with a bug would) or the CRC-32s show
+    (damaged bytes in blocks that load does not read)."""
+    arrays = index_members(good)
+    n = len(arrays["splits"])
+    train, val = (np.flatnonzero(arrays["splits"] == code) for code in (0, 1))
+
+    def changed(name: str, at: int | slice, value: object, *, crc: bool = True) -> bytes:
+        array = arrays[name].copy()
+        array[at] = value
+        return saved_index({**arrays, name: array}, crc=crc)
+
+    counts = arrays["split_sample_offsets"]
+    middle = int(np.flatnonzero(np.diff(counts) > 0)[len(train) // 2])
+    offsets = arrays["frame_offsets"]
+    busy = int(np.flatnonzero(np.diff(offsets) > 1)[n // 2])  # a clip with 2 frames or more
+    flipped = {name: bytearray(saved_index(arrays, crc=True)) for name in ("frames", "split_clips")}
+    damaged = {
+        "running counts out of order": changed(
+            "split_sample_offsets", middle, int(counts[middle + 1]) + 3
+        ),
+        "running counts of another clip": changed("split_sample_offsets", slice(middle, middle + 2),
+                                                  counts[middle + 1 : middle + 3]),
+        "a clip outside the split": changed("split_clips", len(train) // 2, int(val[len(val) // 2])),
+        "split clips reordered": changed("split_clips", slice(0, len(train)), train[::-1]),
+        "split clip out of range": changed("split_clips", 3, n + 5),
+        "split code out of range": changed("splits", slice(None), 7),
+        "split codes swapped": changed("splits", int(train[10]), 1),
+        "wrong frame counts": changed("frame_offsets", busy + 1, int(offsets[busy + 1]) - 1),
+        "frame offsets past the end": changed("frame_offsets", busy, len(arrays["frames"]) + 9),
+        "uri offsets out of order": changed("uris_offsets", 7, int(arrays["uris_offsets"][9])),
+        "frames changed, old CRC-32s": changed("frames", 100, 999, crc=False),
+        "frame offsets changed, old CRC-32s": changed("frame_offsets", n // 2, 0, crc=False),
+        "a clip outside the split, old CRC-32s": changed(
+            "split_clips", len(train) // 2, int(val[0]), crc=False
+        ),
+    }  # fmt: skip
+    for name, data in flipped.items():
+        # One bit flipped in the middle of the member's data, found by its bytes.
+        member = arrays[name].tobytes()
+        where = data.index(member) + len(member) // 2
+        data[where] ^= 0x10
+        damaged[f"a bit flipped in {name}"] = bytes(data)
+    return damaged
+
+
+def samples_or_errors(columns: ManifestColumns, expected: dict[str | None, list[tuple[str, int]]]) -> int:
+    """Check every sample of every split: the right ``(clip, frame)`` or an IndexDamagedError naming the
+    index, never a wrong one; the number of errors."""
+    errors = 0
+    for split, want in expected.items():
+        samples = columns.samples(split)
+        assert len(samples) == len(want)
+        for i, right in enumerate(want):
+            try:
+                position, frame = samples.locate(i)
+                got = (columns.clip_ids[position], frame)
+                columns.uris[position], columns.sha256_hex(position)
+            except IndexDamagedError as exc:
+                message = str(exc)
+                errors += 1
+                if (
+                    "m.index.npz: this manifest index is damaged (" not in message
+                    or "delete it" not in message
+                ):
+                    raise AssertionError(f"unclear error: {message}") from exc
+                continue
+            assert got == right, (split, i)
+    return errors
+
+
+def test_an_index_damaged_where_load_does_not_look_raises_at_the_sample_that_reads_it(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Damaged items are found where they are read: each sample is right or raises, never wrong."""
+    entries = damaged_entries()
+    store.write_text("m.jsonl", manifest_text(entries))
+    read_manifest_columns(store, "m.jsonl")
+    good = store.read_bytes("m.index.npz")
+    expected = {
+        split: [(e.clip_id, f) for e in entries if split in (None, e.split) for f in e.frames]
+        for split in (None, "train", "val")
+    }
+    forbid_parsing(monkeypatch)
+    assert samples_or_errors(read_manifest_columns(store, "m.jsonl"), expected) == 0
+
+    for name, damaged in broken_at_read(good).items():
+        store.write_bytes("m.index.npz", damaged)
+        columns = read_manifest_columns(store, "m.jsonl")
+
+        assert columns.origin.endswith("m.index.npz"), name  # used: its damage does not show at load
+        errors = samples_or_errors(columns, expected)
+        assert errors > 0, name
+        if not any(word in name for word in ("reordered", "code out of range", "CRC", "flipped")):
+            # One wrong item: only the samples that read it fail (a damaged block fails every sample whose
+            # lookup reads the block, the first steps of a binary search included).
+            assert errors < sum(len(v) for v in expected.values()) // 2, name
+
+
+def test_any_byte_of_an_index_damaged_gives_the_right_samples_or_an_error(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes flipped anywhere in the index (headers, arrays, CRC-32s, the zip's directory): the index is
+    ignored at load (parsed instead) or each sample is right or raises IndexDamagedError."""
+    entries = damaged_entries()[:300]
+    store.write_text("m.jsonl", manifest_text(entries))
+    read_manifest_columns(store, "m.jsonl")
+    good = store.read_bytes("m.index.npz")
+    expected = {
+        split: [(e.clip_id, f) for e in entries if split in (None, e.split) for f in e.frames]
+        for split in (None, "train")
+    }
+    rng = random.Random(17)
+    outcomes = {"ignored": 0, "raised": 0, "unharmed": 0}
+    for where in sorted(rng.sample(range(len(good)), 150)):
+        damaged = bytearray(good)
+        damaged[where] ^= 1 << rng.randrange(8)
+        store.write_bytes("m.index.npz", bytes(damaged))
+        columns = read_manifest_columns(store, "m.jsonl")
+        if not columns.origin:
+            outcomes["ignored"] += 1
+            assert sample_list(columns, "train") == expected["train"]
+            continue
+        outcomes["raised" if samples_or_errors(columns, expected) else "unharmed"] += 1
+    assert outcomes["ignored"] > 0, outcomes
+    assert outcomes["raised"] > 0, outcomes
 
 
 def sample_list(columns: ManifestColumns, split: str | None) -> list[tuple[str, int]]:

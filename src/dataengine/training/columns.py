@@ -9,10 +9,18 @@ Manifests are written in one canonical form (sorted keys, compact separators, no
 column by column with a regular expression per field; anything else falls back to ``json.loads`` per line.
 
 Parsing a manifest of 170,000 clips still takes about a second, so the build also writes these arrays
-next to it, ``manifest.index.npz`` (:func:`index_key`), tagged with the SHA-256 of the manifest's bytes.
-:func:`read_manifest_columns` hashes the manifest (about 0.1 s for 60 MB) and loads the index only when
-the tags match and the arrays are consistent; otherwise it parses the manifest and writes the index again.
-A stale, foreign or broken index is therefore never used, only ignored.
+next to it, ``manifest.index.npz`` (:func:`index_key`), tagged with the SHA-256 of the manifest's bytes
+(and its fingerprint, so that an unchanged manifest need not be hashed). :func:`read_manifest_columns`
+loads the index only when the tags match and its arrays' types, shapes and end points are right;
+otherwise it parses the manifest and writes the index again. A stale or foreign index is therefore never
+used, only ignored, and so is one whose damage shows at load.
+
+The rest of the checks are made where each item is read, so that loading costs the same whatever the
+manifest's size (at 17M frames the whole-array checks took 0.2-0.4 s): every block of a local index that
+is read is checked against the CRC-32 recorded for it when it was written (``file_arrays``), and each
+sample's lookup checks the items it reads (:meth:`SplitSamples.locate`: the running counts around it in
+order, its clip in the split and between its neighbours, the clip's frame count in both arrays). Damage
+found there raises :class:`IndexDamagedError`, naming the index and the problem: never a wrong sample.
 
 On a local store the index's arrays are not loaded: each is a ``file_arrays.FileArray`` that
 reads with ``pread`` only the items it is indexed with (the index is uncompressed for this reason), so
@@ -28,29 +36,34 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
 import re
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dataengine.errors import FormatError, ObjectNotFoundError, StorageError
+from dataengine.errors import FormatError, IndexDamagedError, ObjectNotFoundError, StorageError
 from dataengine.storage import ObjectStore
-from dataengine.training.file_arrays import npz_file_arrays, search_right
+from dataengine.training.file_arrays import ChecksumError, npz_file_arrays, search_right, values_at
 from dataengine.training.manifest import SPLITS, parse_manifest
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the arrays of the index change meaning; an index of another format is ignored.
 #: 2: the per-split arrays (``split_clips``, ``split_starts``, ``split_sample_offsets``) were added.
-INDEX_FORMAT = 2
+#: 3: each array's blocks' CRC-32s (``{name}__crc32``, blocks of ``crc_block`` bytes) were added.
+INDEX_FORMAT = 3
 _INDEX_SUFFIX = ".index.npz"
 _HASH_CHUNK = 8 * 2**20
-#: Clips per step of the consistency checks: bounds their temporaries (a few MB) whatever the manifest's size.
-_CHECK_CHUNK = 1 << 18
+#: Bytes per checked block of an index array: a page, so a lookup reads about what a mapping faulted in.
+CRC_BLOCK = 4096
+_CRC_SUFFIX = "__crc32"
 
 _FIELD = {name: re.compile(rb'"' + name.encode() + rb'":"([^"]*)"') for name in ("clip_id", "uri", "sha256")}
 _SPLIT = re.compile(rb'"split":"([^"]*)"')
@@ -61,10 +74,12 @@ _FRAMES = re.compile(rb'"frames":\[([0-9,\s]*)\]')
 class PackedStrings:
     """Many short strings in two arrays: UTF-8 bytes (uint8) and ``n + 1`` offsets (int64)."""
 
-    def __init__(self, data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
-        """Wrap packed bytes; string ``i`` is ``data[offsets[i]:offsets[i + 1]]``."""
+    def __init__(self, data: NDArray[np.uint8], offsets: NDArray[np.int64], *, origin: str = "") -> None:
+        """Wrap packed bytes; string ``i`` is ``data[offsets[i]:offsets[i + 1]]``. ``origin`` names the
+        index they come from, for :class:`IndexDamagedError` (empty: parsed, not read from an index)."""
         self.data = data
         self.offsets = offsets
+        self.origin = origin
 
     @classmethod
     def pack(cls, items: Sequence[bytes]) -> PackedStrings:
@@ -78,8 +93,17 @@ class PackedStrings:
         return int(self.offsets.shape[0]) - 1
 
     def __getitem__(self, index: int) -> str:
-        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-        return self.data[start:end].tobytes().decode("utf-8")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"string {index} out of range for {len(self)} strings")
+        index %= len(self)
+        with reading(self.origin, f"string {index}"):
+            start, end = values_at(self.offsets, index, index + 2)
+            if not 0 <= start <= end <= len(self.data):
+                raise _DamageError(f"string {index}'s offsets are out of order or range ({start}, {end})")
+            try:
+                return self.data[start:end].tobytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _DamageError(f"string {index} is not UTF-8 ({exc})") from exc
 
     def take(self, positions: NDArray[np.int64]) -> PackedStrings:
         """The strings at ``positions``, packed again (vectorised: no Python object per string)."""
@@ -113,6 +137,8 @@ class ManifestColumns:
     split_clips: NDArray[np.int32]
     split_starts: NDArray[np.int64]  # (len(SPLITS) + 1,)
     split_sample_offsets: NDArray[np.int64]
+    # The index the arrays were read from, for IndexDamagedError; empty when they were parsed.
+    origin: str = ""
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -123,11 +149,18 @@ class ManifestColumns:
         if split is None:
             return SplitSamples(self, None, self.frame_offsets)
         code = SPLITS.index(split)
-        start, stop = int(self.split_starts[code]), int(self.split_starts[code + 1])
-        return SplitSamples(self, self.split_clips[start:stop], self.split_sample_offsets[start : stop + 1])
+        with reading(self.origin, f"the {split} split"):
+            start, stop = values_at(self.split_starts, code, code + 2)
+            return SplitSamples(
+                self, self.split_clips[start:stop], self.split_sample_offsets[start : stop + 1], code=code
+            )
 
     def select(self, split: str | None) -> ManifestColumns:
-        """Only the clips of ``split`` (None: all of them)."""
+        """Only the clips of ``split`` (None: all of them), read whole (so every block read is checked)."""
+        with reading(self.origin, f"the {split} split"):
+            return self._select(split)
+
+    def _select(self, split: str | None) -> ManifestColumns:
         chosen = np.asarray(self.splits) == SPLITS.index(split) if split is not None else None
         if chosen is None or bool(chosen.all()):
             return self
@@ -148,9 +181,14 @@ class ManifestColumns:
             frames=self.frames[frame_pos],
         )
 
+    def damaged(self, problem: str) -> IndexDamagedError:
+        """The error for ``problem`` found in these columns, naming their index."""
+        return _damaged_error(self.origin, problem)
+
     def sha256_hex(self, position: int) -> str:
         """The SHA-256 of clip ``position``'s annotation file, as hex."""
-        return str(self.sha256[position].tobytes().hex())
+        with reading(self.origin, f"the sha256 of clip {position}"):
+            return str(self.sha256[position].tobytes().hex())
 
     @property
     def nbytes(self) -> int:
@@ -198,18 +236,30 @@ class SplitSamples:
     :meth:`ManifestColumns.select` gives them (clips in manifest order, each clip's frames in order).
 
     Only views on the columns' arrays (file arrays stay unread): a sample's clip is found by a
-    binary search over the running frame counts (``offsets``, whose first value need not be 0).
+    binary search over the running frame counts (``offsets``, whose first value need not be 0), and the
+    items the lookup reads are checked there (an index's arrays are not checked whole at load).
     """
 
     def __init__(
-        self, columns: ManifestColumns, positions: NDArray[np.int32] | None, offsets: NDArray[np.int64]
+        self,
+        columns: ManifestColumns,
+        positions: NDArray[np.int32] | None,
+        offsets: NDArray[np.int64],
+        *,
+        code: int | None = None,
     ) -> None:
-        """``positions``: the split's clips (None: every clip); ``offsets``: running frame counts (n + 1)."""
+        """``positions``: the split's clips (None: every clip); ``offsets``: running frame counts (n + 1);
+        ``code``: the split's code (None: every clip)."""
         self.columns = columns
         self.positions = positions
         self.offsets = offsets
-        self._first = int(offsets[0])
-        self._len = int(offsets[-1]) - self._first
+        self.code = code
+        self._what = "the manifest" if code is None else f"the {SPLITS[code]} split"
+        with reading(columns.origin, self._what):
+            self._first = int(offsets[0])
+            self._len = int(offsets[-1]) - self._first
+        if self._len < 0:
+            raise columns.damaged(f"{self._what} has {self._len} frames")
 
     def __len__(self) -> int:
         return self._len
@@ -225,12 +275,93 @@ class SplitSamples:
         if not 0 <= index < self._len:
             raise IndexError(f"sample {index} out of range for a split of {self._len} frames")
         target = self._first + index
-        # The last clip whose running count is <= target: clips with no frames share their successor's
-        # count and are skipped by side="right".
-        k = search_right(self.offsets, target) - 1
-        position = k if self.positions is None else int(self.positions[k])
-        frame_at = int(self.columns.frame_offsets[position]) + target - int(self.offsets[k])
-        return position, int(self.columns.frames[frame_at])
+        with reading(self.columns.origin, f"sample {index} of {self._what}"):
+            # The last clip whose running count is <= target: clips with no frames share their successor's
+            # count and are skipped by side="right".
+            return self._checked(search_right(self.offsets, target) - 1, target)
+
+    def _checked(self, k: int, target: int) -> tuple[int, int]:
+        """The sample at running count ``target``, found in clip ``k`` of the split, after checking what
+        it reads: on any array, sorted or not, a binary search ends between two counts that bracket the
+        target, and with one wrong item the bracket, the clip's order and split or its frame count in the
+        other array differ from what they must be (the CRC-32s catch damaged bytes, these a wrong writer).
+        """
+        c, n_split = self.columns, self.n_clips
+        if not 0 <= k < n_split:
+            raise _DamageError(f"running frame count {target} falls outside {self._what}'s {n_split} clips")
+        low, high = values_at(self.offsets, k, k + 2)
+        if not low <= target < high:
+            raise _DamageError(f"the running frame counts of {self._what} are out of order at its clip {k}")
+        if self.positions is None:
+            # Every clip in manifest order: the counts are frame_offsets themselves, so the clip's count
+            # is compared with the one in its split's running counts instead.
+            position = k
+            low, high = low, low + self._split_count(position)
+        else:
+            first = max(0, k - 1)
+            around = values_at(self.positions, first, k + 2)
+            position = around[k - first]
+            if any(a >= b for a, b in itertools.pairwise(around)):
+                raise _DamageError(f"the clips of {self._what} are not in manifest order at its clip {k}")
+            if not 0 <= position < len(c):
+                raise _DamageError(f"{self._what}'s clip {k} is clip {position}, of {len(c)}")
+            code = int(c.splits[position])
+            if code != self.code:
+                found = SPLITS[code] if 0 <= code < len(SPLITS) else f"code {code}"
+                raise _DamageError(f"clip {position} is listed in {self._what} but its split is {found}")
+        start, stop = values_at(c.frame_offsets, position, position + 2)
+        if not 0 <= start <= stop <= len(c.frames):
+            raise _DamageError(f"clip {position}'s frame offsets are out of order or range ({start}, {stop})")
+        if stop - start != high - low:
+            raise _DamageError(
+                f"clip {position} has {stop - start} frames in frame_offsets and {high - low} in the "
+                f"running counts of {self._what}"
+            )
+        frame = int(c.frames[start + target - low])
+        if frame < 0:
+            raise _DamageError(f"clip {position} lists frame {frame}")
+        return position, frame
+
+    def _split_count(self, position: int) -> int:
+        """Clip ``position``'s frame count in the running counts of its split (a binary search of the
+        split's clips, which are in manifest order)."""
+        c = self.columns
+        code = int(c.splits[position])
+        if not 0 <= code < len(SPLITS):
+            raise _DamageError(f"clip {position} has split code {code}")
+        first, stop = values_at(c.split_starts, code, code + 2)
+        k = first + search_right(c.split_clips[first:stop], position) - 1
+        if k < first or int(c.split_clips[k]) != position:
+            raise _DamageError(f"clip {position} is not among the clips of the {SPLITS[code]} split")
+        low, high = values_at(c.split_sample_offsets, k, k + 2)
+        return int(high) - int(low)
+
+
+class _DamageError(Exception):
+    """An item read from an index is inconsistent (becomes :class:`IndexDamagedError`)."""
+
+
+@contextmanager
+def reading(origin: str, what: str) -> Iterator[None]:
+    """Reads from columns of ``origin`` (an index, or "" if parsed): an inconsistent item or damaged,
+    unreadable bytes become :class:`IndexDamagedError`, naming the index and what was being read."""
+    try:
+        yield
+    except (_DamageError, ChecksumError) as exc:
+        raise _damaged_error(origin, f"reading {what}: {exc}") from exc
+    except OSError as exc:
+        if not origin:
+            raise
+        raise _damaged_error(origin, f"reading {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _damaged_error(origin: str, problem: str) -> IndexDamagedError:
+    if not origin:  # parsed columns are built consistent: this would be a bug, not damage
+        return IndexDamagedError(f"manifest columns inconsistent: {problem}")
+    return IndexDamagedError(
+        f"{origin}: this manifest index is damaged ({problem}). It is derived data: delete it, and the "
+        "next reader parses the manifest and writes it again"
+    )
 
 
 def index_key(manifest_key: str) -> str:
@@ -300,12 +431,21 @@ def write_index_for(
     """Write ``columns`` as the index of the manifest at ``key`` whose bytes hash to ``manifest_sha256``
     (and whose :func:`manifest_fingerprint` was ``fingerprint`` before its bytes were read).
 
-    One uncompressed ``.npz`` (a zip of ``.npy`` files, each CRC-checked on read), written atomically by
-    the store: a reader sees the old index, the new one or none, never half of one.
+    One uncompressed ``.npz`` (a zip of ``.npy`` files, each CRC-checked when read whole), with the CRC-32
+    of each :data:`CRC_BLOCK` bytes of every array (a reader on a local store checks the blocks it reads),
+    written atomically by the store: a reader sees the old index, the new one or none, never half of one.
     """
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
+    arrays: dict[str, Any] = with_block_crc32(index_arrays(columns, manifest_sha256, fingerprint))
+    np.savez(buffer, **arrays)
+    store.write_bytes(index_key(key), buffer.getvalue())
+
+
+def index_arrays(
+    columns: ManifestColumns, manifest_sha256: bytes, fingerprint: bytes | None
+) -> dict[str, NDArray[Any]]:
+    """The arrays an index holds, by member name (without the CRC-32s)."""
+    arrays = dict(
         format=np.array([INDEX_FORMAT], dtype=np.int64),
         manifest_sha256=np.frombuffer(manifest_sha256, dtype=np.uint8),
         manifest_fingerprint=np.frombuffer(fingerprint or b"", dtype=np.uint8),
@@ -322,7 +462,20 @@ def write_index_for(
         split_starts=columns.split_starts,
         split_sample_offsets=columns.split_sample_offsets,
     )
-    store.write_bytes(index_key(key), buffer.getvalue())
+    return {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+
+
+def with_block_crc32(arrays: dict[str, NDArray[Any]], block: int = CRC_BLOCK) -> dict[str, NDArray[Any]]:
+    """``arrays`` (C-ordered) and, for each, ``{name}__crc32``: the CRC-32 of each ``block`` bytes of its
+    data as ``np.save`` writes it (the last block short), with ``crc_block`` giving ``block``."""
+    out = dict(arrays)
+    for name, array in arrays.items():
+        data = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+        count = -(-len(data) // block)
+        crcs = (zlib.crc32(data[i : i + block]) for i in range(0, len(data), block))
+        out[name + _CRC_SUFFIX] = np.fromiter(crcs, dtype=np.uint32, count=count)
+    out["crc_block"] = np.array([block], dtype=np.int64)
+    return out
 
 
 def load_index(
@@ -330,15 +483,22 @@ def load_index(
 ) -> ManifestColumns | None:
     """The columns in the index of the manifest at ``key``; None when there is none or it does not
     belong to a manifest with the bytes hashing to ``manifest_sha256`` (or, when that is not given,
-    with the fingerprint ``fingerprint``), or is not a consistent index.
+    with the fingerprint ``fingerprint``), or its types, shapes or end points are wrong.
+
+    Constant time on a local store (the arrays are read on demand, each block checked against its
+    CRC-32); the items are checked where they are read (:class:`SplitSamples`), an error then naming
+    the index (:class:`IndexDamagedError`).
     """
     if manifest_sha256 is None and not fingerprint:
         return None
     arrays: dict[str, Any] | None
+    origin = store.uri(index_key(key))
     try:
         local = store.local_file(index_key(key))
         arrays = npz_file_arrays(str(local)) if local is not None and local.is_file() else None
-        if arrays is None:
+        if arrays is not None:
+            arrays = _checked_arrays(arrays)
+        else:  # read whole: the zip's CRC-32s are checked as each member is read
             with store.open_read(index_key(key)) as handle, np.load(handle, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
     except ObjectNotFoundError:
@@ -359,8 +519,8 @@ def load_index(
             log.info("the index of %s was written for other manifest bytes; parsing the manifest", key)
             return None
         columns = ManifestColumns(
-            clip_ids=PackedStrings(arrays["clip_ids_data"], arrays["clip_ids_offsets"]),
-            uris=PackedStrings(arrays["uris_data"], arrays["uris_offsets"]),
+            clip_ids=PackedStrings(arrays["clip_ids_data"], arrays["clip_ids_offsets"], origin=origin),
+            uris=PackedStrings(arrays["uris_data"], arrays["uris_offsets"], origin=origin),
             sha256=arrays["sha256"],
             annotation_versions=arrays["annotation_versions"],
             splits=arrays["splits"],
@@ -369,114 +529,86 @@ def load_index(
             split_clips=arrays["split_clips"],
             split_starts=arrays["split_starts"],
             split_sample_offsets=arrays["split_sample_offsets"],
+            origin=origin,
         )
+        problem = _load_problem(columns)
     except KeyError as exc:
         log.warning("ignoring the index of %s: it lacks %s", key, exc)
         return None
-    problem = _inconsistency(columns)
+    except (OSError, ValueError, IndexError) as exc:  # ChecksumError, a short read: damaged bytes
+        log.warning("ignoring the damaged index of %s: %s: %s", key, type(exc).__name__, exc)
+        return None
     if problem:
         log.warning("ignoring the index of %s: %s", key, problem)
         return None
     return columns
 
 
-def _chunks(n: int) -> range:
-    return range(0, n, _CHECK_CHUNK)
+#: The members of a format-3 index whose blocks have CRC-32s (every one but those and ``crc_block``).
+_CHECKED_MEMBERS = (
+    "format", "manifest_sha256", "manifest_fingerprint", "clip_ids_data", "clip_ids_offsets", "uris_data",
+    "uris_offsets", "sha256", "annotation_versions", "splits", "frame_offsets", "frames", "split_clips",
+    "split_starts", "split_sample_offsets",
+)  # fmt: skip
 
 
-def _offsets_problem(offsets: NDArray[np.int64], n: int, total: int) -> bool:
-    """Whether ``offsets`` are not ``n + 1`` non-decreasing int64 values from 0 to ``total``."""
-    if (
-        offsets.dtype != np.int64
-        or offsets.shape != (n + 1,)
-        or int(offsets[0]) != 0
-        or int(offsets[-1]) != total
-    ):
-        return True
-    # In steps (each overlapping the next by one value): the check reads the array once and
-    # allocates no temporary the size of the manifest.
-    return any(bool((np.diff(offsets[s : s + _CHECK_CHUNK + 1]) < 0).any()) for s in _chunks(n))
+def _checked_arrays(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The file arrays of an index, each read checked against its blocks' CRC-32s (an index of another
+    format, which has none, is returned as it is: it is then ignored for its format)."""
+    if "crc_block" not in arrays:
+        return arrays
+    block = int(arrays["crc_block"][0])
+    if not 0 < block <= 1 << 24:
+        raise ValueError(f"crc_block is {block}")
+    checked = dict(arrays)
+    for name in _CHECKED_MEMBERS:
+        checked[name] = arrays[name].checked(arrays[name + _CRC_SUFFIX], block)
+    return checked
 
 
-def _gather(values: Any, positions: NDArray[np.int64]) -> NDArray[Any]:
-    """``values[positions]`` for positions in ``[0, len(values))``, reading only the range they span."""
-    if not len(positions):
-        return np.zeros(0, dtype=values.dtype)
-    low, high = int(positions.min()), int(positions.max()) + 1
-    return np.asarray(values[low:high])[positions - low]
-
-
-def _split_problem(c: ManifestColumns, n: int) -> bool:
-    """Whether the per-split arrays are not exactly those :func:`make_columns` computes from ``c``'s clips.
-
-    Each split's range of ``split_clips`` must be strictly increasing positions of clips of that split,
-    the ranges must cover all ``n`` clips, and ``split_sample_offsets`` must count their frames: so the
-    ranges are every clip of each split, in manifest order, and the counts are theirs.
-    """
-    starts, clips, counts = c.split_starts, c.split_clips, c.split_sample_offsets
-    if starts.dtype != np.int64 or starts.shape != (len(SPLITS) + 1,) or clips.dtype != np.int32:
-        return True
-    if clips.shape != (n,) or _offsets_problem(starts, len(SPLITS), n) or counts.shape != (n + 1,):
-        return True
-    if counts.dtype != np.int64 or int(counts[0]) != 0 or int(counts[-1]) != int(c.frame_offsets[-1]):
-        return True
-    for code in range(len(SPLITS)):
-        first, stop = int(starts[code]), int(starts[code + 1])
-        for s in range(first, stop, _CHECK_CHUNK):
-            part = np.asarray(clips[s : min(s + _CHECK_CHUNK + 1, stop)]).astype(np.int64)
-            if bool(((part < 0) | (part >= n)).any()) or bool((np.diff(part) <= 0).any()):
-                return True
-            if bool((_gather(c.splits, part) != code).any()):
-                return True
-    for s in _chunks(n):
-        part = np.asarray(clips[s : s + _CHECK_CHUNK]).astype(np.int64)
-        if bool(((part < 0) | (part >= n)).any()):
-            return True
-        low = int(part.min()) if len(part) else 0
-        frames = np.diff(np.asarray(c.frame_offsets[low : int(part.max(initial=0)) + 2]))[part - low]
-        if not np.array_equal(np.diff(counts[s : s + _CHECK_CHUNK + 1]), frames):
-            return True
-    return False
-
-
-def _inconsistency(c: ManifestColumns) -> str | None:
-    """What is wrong with the arrays of an index (types, shapes, offsets, split codes, per-split arrays);
-    None if nothing."""
+def _load_problem(c: ManifestColumns) -> str | None:
+    """What is wrong with an index's types, shapes and end points (a few reads whatever its size): the
+    checks made at load; the items are checked where they are read. None if nothing."""
+    n_splits = len(SPLITS)
     if c.clip_ids.offsets.ndim != 1 or c.clip_ids.offsets.shape[0] == 0:
         return "inconsistent clip ids"
     n = int(c.clip_ids.offsets.shape[0]) - 1
-    checks: dict[str, Callable[[], bool]] = {
-        "clip ids": lambda: (
-            c.clip_ids.data.dtype != np.uint8
-            or c.clip_ids.data.ndim != 1
-            or _offsets_problem(c.clip_ids.offsets, n, c.clip_ids.data.shape[0])
-        ),
-        "uris": lambda: (
-            c.uris.data.dtype != np.uint8
-            or c.uris.data.ndim != 1
-            or _offsets_problem(c.uris.offsets, n, c.uris.data.shape[0])
-        ),
-        "sha256": lambda: c.sha256.dtype != np.uint8 or c.sha256.shape != (n, 32),
-        "annotation versions": lambda: (
-            c.annotation_versions.dtype != np.int32 or c.annotation_versions.shape != (n,)
-        ),
-        "splits": lambda: (
-            c.splits.dtype != np.int8
-            or c.splits.shape != (n,)
-            or any(
-                bool(((p < 0) | (p >= len(SPLITS))).any())
-                for p in (np.asarray(c.splits[s : s + _CHECK_CHUNK]) for s in _chunks(n))
-            )
-        ),
-        "frames": lambda: (
-            c.frames.dtype != np.int32
-            or c.frames.ndim != 1
-            or _offsets_problem(c.frame_offsets, n, c.frames.shape[0])
-        ),
+
+    def offsets_wrong(offsets: Any, count: int, total: int) -> bool:
+        return bool(
+            offsets.dtype != np.int64
+            or offsets.shape != (count + 1,)
+            or int(offsets[0]) != 0
+            or int(offsets[-1]) != total
+        )
+
+    def array_wrong(array: Any, dtype: type, shape: tuple[int, ...] | None = None) -> bool:
+        return bool(array.dtype != dtype or (array.ndim != 1 if shape is None else array.shape != shape))
+
+    def strings_wrong(strings: PackedStrings) -> bool:
+        return array_wrong(strings.data, np.uint8) or offsets_wrong(strings.offsets, n, len(strings.data))
+
+    def split_starts_wrong() -> bool:
+        starts = np.asarray(c.split_starts)
+        return offsets_wrong(c.split_starts, n_splits, n) or bool((np.diff(starts) < 0).any())
+
+    def split_counts_wrong() -> bool:
+        # The running counts at the splits' ends: each split's frame count is at least 0.
+        ends = [int(c.split_sample_offsets[int(s)]) for s in np.asarray(c.split_starts)]
+        return offsets_wrong(c.split_sample_offsets, n, len(c.frames)) or bool((np.diff(ends) < 0).any())
+
+    wrong = {
+        "clip ids": lambda: strings_wrong(c.clip_ids),
+        "uris": lambda: strings_wrong(c.uris),
+        "sha256": lambda: array_wrong(c.sha256, np.uint8, (n, 32)),
+        "annotation versions": lambda: array_wrong(c.annotation_versions, np.int32, (n,)),
+        "splits": lambda: array_wrong(c.splits, np.int8, (n,)),
+        "frames": lambda: array_wrong(c.frames, np.int32) or offsets_wrong(c.frame_offsets, n, len(c.frames)),
+        "split clips": lambda: array_wrong(c.split_clips, np.int32, (n,)),
+        "split starts": split_starts_wrong,
+        "split sample counts": split_counts_wrong,
     }
-    bad = [name for name, wrong in checks.items() if wrong()]
-    if not bad and _split_problem(c, n):  # it reads the splits and frame offsets checked above
-        bad.append("per-split arrays")
+    bad = [name for name, check in wrong.items() if check()]
     return f"inconsistent {', '.join(bad)}" if bad else None
 
 

@@ -2,9 +2,10 @@
 
 ``__init__`` reads only the manifest, into a few flat numpy arrays (``columns``): no per-clip Python
 objects, so every rank starts fast and forked DataLoader workers keep sharing its pages. The arrays come
-from the manifest's columnar index when it matches the manifest's bytes (read item by item on a local store),
-else from parsing it. The split's samples are views on those arrays (``columns.SplitSamples``): nothing
-is built per clip or per sample, so start-up and memory do not grow with the data.
+from the manifest's columnar index when it matches the manifest's bytes (read block by block on a local
+store), else from parsing it. The split's samples are views on those arrays (``columns.SplitSamples``):
+nothing is built per clip or per sample, so start-up and memory do not grow with the data. The index is
+checked where it is read: a sample whose lookup meets damage raises ``IndexDamagedError`` naming it.
 ``__getitem__`` loads the clip's annotation file on demand, checks its sha256 against the manifest and
 keeps the last few clips in a small per-worker cache.
 """
