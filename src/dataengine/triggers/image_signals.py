@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dataengine.triggers.base import TriggerResult
+from dataengine.triggers.pixels import HIST_BINS, luma_into, sampled_shape
 from dataengine.triggers.signals import check_lengths, unit
 
 #: Rec. 601 luma weights of R, G, B (0.299, 0.587, 0.114) in 8-bit fixed point: they sum to 256, so the
@@ -28,7 +29,7 @@ SHARPNESS_CROP = (240, 320)
 #: ... sampled every SHARPNESS_STRIDE-th pixel: blur lives in fine detail, and every 2nd pixel still
 #: shows a defocus of 1 px or more, at a quarter of the cost of full resolution.
 SHARPNESS_STRIDE = 2
-_HIST_BINS = 32
+_HIST_BINS = HIST_BINS
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,29 +162,43 @@ def _frame_stats_many(clips: Sequence[Sequence[NDArray[np.uint8]]]) -> list[Fram
         stride = _stats_stride(shape)
         rows, cols = _sharpness_crop(shape)
         whole = (rows.stop - rows.start, cols.stop - cols.start) == tuple(shape[:2])
+        # One block's buffers, reused: the compiled pass (pixels.luma_into) writes each frame's luma,
+        # histogram and Laplacian straight into them, and numpy's reductions read them while cached.
+        h, w = sampled_shape(shape, stride)
+        luma_buffer = np.empty((LUMA_BLOCK, h, w), dtype=np.float32)
+        hist_buffer = np.empty((LUMA_BLOCK, HIST_BINS), dtype=np.int64)
+        shared = whole and stride == SHARPNESS_STRIDE
+        crop = (rows.stop - rows.start, cols.stop - cols.start)
+        ch, cw = (h, w) if shared else sampled_shape(crop, SHARPNESS_STRIDE)
+        lap_buffer = np.empty((LUMA_BLOCK, max(ch - 2, 0), max(cw - 2, 0)), dtype=np.float32)
+        if not shared:
+            crop_buffer = np.empty((LUMA_BLOCK, ch, cw), dtype=np.float32)
+            crop_hist = np.empty((LUMA_BLOCK, HIST_BINS), dtype=np.int64)
         previous: NDArray[np.float32] | None = None
         # Every number of a block of frames is taken while its pixels are still in the CPU cache.
         for start in range(0, n, LUMA_BLOCK):
             block = frames[start : start + LUMA_BLOCK]
-            done = slice(start, start + len(block))
-            luma_256 = _luma_256(np.stack(block), stride)
-            luma = _to_float(luma_256)
-            flat = luma.reshape(len(block), -1)
+            k = len(block)
+            done = slice(start, start + k)
+            luma = luma_buffer[:k]
+            if shared:
+                # The statistics' luma is already the crop at the sharpness stride: no second conversion.
+                luma_into(block, stride, luma, hist_buffer, lap_buffer)
+            else:
+                luma_into(block, stride, luma, hist_buffer)
+                crops = [f[rows, cols] for f in block]
+                luma_into(crops, SHARPNESS_STRIDE, crop_buffer[:k], crop_hist, lap_buffer)
+            flat = luma.reshape(k, -1)
             # float32 reductions are pairwise sums (accurate to ~1e-6 here), far faster than float64.
             mean[done] = flat.mean(axis=1)
             contrast[done] = flat.std(axis=1)
-            if whole and stride == SHARPNESS_STRIDE:
-                # The statistics' luma is already the crop at the sharpness stride: no second conversion.
-                sharp[done] = _laplacian_variance(luma)
-            else:
-                sharp[done] = _laplacian_variance(
-                    _luma(np.stack([f[rows, cols] for f in block]), SHARPNESS_STRIDE)
-                )
-            hist[done] = _histograms(luma_256) / max(flat.shape[1], 1)
+            if ch >= 3 and cw >= 3:
+                sharp[done] = lap_buffer[:k].reshape(k, -1).var(axis=1).astype(np.float64)
+            hist[done] = hist_buffer[:k] / max(flat.shape[1], 1)
             # Changes between each frame and the next, the previous block's last frame included.
             sequence = flat if previous is None else np.concatenate([previous[None], flat])
             first = start if previous is None else start - 1
-            change[first : start + len(block) - 1] = np.abs(np.diff(sequence, axis=0)).mean(axis=1)
+            change[first : start + k - 1] = np.abs(np.diff(sequence, axis=0)).mean(axis=1)
             previous = flat[-1].copy()
     hist_change = np.abs(np.diff(hist, axis=0)).sum(axis=1) / 2.0
     out, start = [], 0
