@@ -23,6 +23,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from dataengine.triggers import (
 )
 from dataengine.triggers.anomaly import AnomalyModel, train_autoencoder
 from dataengine.triggers.builtin import chunk_caches
-from dataengine.triggers.run import chunked, frame_bytes
+from dataengine.triggers.run import anomaly_in_background, chunked, frame_bytes
 from dataengine.vision import Detections
 from dataengine.vision.detection_cache import ClipBatchItem, detect_clips
 
@@ -97,25 +98,32 @@ def score_all(
     ``per_clip`` scores each clip on its own with ``score_clip``, as the pass did before issue 17."""
     scores = {}
     triggers = list(TRIGGERS)
-    for part in chunked(frames, frame_bytes):
-        anomalies = anomaly.score_many(part)
-        inputs = [
-            TriggerInputs(
-                clip=clip,
-                detections=promoted[clip.clip_id],
-                reference_detections=previous[clip.clip_id],
-                score_threshold=settings.score_threshold,
-                candidate_threshold=settings.trigger_candidate_threshold,
-                anomaly=_lookup(anomalies),
-                class_prior=class_prior,
-                class_names=CLASSES,
-                cache=cache,
-            )
-            for clip, cache in zip(part, chunk_caches(part, triggers), strict=True)
-        ]
-        done = [score_clip(i, triggers) for i in inputs] if per_clip else score_chunk(inputs, triggers)
-        for clip, results in zip(part, done, strict=True):
-            scores[clip.clip_id] = {n: r.score for n, r in results.items()}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for part in chunked(frames, frame_bytes):
+            if per_clip:
+                lookup, pending = _lookup(anomaly.score_many(part)), None
+            else:
+                # As run_triggers does: the autoencoder on a second thread beside the other triggers.
+                lookup, pending = anomaly_in_background(pool, anomaly, part)
+            inputs = [
+                TriggerInputs(
+                    clip=clip,
+                    detections=promoted[clip.clip_id],
+                    reference_detections=previous[clip.clip_id],
+                    score_threshold=settings.score_threshold,
+                    candidate_threshold=settings.trigger_candidate_threshold,
+                    anomaly=lookup,
+                    class_prior=class_prior,
+                    class_names=CLASSES,
+                    cache=cache,
+                )
+                for clip, cache in zip(part, chunk_caches(part, triggers), strict=True)
+            ]
+            done = [score_clip(i, triggers) for i in inputs] if per_clip else score_chunk(inputs, triggers)
+            if pending is not None:
+                pending.result()
+            for clip, results in zip(part, done, strict=True):
+                scores[clip.clip_id] = {n: r.score for n, r in results.items()}
     return scores
 
 

@@ -9,6 +9,7 @@ bikes.mp4) with OpenCV's HOG people detector.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import av
@@ -44,6 +45,7 @@ from dataengine.triggers.chunk_signals import (
     stack_detections,
     temporal_many,
 )
+from dataengine.triggers.run import anomaly_in_background
 from dataengine.triggers.tracks import link_track_arrays
 from dataengine.vision import Detections
 from dataengine.vision.boxes import greedy_match
@@ -216,24 +218,32 @@ def _pass(
     chunk: bool,
 ) -> list[dict[str, TriggerResult]]:
     anomaly = train_autoencoder(list(clips), epochs=1)
-    # The old pass built each clip's anomaly result with score_errors; score_many now builds them together.
-    results = anomaly.score_many(clips) if chunk else {c.clip_id: anomaly.score(c) for c in clips}
-    inputs = [
-        TriggerInputs(
-            clip=clip,
-            detections=promoted[clip.clip_id],
-            reference_detections=reference[clip.clip_id],
-            reference_model_id="m-reference",
-            anomaly=lambda c: results[c.clip_id],
-            class_prior=PRIOR,
-            class_names=CLASSES,
-            cache=cache,
-        )
-        for clip, cache in zip(clips, chunk_caches(clips, list(TRIGGERS)), strict=True)
-    ]
-    if chunk:
-        return score_chunk(inputs, list(TRIGGERS))
-    return [score_clip(i, list(TRIGGERS)) for i in inputs]
+    # The old pass built each clip's anomaly result with score_errors; score_many now builds them together,
+    # on a second thread while the other triggers run (as run_triggers does).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        if chunk:
+            lookup, pending = anomaly_in_background(pool, anomaly, clips)
+        else:
+            results = {c.clip_id: anomaly.score(c) for c in clips}
+            lookup = lambda c: results[c.clip_id]  # noqa: E731
+        inputs = [
+            TriggerInputs(
+                clip=clip,
+                detections=promoted[clip.clip_id],
+                reference_detections=reference[clip.clip_id],
+                reference_model_id="m-reference",
+                anomaly=lookup,
+                class_prior=PRIOR,
+                class_names=CLASSES,
+                cache=cache,
+            )
+            for clip, cache in zip(clips, chunk_caches(clips, list(TRIGGERS)), strict=True)
+        ]
+        if chunk:
+            scored = score_chunk(inputs, list(TRIGGERS))
+            assert pending.done()
+            return scored
+        return [score_clip(i, list(TRIGGERS)) for i in inputs]
 
 
 @pytest.mark.parametrize("source", ["synthetic", "bikes"])
@@ -291,3 +301,17 @@ def test_anomaly_errors_do_not_depend_on_the_batch() -> None:
     for size in (1, 7, 256):
         assert np.array_equal(anomaly.frame_errors(frames, batch_size=size), errors)
     assert np.array_equal(np.concatenate([anomaly.frame_errors(c.frames) for c in clips]), errors)
+
+
+def test_the_background_anomaly_gives_score_manys_results_and_its_errors() -> None:
+    clips, _, _ = scene_clips(5)
+    anomaly = train_autoencoder(clips, epochs=1)
+    expected = anomaly.score_many(clips)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        lookup, pending = anomaly_in_background(pool, anomaly, clips)
+        assert [lookup(c) for c in clips] == [expected[c.clip_id] for c in clips]
+        assert pending.result() == expected
+        bad = ClipFrames("bad", [0], [np.zeros((4, 4), dtype=np.uint8)])
+        lookup, _ = anomaly_in_background(pool, anomaly, [bad])
+        with pytest.raises(ValueError, match="uint8 RGB array"):
+            lookup(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from dataengine.lineage.quarantine import quarantine
 from dataengine.lineage.triggers import record_trigger_score, trigger_scores
 from dataengine.lineage.videos import cameras_of
 from dataengine.storage import ObjectStore
+from dataengine.triggers.anomaly import AnomalyModel
 from dataengine.triggers.base import (
     AnomalyFunction,
     ClipFrames,
@@ -336,6 +338,17 @@ def _lookup(results: dict[str, TriggerResult]) -> AnomalyFunction:
     return lambda clip: results[clip.clip_id]
 
 
+def anomaly_in_background(
+    pool: Executor, model: AnomalyModel, chunk: Sequence[ClipFrames]
+) -> tuple[AnomalyFunction, Future[dict[str, TriggerResult]]]:
+    """``model.score_many(chunk)`` started on ``pool``, and the anomaly trigger's function that waits for
+    it: the autoencoder (torch, on one thread) then runs beside the other triggers' work on the chunk
+    (numpy and compiled code) on a second core, with the same results. Wait for the future before
+    the next torch call of the caller's: torch's thread count is the process's."""
+    future = pool.submit(model.score_many, chunk)
+    return (lambda clip: future.result()[clip.clip_id]), future
+
+
 def class_prior_of(classes: Sequence[str], boxes: dict[str, int] | None) -> list[float] | None:
     """The training box counts of a detector's ``classes``, by label index (0 for a class not counted)."""
     if boxes is None:
@@ -350,11 +363,24 @@ def _score_all(
     timings = {"read_frames": 0.0, "detector": 0.0, "triggers": 0.0}
     classes = list(models.promoted.classes) if models.promoted is not None else None
     prior = class_prior_of(classes, models.class_prior) if classes is not None else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomaly") as pool:
+        _score_chunks(ctx, todo, active, models, report, timings, prior, classes, pool, batch_size=batch_size)
+    report.timings = {k: round(v, 4) for k, v in timings.items()}
+
+
+def _score_chunks(
+    ctx: Context, todo: Sequence[Clip], active: Sequence[Trigger], models: RunModels, report: TriggerReport,
+    timings: dict[str, float], prior: list[float] | None, classes: list[str] | None, pool: Executor,
+    *, batch_size: int,
+) -> None:  # fmt: skip
+    """:func:`_score_all`'s loop over chunks, with ``pool`` for the anomaly autoencoder."""
     for chunk in chunked(_read_clips(ctx, todo, report, timings), frame_bytes):
         read = time.perf_counter()
         promoted, reference = _detect(ctx, chunk, models, active, batch_size=batch_size)
         detected = time.perf_counter()
-        anomaly = models.anomaly.score_many(chunk) if models.anomaly is not None else None
+        anomaly, pending = (
+            anomaly_in_background(pool, models.anomaly, chunk) if models.anomaly is not None else (None, None)
+        )
         caches = chunk_caches(chunk, active)
         inputs = [
             TriggerInputs(
@@ -365,20 +391,22 @@ def _score_all(
                 reference_model_id=models.reference_model_id,
                 score_threshold=ctx.settings.score_threshold,
                 candidate_threshold=ctx.settings.trigger_candidate_threshold,
-                anomaly=_lookup(anomaly) if anomaly is not None else None,
+                anomaly=anomaly,
                 class_prior=prior,
                 class_names=classes,
                 cache=cache,
             )
             for frames, cache in zip(chunk, caches, strict=True)
         ]
-        for frames, results in zip(chunk, score_chunk(inputs, active), strict=True):
+        scored = score_chunk(inputs, active)
+        if pending is not None:
+            pending.result()  # done unless the anomaly trigger is off; the next chunk's detector uses torch
+        for frames, results in zip(chunk, scored, strict=True):
             if _record_scores(ctx, frames.clip_id, results, active, models):
                 report.scored.append(frames.clip_id)
                 report.scores[frames.clip_id] = {name: result.score for name, result in results.items()}
         timings["detector"] += detected - read
         timings["triggers"] += time.perf_counter() - detected
-    report.timings = {k: round(v, 4) for k, v in timings.items()}
 
 
 def run_triggers(
