@@ -7,16 +7,17 @@ is read once, at the pixels needed. Everything computed here is exact (integer l
 that are small multiples of 1/256), so it equals the numpy code it replaced to the last bit; the floating
 reductions (means, variances) stay in numpy and are unchanged.
 
-The functions are compiled on first use and cached on disk (``cache=True``) by numba.
+The kernels are compiled on first use (numba is imported then, not at import time) and cached on disk
+(numba's ``cache=True``: next to this file, or in the user's cache directory when that is read-only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
 #: Rec. 601 luma weights of R, G, B (0.299, 0.587, 0.114) in 8-bit fixed point: they sum to 256, so the
@@ -28,7 +29,6 @@ HIST_BINS = 32
 _JIT: dict[str, Any] = {"cache": True, "nogil": True, "boundscheck": False}
 
 
-@njit(**_JIT)  # type: ignore[untyped-decorator]
 def _luma_kernel(
     frame: NDArray[np.uint8],
     stride: int,
@@ -64,7 +64,6 @@ def _luma_kernel(
                 )
 
 
-@njit(**_JIT)  # type: ignore[untyped-decorator]
 def _thumb_kernel(
     frame: NDArray[np.uint8], stride: int, out: NDArray[np.float32]
 ) -> None:  # pragma: no cover - compiled; compared with the numpy/torch reference in the tests
@@ -78,6 +77,17 @@ def _thumb_kernel(
             p = row + x * stride * 3
             for c in range(3):
                 out[y, x, c] = np.float32(pixels[p + c]) / full
+
+
+@functools.cache
+def _compiled() -> tuple[Callable[..., None], Callable[..., None]]:
+    """The two kernels, compiled (the first call in a process loads them from numba's cache or compiles
+    them, about a second)."""
+    from numba import njit  # here, not at import: numba is heavy, and its cache set-up touches the disk
+
+    luma: Callable[..., None] = njit(**_JIT)(_luma_kernel)
+    thumb: Callable[..., None] = njit(**_JIT)(_thumb_kernel)
+    return luma, thumb
 
 
 def _checked(frame: NDArray[Any], shape: tuple[int, ...] | None = None) -> NDArray[np.uint8]:
@@ -113,9 +123,10 @@ def luma_into(
         raise ValueError(f"luma buffer {luma.shape} does not fit {len(frames)} frames sampled to {h}x{w}")
     laps = lap if h >= 3 and w >= 3 else None
     none = np.zeros((0, 0), dtype=np.float32)
+    kernel = _compiled()[0]
     for t, frame in enumerate(frames):
         target = none if laps is None else laps[t]
-        _luma_kernel(_checked(frame, shape), stride, luma[t], hist[t], target, laps is not None)
+        kernel(_checked(frame, shape), stride, luma[t], hist[t], target, laps is not None)
 
 
 def thumbnails_into(frames: Sequence[NDArray[np.uint8]], stride: int) -> NDArray[np.float32]:
@@ -125,6 +136,7 @@ def thumbnails_into(frames: Sequence[NDArray[np.uint8]], stride: int) -> NDArray
     shape = _checked(frames[0]).shape
     h, w = sampled_shape(shape, stride)
     out = np.empty((len(frames), h, w, 3), dtype=np.float32)
+    kernel = _compiled()[1]
     for t, frame in enumerate(frames):
-        _thumb_kernel(_checked(frame, shape), stride, out[t])
+        kernel(_checked(frame, shape), stride, out[t])
     return out
