@@ -17,7 +17,10 @@ Ours runs with its bytecode compiled, as an installed package does (pip compiles
 editable install writes it on its first run): where ``PYTHONDONTWRITEBYTECODE`` is set, as on the build
 machines, every run would otherwise compile dataengine's own modules again (about 0.1 s of CPU).
 
-    python -m benchmarks.ingest [--repeats 5] [--videos DIR] [--every-frame]
+``--daily`` also times ours, in the same pairs, on a lineage database created beforehand (``dataengine
+init``, not timed), as a daily ingest finds it: the plain runs create and migrate a new database each.
+
+    python -m benchmarks.ingest [--repeats 5] [--videos DIR] [--every-frame] [--daily]
 """
 
 from __future__ import annotations
@@ -166,8 +169,9 @@ def compile_bytecode() -> None:
         compileall.compile_dir(folder, quiet=1)
 
 
-def run_ours(path: Path, work: Path, *, every_frame: bool = False) -> Run:
-    """``dataengine ingest --json VIDEO`` into a fresh store and SQLite lineage database."""
+def run_ours(path: Path, work: Path, *, every_frame: bool = False, initialized: bool = False) -> Run:
+    """``dataengine ingest --json VIDEO`` into a fresh store and SQLite lineage database (created by
+    ``dataengine init`` before the timed run when ``initialized``)."""
     root = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
     env.update(
@@ -183,6 +187,8 @@ def run_ours(path: Path, work: Path, *, every_frame: bool = False) -> Run:
         DATAENGINE_INGEST_SKIP_FRAMES="false" if every_frame else "true",
     )
     try:
+        if initialized:
+            subprocess.run([*_cli(), "init"], cwd=root, env=env, check=True, capture_output=True)
         run, stdout = _run([*_cli(), "ingest", "--json", str(path)], root, env=env)
     finally:
         shutil.rmtree(root)
@@ -200,6 +206,7 @@ class Pairs:
     ours: list[Run]
     ffmpeg: list[Run]
     every: list[Run]
+    daily: list[Run]
 
     @property
     def ratio(self) -> Spread:
@@ -210,9 +217,11 @@ class Pairs:
         return spread([f.cpu / o.cpu for f, o in zip(self.ffmpeg, self.ours, strict=True)])
 
 
-def measure(path: Path, video: Video, work: Path, *, repeats: int, every_frame: bool) -> Pairs:
+def measure(
+    path: Path, video: Video, work: Path, *, repeats: int, every_frame: bool, daily: bool = False
+) -> Pairs:
     """``repeats`` pairs of runs, alternating which side goes first."""
-    ours, ffmpeg, every = [], [], []
+    ours, ffmpeg, every, initialized = [], [], [], []
     for repeat in range(repeats):
         if repeat % 2:
             ours.append(run_ours(path, work))
@@ -222,7 +231,9 @@ def measure(path: Path, video: Video, work: Path, *, repeats: int, every_frame: 
             ours.append(run_ours(path, work))
         if every_frame:
             every.append(run_ours(path, work, every_frame=True))
-    return Pairs(video, ours, ffmpeg, every)
+        if daily:
+            initialized.append(run_ours(path, work, initialized=True))
+    return Pairs(video, ours, ffmpeg, every, initialized)
 
 
 def startup(repeats: int) -> tuple[Spread, Spread]:
@@ -247,6 +258,7 @@ def report(results: list[Pairs], loads: list[str]) -> None:
         sides = [("ours", pairs.ours), ("ffmpeg", pairs.ffmpeg)] + (
             [("every", pairs.every)] if pairs.every else []
         )
+        sides += [("daily", pairs.daily)] if pairs.daily else []
         for who, runs in sides:
             run = _median_run(runs)
             peak = max(r.peak_mb for r in runs)
@@ -259,6 +271,12 @@ def report(results: list[Pairs], loads: list[str]) -> None:
         if pairs.every:
             skip = spread([e.seconds / o.seconds for e, o in zip(pairs.every, pairs.ours, strict=True)])
             print(f"{pairs.video.name:<13} every frame decoded / ours, wall: {skip}")
+        if pairs.daily:
+            daily = spread([f.seconds / d.seconds for f, d in zip(pairs.ffmpeg, pairs.daily, strict=True)])
+            cpu = spread([f.cpu / d.cpu for f, d in zip(pairs.ffmpeg, pairs.daily, strict=True)])
+            print(
+                f"{pairs.video.name:<13} ratio, initialized database (ffmpeg wall / daily) {daily}; CPU {cpu}"
+            )
         print(f"{'':<13} {load}")
 
 
@@ -269,6 +287,7 @@ def bench_ingest(
     videos: Path | None = None,
     every_frame: bool = False,
     only: list[str] | None = None,
+    daily: bool = False,
 ) -> list[Row]:
     """Print the tables; returns one row per video (median frames/s) for ``python -m benchmarks``."""
     folder = videos or work
@@ -278,7 +297,7 @@ def bench_ingest(
     for video in [v for v in VIDEOS if only is None or v.name in only]:
         path = generate(folder, video)
         before = load_text()
-        results.append(measure(path, video, work, repeats=repeats, every_frame=every_frame))
+        results.append(measure(path, video, work, repeats=repeats, every_frame=every_frame, daily=daily))
         loads.append(f"{before} before, {load_text()} after")
     report(results, loads)
     by_name = {p.video.name: p for p in results}
@@ -306,12 +325,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="paired runs per video")
     parser.add_argument("--videos", type=Path, help="folder to keep the generated videos in between runs")
     parser.add_argument("--every-frame", action="store_true", help="also time ours decoding every frame")
+    parser.add_argument("--daily", action="store_true", help="also time ours on an initialized database")
     parser.add_argument("--only", action="append", choices=[v.name for v in VIDEOS], help="just these videos")
     args = parser.parse_args()
     need_ffmpeg()
     with tempfile.TemporaryDirectory(prefix="dataengine-bench-ingest-") as tmp:
         bench_ingest(
-            Path(tmp), repeats=args.repeats, videos=args.videos, every_frame=args.every_frame, only=args.only
+            Path(tmp),
+            repeats=args.repeats,
+            videos=args.videos,
+            every_frame=args.every_frame,
+            only=args.only,
+            daily=args.daily,
         )
 
 
