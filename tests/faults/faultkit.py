@@ -320,7 +320,11 @@ def _npz_signature(data: bytes, plain: Callable[[str], str]) -> str:
             for name in sorted(arrays.files)
             # The index's checksums of the manifest follow from the URLs in it, and the URIs' offsets
             # from their lengths: the store's URL is in both (``uris_data`` is compared, URL replaced).
-            if not VOLATILE_KEY.search(name) and name not in ("sha256", "manifest_sha256", "uris_offsets")
+            # Each array's block checksums (``NAME__crc32``, format 3) follow from its raw bytes, URL
+            # included; the arrays themselves are compared.
+            if not VOLATILE_KEY.search(name)
+            and name not in ("sha256", "manifest_sha256", "uris_offsets")
+            and not name.endswith("__crc32")
         })  # fmt: skip
 
 
